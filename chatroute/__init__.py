@@ -1,0 +1,1 @@
+"""chatroute: a small, self-hostable chat server and terminal client on Twisted."""

@@ -1,0 +1,302 @@
+"""
+The terminal client: C{chatroute-client --host H --port P [--nick NAME]}.
+
+Lines typed (or piped) are sent to the server as they are; lines from the
+server are shown as they arrive, never waiting for input. On a terminal the
+line being typed keeps its own prompt line, with editing keys and history,
+while messages scroll above it. Piped input is sent in order; at its end the
+client says C{/quit} and waits for the server to close, so everything is
+delivered (and every reply shown) before it exits.
+"""
+
+import os
+import sys
+import termios
+import tty
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, NoReturn
+
+from twisted.conch.insults.insults import ServerProtocol
+from twisted.conch.recvline import HistoricRecvLine
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTCP, ITransport
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.stdio import StandardIO
+from twisted.internet.task import react
+from twisted.protocols.basic import LineReceiver
+from twisted.python import usage
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatroute.lines import CONTROL_CHARACTERS
+
+QUIT_WORDS = (b"exit", b"/quit")
+_LONGEST_LINE = 1 << 20
+
+
+class ClientOptions(usage.Options):
+    """Command-line options of C{chatroute-client}."""
+
+    synopsis = "chatroute-client [--host HOST] [--port PORT] [--nick NAME]"
+    optParameters: ClassVar[list[list[Any]]] = [
+        ["host", "h", "localhost", "Server host name or address."],
+        ["port", "p", 12345, "Server TCP port.", int],
+        ["nick", "n", None, "Register this nickname on connect."],
+    ]
+
+
+def printable(text: str) -> str:
+    """C{text} with control characters replaced, so a server cannot drive the terminal."""
+    return CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
+def _transport(protocol: Protocol) -> ITransport:
+    transport = protocol.transport
+    assert transport is not None, "used only while connected"
+    return transport
+
+
+class ServerConnection(LineReceiver):
+    """
+    The connection to the chat server.
+
+    @ivar display: called with each line from the server, as text.
+    @ivar finished: fires when the connection closes: with True if the
+        user asked to quit, False if the connection was lost.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = _LONGEST_LINE
+
+    def __init__(self) -> None:
+        self.display: Callable[[str], None] = lambda text: None
+        self.finished: Deferred[bool] = Deferred()
+        self._quitting = False
+
+    def lineReceived(self, line: bytes) -> None:
+        """Show one line from the server."""
+        self.display(printable(line.rstrip(b"\r").decode(errors="replace")))
+
+    def send(self, line: bytes) -> None:
+        """Send one line the user typed; C{exit} or C{/quit} ends the session."""
+        word = line.strip().lower()
+        if word in QUIT_WORDS:
+            self.quit()
+        else:
+            _transport(self).write(line + b"\r\n")
+
+    def quit(self) -> None:
+        """Ask the server to say goodbye and close; repeated calls do nothing more."""
+        if not self._quitting:
+            self._quitting = True
+            _transport(self).write(b"/quit\r\n")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Report whether the session ended as the user asked."""
+        self.finished.callback(self._quitting)
+
+
+class _Screen:
+    """
+    The user's side of standard input and output, as the session needs it.
+
+    @ivar stdio: the transport that writes to standard output.
+    @ivar closed: fires once standard output is flushed and closed.
+    """
+
+    stdio: ITransport
+    closed: Deferred[None]
+
+    def show(self, text: str) -> None:
+        """Show one line from the server."""
+        raise NotImplementedError
+
+    def close(self) -> Deferred[None]:
+        """Flush what is left to show, then fire."""
+        self.stdio.loseConnection()
+        return self.closed
+
+
+@implementer(IHalfCloseableProtocol)
+class PipeInput(LineReceiver, _Screen):
+    """Standard input and output when they are not a terminal: plain lines both ways."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = _LONGEST_LINE
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+        self.closed = Deferred()
+
+    def connectionMade(self) -> None:
+        """Remember the stdio transport for output."""
+        self.stdio = _transport(self)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Send a line read from standard input."""
+        self._connection.send(line.rstrip(b"\r"))
+
+    def show(self, text: str) -> None:
+        """Write a line from the server to standard output."""
+        self.stdio.write(text.encode() + b"\n")
+
+    def readConnectionLost(self) -> None:
+        """End of input: quit once the server has had everything."""
+        self._connection.quit()
+
+    def writeConnectionLost(self) -> None:
+        """Standard output closed: nothing to show any more, so quit."""
+        self._connection.quit()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Output is flushed."""
+        self.closed.callback(None)
+
+
+class TerminalInput(HistoricRecvLine, _Screen):
+    """
+    A terminal: an editable prompt line at the bottom, messages scrolling above it.
+
+    Keys: the usual editing keys, up and down for history, Ctrl-C, or Ctrl-D
+    on an empty line, to quit.
+    """
+
+    ps = (b"> ", b"> ")
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+        self._pending = b""
+        self.closed = Deferred()
+
+    def connectionMade(self) -> None:
+        """Set up the line editor and the quit keys."""
+        super().connectionMade()
+        self.stdio = self.terminal
+        self.keyHandlers[b"\x03"] = self._connection.quit
+        self.keyHandlers[b"\x04"] = self._end_of_input
+
+    def initializeScreen(self) -> None:
+        """Draw the prompt where the cursor is, without clearing the screen."""
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
+        """
+        Take multi-byte UTF-8 characters whole, so each edits as one character.
+        """
+        if isinstance(keyID, bytes) and keyID >= b"\x80":
+            self._pending += keyID
+            try:
+                self._pending.decode()
+            except UnicodeDecodeError:
+                if len(self._pending) >= 4:
+                    self._pending = b""
+                return
+            keyID, self._pending = self._pending, b""
+            self.characterReceived(keyID, False)
+            return
+        super().keystrokeReceived(keyID, modifier)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Send the line just entered and draw a fresh prompt."""
+        self._connection.send(line)
+        self.drawInputLine()
+
+    def show(self, text: str) -> None:
+        """Print a line from the server above the prompt, keeping the typed line intact."""
+        terminal = self.terminal
+        terminal.write(b"\r")
+        terminal.eraseLine()
+        terminal.write(text.encode() + b"\n")
+        self.drawInputLine()
+        behind = len(self.lineBuffer) - self.lineBufferIndex
+        if behind:
+            terminal.cursorBackward(behind)
+
+    def _end_of_input(self) -> None:
+        if not self.lineBuffer:
+            self._connection.quit()
+
+    def close(self) -> Deferred[None]:
+        """Leave the cursor on a fresh line, then close."""
+        self.terminal.write(b"\r\n")
+        return super().close()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Output is flushed."""
+        self.closed.callback(None)
+
+
+@contextmanager
+def _terminal_mode(fd: int) -> Iterator[None]:
+    """Raw input (keys one at a time, no echo), but keep LF meaning a new line on output."""
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    attributes = termios.tcgetattr(fd)
+    attributes[1] |= termios.OPOST | termios.ONLCR
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, _Screen]:
+    """The protocol to run on standard input and output, and the screen inside it."""
+    if terminal:
+        screen = TerminalInput(connection)
+        return ServerProtocol(lambda: screen), screen
+    pipe = PipeInput(connection)
+    return pipe, pipe
+
+
+async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> None:
+    """
+    Connect, wire standard input and output to the server, and run until the session ends.
+
+    @raise SystemExit: with 1 when the server cannot be reached or the
+        connection is lost before the user quits.
+    """
+    connection = ServerConnection()
+    endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
+    try:
+        await connectProtocol(endpoint, connection)
+    except Exception as error:
+        sys.stderr.write(f"cannot connect to {options['host']}:{options['port']}: {error}\n")
+        raise SystemExit(1) from None
+    protocol, screen = _screen(connection, terminal)
+    connection.display = screen.show
+    StandardIO(protocol, reactor=reactor)
+    if options["nick"]:
+        connection.send(b"#" + options["nick"].encode())
+    clean = await connection.finished
+    await screen.close()
+    if not clean:
+        sys.stderr.write("connection to the server was lost\n")
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The C{chatroute-client} command."""
+    options = ClientOptions()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as error:
+        sys.stderr.write(f"{options}\nchatroute-client: {error}\n")
+        raise SystemExit(2) from None
+    terminal = os.isatty(0) and os.isatty(1)
+
+    def start(reactor: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(run(reactor, options, terminal))
+
+    if not terminal:
+        react(start)
+    with _terminal_mode(0):
+        react(start)
+    raise AssertionError("react() always exits")
+
+
+if __name__ == "__main__":
+    main()

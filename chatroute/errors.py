@@ -1,0 +1,114 @@
+"""
+Errors a client's request can cause.
+
+Each L{ChatError} carries the text of the C{! ...} line that answers it, so
+the protocol writes every error the same way, from one place.
+"""
+
+NAME_RULE = "1-32 letters, digits, _ or -, starting with a letter"
+
+
+class ChatError(Exception):
+    """A request the server refuses; C{str(error)} is the reply after C{"! "}."""
+
+    reply = "request refused"
+
+    def __init__(self, reply: str | None = None) -> None:
+        super().__init__(reply if reply is not None else self.reply)
+
+
+class InvalidEncoding(ChatError):
+    """The line is not valid UTF-8."""
+
+    reply = "invalid UTF-8; line discarded"
+
+
+class ControlCharacters(ChatError):
+    """The line contains control characters (anything in C0, DEL or C1 but tab)."""
+
+    reply = "control characters are not allowed; line discarded"
+
+
+class LineTooLong(ChatError):
+    """The line is longer than the server's limit and was discarded."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"line too long (over {limit} bytes); discarded")
+
+
+class MalformedLine(ChatError):
+    """The line is not any form the protocol knows; the reply says what was expected."""
+
+
+class UnknownCommand(ChatError):
+    """A C{/command} the server does not know."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"unknown command: /{command} (try /help)")
+
+
+class EmptyMessage(ChatError):
+    """A message with no text."""
+
+    reply = "empty message"
+
+
+class NotRegistered(ChatError):
+    """The request needs a nickname and the connection has none yet."""
+
+    reply = "register first with #yourname"
+
+
+class InvalidNickname(ChatError):
+    """The nickname breaks the naming rule."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"invalid nickname: {nick!r} ({NAME_RULE})")
+
+
+class InvalidRoomName(ChatError):
+    """The room name breaks the naming rule."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"invalid room name: {room!r} (# then {NAME_RULE})")
+
+
+class NicknameTaken(ChatError):
+    """Another connection holds the nickname."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"nickname taken: {nick}")
+
+
+class NoSuchUser(ChatError):
+    """No one online has the nickname."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"no such user: {nick}")
+
+
+class NoSuchRoom(ChatError):
+    """No room has the name."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"no such room: {room}")
+
+
+class NotInRoom(ChatError):
+    """The user is not a member of the room."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"you are not in {room}")
+
+
+class AlreadyInRoom(ChatError):
+    """The user is already a member of the room."""
+
+    def __init__(self, room: str) -> None:
+        super().__init__(f"you are already in {room}")
+
+
+class InternalError(ChatError):
+    """Something unexpected failed on the server; the connection stays usable."""
+
+    reply = "internal server error; the request was not completed"

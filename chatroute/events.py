@@ -1,0 +1,92 @@
+"""
+What the router tells participants: plain, immutable values.
+
+Front ends (the line protocol now, others later) turn these into their own
+wire format; the router never sees any wire syntax.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    """A message from C{sender} to the participant alone."""
+
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMessage:
+    """A message from C{sender} in C{room}; every member gets it, the sender too."""
+
+    room: str
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """C{nick} joined C{room}."""
+
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """C{nick} left C{room}; C{disconnected} if the connection closed."""
+
+    room: str
+    nick: str
+    disconnected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """A user who shares a room with the participant changed nickname."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The participant now goes by C{nick}."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserList:
+    """The online users (C{room} is None) or the members of C{room}."""
+
+    room: str | None
+    nicks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """Every room, as C{(name, member count)} pairs."""
+
+    rooms: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Free text from the server: greetings, help, goodbyes."""
+
+    text: str
+
+
+Event = (
+    DirectMessage
+    | RoomMessage
+    | Joined
+    | Left
+    | Renamed
+    | Registered
+    | UserList
+    | RoomList
+    | Notice
+)
