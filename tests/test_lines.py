@@ -1,0 +1,120 @@
+"""Parsing client lines and formatting events: every form, good and bad."""
+
+import pytest
+
+from chatroute import errors
+from chatroute.events import (
+    DirectMessage,
+    Joined,
+    Left,
+    Notice,
+    Registered,
+    Renamed,
+    RoomList,
+    RoomMessage,
+    UserList,
+)
+from chatroute.lines import (
+    Help,
+    Join,
+    Leave,
+    ListRooms,
+    Quit,
+    Register,
+    SendDirect,
+    SendRoom,
+    Who,
+    format_event,
+    parse_line,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("#alice", Register("alice")),
+        ("  #alice  ", Register("alice")),
+        ("#", Register("")),
+        ("#alice bob", Register("alice bob")),
+        ("@bob:hello there", SendDirect("bob", "hello there")),
+        ("@bob: spaced ", SendDirect("bob", "spaced")),
+        ("@bob:a:b:c", SendDirect("bob", "a:b:c")),
+        ("@bob:\tindented", SendDirect("bob", "indented")),
+        ("@bob:héllo ✓", SendDirect("bob", "héllo ✓")),
+        ("@#lobby:hi all", SendRoom("#lobby", "hi all")),
+        ("/join #lobby", Join("#lobby")),
+        ("/JOIN #lobby", Join("#lobby")),
+        ("/join   #lobby  ", Join("#lobby")),
+        ("/leave #lobby", Leave("#lobby")),
+        ("/rooms", ListRooms()),
+        ("/who", Who(None)),
+        ("/who #lobby", Who("#lobby")),
+        ("/help", Help()),
+        ("/quit", Quit()),
+        ("", None),
+        ("   ", None),
+        ("\t", None),
+    ],
+)
+def test_parse(line, command):
+    assert parse_line(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "reply"),
+    [
+        ("@bob", errors.MalformedLine, "expected @name:message or @#room:message"),
+        ("@:hello", errors.MalformedLine, "expected @name:message or @#room:message"),
+        ("@ :hello", errors.MalformedLine, "expected @name:message or @#room:message"),
+        ("@bob:", errors.EmptyMessage, "empty message"),
+        ("@bob:   ", errors.EmptyMessage, "empty message"),
+        ("@#lobby:", errors.EmptyMessage, "empty message"),
+        ("hello", errors.MalformedLine, "unrecognised line"),
+        ("/nope", errors.UnknownCommand, "unknown command: /nope (try /help)"),
+        ("/", errors.UnknownCommand, "unknown command: / (try /help)"),
+        ("/join", errors.MalformedLine, "usage: /join #room"),
+        ("/join #a #b", errors.MalformedLine, "usage: /join #room"),
+        ("/leave", errors.MalformedLine, "usage: /leave #room"),
+        ("/who #a #b", errors.MalformedLine, "usage: /who #room"),
+        ("/rooms now", errors.MalformedLine, "usage: /rooms"),
+        ("/help me", errors.MalformedLine, "usage: /help"),
+        ("/quit now", errors.MalformedLine, "usage: /quit"),
+        ("@bob:bell\x07", errors.ControlCharacters, "control characters are not allowed"),
+        ("@bob:esc\x1b[2J", errors.ControlCharacters, "control characters"),
+        ("#al\x00ice", errors.ControlCharacters, "control characters"),
+        ("@bob:cr\rinside", errors.ControlCharacters, "control characters"),
+        ("@bob:del\x7f", errors.ControlCharacters, "control characters"),
+        ("@bob:c1\x9b", errors.ControlCharacters, "control characters"),
+    ],
+)
+def test_parse_errors(line, error, reply):
+    with pytest.raises(error) as raised:
+        parse_line(line)
+    assert str(raised.value).startswith(reply)
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (DirectMessage("alice", "hello there"), "<alice> hello there"),
+        (RoomMessage("#lobby", "alice", "hi all"), "#lobby <alice> hi all"),
+        (Joined("#lobby", "alice"), "* alice joined #lobby"),
+        (Left("#lobby", "alice"), "* alice left #lobby"),
+        (Left("#lobby", "alice", disconnected=True), "* alice left #lobby (disconnected)"),
+        (Renamed("alice", "alicia"), "* alice is now alicia"),
+        (Registered("alice"), "* registered as alice"),
+        (UserList(None, ("alice", "bob")), "* online (2): alice, bob"),
+        (UserList("#lobby", ("alice",)), "* #lobby (1): alice"),
+        (UserList(None, ()), "* online (0)"),
+        (RoomList((("#dev", 1), ("#lobby", 3))), "* rooms (2): #dev 1, #lobby 3"),
+        (RoomList(()), "* rooms (0)"),
+        (Notice("bye"), "* bye"),
+    ],
+)
+def test_format(event, line):
+    assert format_event(event) == line
+
+
+def test_format_rejects_non_events():
+    with pytest.raises(TypeError):
+        format_event("not an event")  # type: ignore[arg-type]

@@ -1,0 +1,293 @@
+"""The line protocol over in-memory transports: framing, replies and errors."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import capturedLogs
+
+from chatroute.lines import HELP
+from chatroute.protocol import ChatProtocol, ChatServerFactory, describe_peer
+from chatroute.router import Router
+
+
+class Client:
+    """One in-memory connection to the protocol under test."""
+
+    def __init__(self, factory: ChatServerFactory, port: int) -> None:
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        self.protocol: ChatProtocol = factory.buildProtocol(address)
+        self.transport = StringTransportWithDisconnection(peerAddress=address)
+        self.transport.protocol = self.protocol
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def lines(self) -> list[str]:
+        """Lines written since the last call, without their CR LF."""
+        data = self.transport.value()
+        self.transport.clear()
+        assert data == b"" or data.endswith(b"\r\n"), data
+        return data.decode().split("\r\n")[:-1]
+
+    def say(self, line: str | bytes) -> list[str]:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.lines()
+
+
+@pytest.fixture
+def factory() -> ChatServerFactory:
+    return ChatServerFactory(Router(), max_line_length=64)
+
+
+@pytest.fixture
+def connect(factory):
+    ports = iter(range(40000, 41000))
+
+    def connect(nick: str | None = None) -> Client:
+        client = Client(factory, next(ports))
+        client.lines()
+        if nick:
+            assert client.say(f"#{nick}") == [f"* registered as {nick}"]
+        return client
+
+    return connect
+
+
+def test_greeting(factory):
+    client = Client(factory, 40122)
+    assert client.lines() == ["* connected from 127.0.0.1:40122 — register with #yourname"]
+
+
+def test_register_then_direct_message(connect):
+    alice, bob = connect("alice"), connect("bob")
+    assert alice.say("@bob:hello there") == []
+    assert bob.lines() == ["<alice> hello there"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_netcat_and_telnet_line_endings(connect, ending):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:one" + ending + b"@bob:two" + ending)
+    assert bob.lines() == ["<alice> one", "<alice> two"]
+
+
+def test_lines_split_across_chunks(connect):
+    alice, bob = connect("alice"), connect("bob")
+    for byte in b"@bob:piece by piece\r\n":
+        alice.send(bytes([byte]))
+    assert bob.lines() == ["<alice> piece by piece"]
+
+
+def test_utf8_split_across_chunks(connect):
+    alice, bob = connect("alice"), connect("bob")
+    data = "@bob:héllo ✓\n".encode()
+    alice.send(data[:7])
+    alice.send(data[7:])
+    assert bob.lines() == ["<alice> héllo ✓"]
+
+
+def test_many_lines_in_one_chunk(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"".join(b"@bob:%d\n" % n for n in range(100)))
+    assert bob.lines() == [f"<alice> {n}" for n in range(100)]
+
+
+def test_room_commands(connect):
+    alice, bob = connect("alice"), connect("bob")
+    assert alice.say("/join #lobby") == ["* alice joined #lobby", "* #lobby (1): alice"]
+    assert bob.say("/join #lobby") == ["* bob joined #lobby", "* #lobby (2): alice, bob"]
+    assert alice.lines() == ["* bob joined #lobby"]
+    assert bob.say("@#lobby:hi all") == ["#lobby <bob> hi all"]
+    assert alice.lines() == ["#lobby <bob> hi all"]
+    assert alice.say("/rooms") == ["* rooms (1): #lobby 2"]
+    assert alice.say("/who") == ["* online (2): alice, bob"]
+    assert alice.say("/who #lobby") == ["* #lobby (2): alice, bob"]
+    assert bob.say("/leave #lobby") == ["* bob left #lobby"]
+    assert alice.lines() == ["* bob left #lobby"]
+
+
+def test_help(connect):
+    assert connect().say("/help") == [f"* {line}" for line in HELP]
+
+
+def test_quit_says_bye_closes_and_ignores_the_rest(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"/quit\n@bob:too late\n")
+    assert alice.lines() == ["* bye"]
+    assert not alice.transport.connected
+    assert bob.lines() == []
+
+
+def test_rename_tells_room(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.say("/join #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    assert alice.say("#alicia") == ["* registered as alicia"]
+    assert bob.lines() == ["* alice is now alicia"]
+
+
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        (b"@bob:hi", "! register first with #yourname"),
+        (b"/join #lobby", "! register first with #yourname"),
+        (
+            b"#1bad",
+            "! invalid nickname: '1bad' (1-32 letters, digits, _ or -, starting with a letter)",
+        ),
+        (b"#alice", "! nickname taken: alice"),
+        (b"hello", "! unrecognised line: start with #name, @name:, @#room: or / (try /help)"),
+        (b"/dance", "! unknown command: /dance (try /help)"),
+        (b"\xff\xfe", "! invalid UTF-8; line discarded"),
+        (b"#bo\x1bb", "! control characters are not allowed; line discarded"),
+    ],
+)
+def test_errors_before_registering(connect, line, reply):
+    connect("alice")
+    guest = connect()
+    assert guest.say(line) == [reply]
+    assert guest.say("#bob") == ["* registered as bob"]
+
+
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        ("@carol:hi", "! no such user: carol"),
+        ("@bob", "! expected @name:message or @#room:message"),
+        ("@bob:", "! empty message"),
+        ("@#nowhere:hi", "! no such room: #nowhere"),
+        ("@#lobby:hi", "! you are not in #lobby"),
+        (
+            "/join lobby",
+            "! invalid room name: 'lobby' (# then 1-32 letters, digits, _ or -, starting with a"
+            " letter)",
+        ),
+        ("/join #mine", None),
+        ("/leave #nowhere", "! no such room: #nowhere"),
+        ("/leave #lobby", "! you are not in #lobby"),
+        ("/who #nowhere", "! no such room: #nowhere"),
+        ("/rooms please", "! usage: /rooms"),
+    ],
+)
+def test_errors_after_registering(connect, line, reply):
+    connect("alice").say("/join #lobby")
+    bob = connect("bob")
+    lines = bob.say(line)
+    if reply is not None:
+        assert lines == [reply]
+    assert bob.say("@alice:still works") == []
+
+
+def test_invalid_utf8_keeps_connection(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:\xc3\x28\n@bob:fine\n")
+    assert alice.lines() == ["! invalid UTF-8; line discarded"]
+    assert bob.lines() == ["<alice> fine"]
+
+
+def test_blank_lines_are_ignored(connect):
+    alice = connect("alice")
+    alice.send(b"\n\r\n   \n")
+    assert alice.lines() == []
+
+
+def test_line_at_limit_accepted(connect):
+    alice, bob = connect("alice"), connect("bob")
+    line = b"@bob:" + b"x" * (64 - 5)
+    alice.send(line + b"\r\n")
+    assert bob.lines() == ["<alice> " + "x" * 59]
+
+
+def test_overlong_line_in_one_chunk_is_refused_and_the_next_works(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:" + b"x" * 100 + b"\n@bob:after\n")
+    assert alice.lines() == ["! line too long (over 64 bytes); discarded"]
+    assert bob.lines() == ["<alice> after"]
+
+
+def test_overlong_line_arriving_in_pieces_is_discarded_up_to_its_end(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:" + b"x" * 80)
+    assert alice.lines() == ["! line too long (over 64 bytes); discarded"]
+    for _ in range(10):
+        alice.send(b"y" * 1000)
+    alice.send(b"still the long line\n@bob:next")
+    assert bob.lines() == []
+    alice.send(b"\n")
+    assert bob.lines() == ["<alice> next"]
+    assert alice.lines() == []
+    assert alice.transport.connected
+
+
+def test_disconnect_mid_line_cleans_up(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.say("/join #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    bob.send(b"@alice:never fini")
+    bob.transport.loseConnection()
+    assert alice.lines() == ["* bob left #lobby (disconnected)"]
+    carol = connect()
+    assert carol.say("#bob") == ["* registered as bob"]
+
+
+def test_unexpected_error_is_reported_and_connection_kept(connect, factory, monkeypatch):
+    alice, bob = connect("alice"), connect("bob")
+
+    def broken(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(factory.router, "rooms", broken)
+    with capturedLogs() as logs:
+        assert alice.say("/rooms") == ["! internal server error; the request was not completed"]
+    assert [event["log_format"] for event in logs if event.get("log_failure")] == [
+        "handling a line from {peer} failed"
+    ]
+    assert alice.say("@bob:ok") == []
+    assert bob.lines() == ["<alice> ok"]
+
+
+def test_room_line_encoded_once_for_all_members(connect, monkeypatch):
+    import chatroute.protocol
+
+    people = [connect(f"user{n}") for n in range(5)]
+    for person in people:
+        person.say("/join #lobby")
+    for person in people:
+        person.lines()
+    calls = []
+    real = chatroute.protocol.format_event
+
+    def counting(event):
+        calls.append(event)
+        return real(event)
+
+    monkeypatch.setattr(chatroute.protocol, "format_event", counting)
+    people[0].say("@#lobby:hello")
+    assert len(calls) == 1
+    assert all(person.lines() == ["#lobby <user0> hello"] for person in people[1:])
+
+
+def test_logs_never_contain_message_text(connect):
+    with capturedLogs() as logs:
+        alice = connect("alice")
+        connect("bob")
+        alice.say("@bob:secret words")
+        alice.transport.loseConnection()
+    assert logs
+    assert not any("secret" in repr(event) for event in logs)
+
+
+@pytest.mark.parametrize(
+    ("address", "text"),
+    [
+        (IPv4Address("TCP", "10.0.0.1", 5), "10.0.0.1:5"),
+        (IPv6Address("TCP", "::1", 5), "[::1]:5"),
+    ],
+)
+def test_describe_peer(address, text):
+    assert describe_peer(address) == text

@@ -1,0 +1,246 @@
+"""The router's rules: names, direct messages, rooms, and clean-up on disconnect."""
+
+import pytest
+from twisted.logger import capturedLogs
+
+from chatroute import errors
+from chatroute.events import (
+    DirectMessage,
+    Joined,
+    Left,
+    Registered,
+    Renamed,
+    RoomList,
+    RoomMessage,
+    UserList,
+)
+from tests.conftest import Person
+
+
+def test_register(router):
+    alice = Person(router)
+    router.register(alice.session, "Alice")
+    assert alice.take() == [Registered("Alice")]
+    assert router.who() == UserList(None, ("Alice",))
+
+
+@pytest.mark.parametrize(
+    "nick",
+    ["", "1abc", "_abc", "-abc", "a b", "a.b", "é", "a" * 33, "al!ce", "#alice"],
+)
+def test_register_invalid(router, nick):
+    alice = Person(router)
+    with pytest.raises(errors.InvalidNickname):
+        router.register(alice.session, nick)
+    assert router.who() == UserList(None, ())
+
+
+@pytest.mark.parametrize("nick", ["a", "A" * 32, "a1_-", "Zed-9"])
+def test_register_valid_edges(router, nick):
+    alice = Person(router)
+    router.register(alice.session, nick)
+    assert alice.take() == [Registered(nick)]
+
+
+def test_nickname_taken_case_insensitively(router):
+    Person(router, "alice")
+    bob = Person(router)
+    with pytest.raises(errors.NicknameTaken, match="nickname taken: alice"):
+        router.register(bob.session, "ALICE")
+    assert bob.session.nick is None
+
+
+def test_rename_frees_old_name_and_tells_roommates_once(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    for room in ("#a", "#b"):
+        router.join(alice.session, room)
+        router.join(bob.session, room)
+    alice.take(), bob.take()
+    router.register(alice.session, "alicia")
+    assert alice.take() == [Registered("alicia")]
+    assert bob.take() == [Renamed("alice", "alicia")]
+    assert router.who("#a") == UserList("#a", ("alicia", "bob"))
+    carol = Person(router)
+    router.register(carol.session, "alice")
+    router.send_direct(bob.session, "alicia", "hi")
+    assert alice.take() == [DirectMessage("bob", "hi")]
+
+
+def test_reregister_same_name_changes_case(router):
+    alice = Person(router, "alice")
+    router.register(alice.session, "Alice")
+    assert alice.take() == [Registered("Alice")]
+    assert router.who() == UserList(None, ("Alice",))
+
+
+def test_direct_message(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.send_direct(alice.session, "BOB", "hello")
+    assert bob.take() == [DirectMessage("alice", "hello")]
+    assert alice.take() == []
+
+
+def test_direct_message_to_self(router):
+    alice = Person(router, "alice")
+    router.send_direct(alice.session, "alice", "note")
+    assert alice.take() == [DirectMessage("alice", "note")]
+
+
+def test_direct_message_unknown_user(router):
+    alice = Person(router, "alice")
+    with pytest.raises(errors.NoSuchUser, match="no such user: carol"):
+        router.send_direct(alice.session, "carol", "hi")
+
+
+def test_unregistered_user_cannot_send_or_join(router):
+    Person(router, "bob")
+    guest = Person(router)
+    with pytest.raises(errors.NotRegistered):
+        router.send_direct(guest.session, "bob", "hi")
+    with pytest.raises(errors.NotRegistered):
+        router.join(guest.session, "#lobby")
+    with pytest.raises(errors.NotRegistered):
+        router.send_room(guest.session, "#lobby", "hi")
+    with pytest.raises(errors.NotRegistered):
+        router.leave(guest.session, "#lobby")
+
+
+def test_unregistered_user_cannot_be_reached(router):
+    alice = Person(router, "alice")
+    Person(router)
+    with pytest.raises(errors.NoSuchUser):
+        router.send_direct(alice.session, "None", "hi")
+
+
+def test_join_creates_room_and_announces(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.join(alice.session, "#Lobby")
+    assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",))]
+    router.join(bob.session, "#lobby")
+    assert alice.take() == [Joined("#Lobby", "bob")]
+    assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"))]
+    assert router.rooms() == RoomList((("#Lobby", 2),))
+
+
+@pytest.mark.parametrize("room", ["lobby", "#", "#1a", "##a", "#a b", "#" + "a" * 33, ""])
+def test_join_invalid_room(router, room):
+    alice = Person(router, "alice")
+    with pytest.raises(errors.InvalidRoomName):
+        router.join(alice.session, room)
+    assert router.rooms() == RoomList(())
+
+
+def test_join_twice(router):
+    alice = Person(router, "alice")
+    router.join(alice.session, "#lobby")
+    with pytest.raises(errors.AlreadyInRoom, match="you are already in #lobby"):
+        router.join(alice.session, "#LOBBY")
+
+
+def test_room_message_reaches_every_member_and_sender(router):
+    people = [Person(router, f"user{n}") for n in range(4)]
+    for person in people:
+        router.join(person.session, "#lobby")
+    outsider = Person(router, "outsider")
+    for person in people:
+        person.take()
+    router.send_room(people[0].session, "#LOBBY", "hi all")
+    for person in people:
+        assert person.take() == [RoomMessage("#lobby", "user0", "hi all")]
+    assert outsider.take() == []
+
+
+def test_room_message_needs_membership(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.join(alice.session, "#lobby")
+    with pytest.raises(errors.NotInRoom, match="you are not in #lobby"):
+        router.send_room(bob.session, "#lobby", "hi")
+
+
+def test_room_message_unknown_room(router):
+    alice = Person(router, "alice")
+    with pytest.raises(errors.NoSuchRoom, match="no such room: #nowhere"):
+        router.send_room(alice.session, "#nowhere", "hi")
+
+
+def test_one_failing_member_does_not_stop_the_others(router):
+    alice, bob, carol = (Person(router, nick) for nick in ("alice", "bob", "carol"))
+    for person in (alice, bob, carol):
+        router.join(person.session, "#lobby")
+    for person in (alice, bob, carol):
+        person.take()
+
+    def broken(event):
+        raise RuntimeError("transport gone")
+
+    bob.participant.deliver = broken  # type: ignore[method-assign]
+    with capturedLogs() as logs:
+        router.send_room(alice.session, "#lobby", "still here")
+    assert carol.take() == [RoomMessage("#lobby", "alice", "still here")]
+    assert alice.take() == [RoomMessage("#lobby", "alice", "still here")]
+    assert any(event.get("log_failure") for event in logs)
+
+
+def test_leave(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.join(alice.session, "#lobby")
+    router.join(bob.session, "#lobby")
+    alice.take(), bob.take()
+    router.leave(bob.session, "#LOBBY")
+    assert bob.take() == [Left("#lobby", "bob")]
+    assert alice.take() == [Left("#lobby", "bob")]
+    with pytest.raises(errors.NotInRoom):
+        router.send_room(bob.session, "#lobby", "hi")
+
+
+def test_leaving_last_member_removes_room(router):
+    alice = Person(router, "alice")
+    router.join(alice.session, "#lobby")
+    router.leave(alice.session, "#lobby")
+    assert router.rooms() == RoomList(())
+    with pytest.raises(errors.NoSuchRoom):
+        router.who("#lobby")
+
+
+def test_leave_errors(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    with pytest.raises(errors.NoSuchRoom):
+        router.leave(alice.session, "#lobby")
+    router.join(bob.session, "#lobby")
+    with pytest.raises(errors.NotInRoom):
+        router.leave(alice.session, "#lobby")
+
+
+def test_disconnect_leaves_rooms_and_frees_name(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    for room in ("#a", "#b"):
+        router.join(alice.session, room)
+    router.join(bob.session, "#a")
+    bob.take()
+    router.disconnect(alice.session)
+    assert bob.take() == [Left("#a", "alice", disconnected=True)]
+    assert router.rooms() == RoomList((("#a", 1),))
+    assert router.who() == UserList(None, ("bob",))
+    newcomer = Person(router)
+    router.register(newcomer.session, "alice")
+    with pytest.raises(errors.NoSuchUser):
+        router.send_direct(bob.session, "ghost", "hi")
+
+
+def test_disconnect_unregistered_is_harmless(router):
+    guest = Person(router)
+    router.disconnect(guest.session)
+    assert router.who() == UserList(None, ())
+
+
+def test_who_and_rooms_sorted_case_insensitively(router):
+    for nick in ("carol", "Bob", "alice"):
+        person = Person(router, nick)
+        router.join(person.session, f"#{nick}room")
+    assert router.who() == UserList(None, ("alice", "Bob", "carol"))
+    assert router.rooms() == RoomList((("#aliceroom", 1), ("#Bobroom", 1), ("#carolroom", 1)))
+
+
+def test_who_unknown_room(router):
+    with pytest.raises(errors.NoSuchRoom):
+        router.who("#nowhere")
