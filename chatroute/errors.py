@@ -112,3 +112,24 @@ class InternalError(ChatError):
     """Something unexpected failed on the server; the connection stays usable."""
 
     reply = "internal server error; the request was not completed"
+
+
+class AccountExists(ChatError):
+    """The nickname is already a registered account."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"{nick} is already registered")
+
+
+class NoSuchAccount(ChatError):
+    """No account has the nickname."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"no such account: {nick}")
+
+
+class MailboxFull(ChatError):
+    """The offline recipient has as many kept messages as the server allows."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"{nick} is offline and has too many waiting messages; not stored")
