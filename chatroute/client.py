@@ -16,9 +16,9 @@ import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, NoReturn
+from typing import Protocol as TypingProtocol
 
 from twisted.conch.insults.insults import ServerProtocol
-from twisted.conch.recvline import HistoricRecvLine
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTCP, ITransport
@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.lines import CONTROL_CHARACTERS
+from chatroute.terminal import TerminalScreen
 
 QUIT_WORDS = (b"exit", b"/quit")
 _LONGEST_LINE = 1 << 20
@@ -98,29 +99,18 @@ class ServerConnection(LineReceiver):
         self.finished.callback(self._quitting)
 
 
-class _Screen:
-    """
-    The user's side of standard input and output, as the session needs it.
-
-    @ivar stdio: the transport that writes to standard output.
-    @ivar closed: fires once standard output is flushed and closed.
-    """
-
-    stdio: ITransport
-    closed: Deferred[None]
+class Screen(TypingProtocol):
+    """The user's side of standard input and output, as a session needs it."""
 
     def show(self, text: str) -> None:
         """Show one line from the server."""
-        raise NotImplementedError
 
     def close(self) -> Deferred[None]:
-        """Flush what is left to show, then fire."""
-        self.stdio.loseConnection()
-        return self.closed
+        """Flush what is left to show and close; the Deferred fires when done."""
 
 
 @implementer(IHalfCloseableProtocol)
-class PipeInput(LineReceiver, _Screen):
+class PipeScreen(LineReceiver):
     """Standard input and output when they are not a terminal: plain lines both ways."""
 
     delimiter = b"\n"
@@ -128,11 +118,7 @@ class PipeInput(LineReceiver, _Screen):
 
     def __init__(self, connection: ServerConnection) -> None:
         self._connection = connection
-        self.closed = Deferred()
-
-    def connectionMade(self) -> None:
-        """Remember the stdio transport for output."""
-        self.stdio = _transport(self)
+        self.closed: Deferred[None] = Deferred()
 
     def lineReceived(self, line: bytes) -> None:
         """Send a line read from standard input."""
@@ -140,89 +126,23 @@ class PipeInput(LineReceiver, _Screen):
 
     def show(self, text: str) -> None:
         """Write a line from the server to standard output."""
-        self.stdio.write(text.encode() + b"\n")
+        _transport(self).write(text.encode() + b"\n")
 
     def readConnectionLost(self) -> None:
-        """End of input: quit once the server has had everything."""
+        """End of input: send a last line that had no line ending, then quit."""
+        unterminated = self.clearLineBuffer()
+        if unterminated:
+            self.lineReceived(unterminated)
         self._connection.quit()
 
     def writeConnectionLost(self) -> None:
         """Standard output closed: nothing to show any more, so quit."""
         self._connection.quit()
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Output is flushed."""
-        self.closed.callback(None)
-
-
-class TerminalInput(HistoricRecvLine, _Screen):
-    """
-    A terminal: an editable prompt line at the bottom, messages scrolling above it.
-
-    Keys: the usual editing keys, up and down for history, Ctrl-C, or Ctrl-D
-    on an empty line, to quit.
-    """
-
-    ps = (b"> ", b"> ")
-
-    def __init__(self, connection: ServerConnection) -> None:
-        self._connection = connection
-        self._pending = b""
-        self.closed = Deferred()
-
-    def connectionMade(self) -> None:
-        """Set up the line editor and the quit keys."""
-        super().connectionMade()
-        self.stdio = self.terminal
-        self.keyHandlers[b"\x03"] = self._connection.quit
-        self.keyHandlers[b"\x04"] = self._end_of_input
-
-    def initializeScreen(self) -> None:
-        """Draw the prompt where the cursor is, without clearing the screen."""
-        self.terminal.write(self.ps[self.pn])
-        self.setInsertMode()
-
-    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
-        """
-        Take multi-byte UTF-8 characters whole, so each edits as one character.
-        """
-        if isinstance(keyID, bytes) and keyID >= b"\x80":
-            self._pending += keyID
-            try:
-                self._pending.decode()
-            except UnicodeDecodeError:
-                if len(self._pending) >= 4:
-                    self._pending = b""
-                return
-            keyID, self._pending = self._pending, b""
-            self.characterReceived(keyID, False)
-            return
-        super().keystrokeReceived(keyID, modifier)
-
-    def lineReceived(self, line: bytes) -> None:
-        """Send the line just entered and draw a fresh prompt."""
-        self._connection.send(line)
-        self.drawInputLine()
-
-    def show(self, text: str) -> None:
-        """Print a line from the server above the prompt, keeping the typed line intact."""
-        terminal = self.terminal
-        terminal.write(b"\r")
-        terminal.eraseLine()
-        terminal.write(text.encode() + b"\n")
-        self.drawInputLine()
-        behind = len(self.lineBuffer) - self.lineBufferIndex
-        if behind:
-            terminal.cursorBackward(behind)
-
-    def _end_of_input(self) -> None:
-        if not self.lineBuffer:
-            self._connection.quit()
-
     def close(self) -> Deferred[None]:
-        """Leave the cursor on a fresh line, then close."""
-        self.terminal.write(b"\r\n")
-        return super().close()
+        """Flush standard output and close it."""
+        _transport(self).loseConnection()
+        return self.closed
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Output is flushed."""
@@ -243,12 +163,14 @@ def _terminal_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, _Screen]:
+def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Screen]:
     """The protocol to run on standard input and output, and the screen inside it."""
     if terminal:
-        screen = TerminalInput(connection)
+        screen = TerminalScreen(
+            connection.send, connection.quit, lambda: os.get_terminal_size(1).columns
+        )
         return ServerProtocol(lambda: screen), screen
-    pipe = PipeInput(connection)
+    pipe = PipeScreen(connection)
     return pipe, pipe
 
 

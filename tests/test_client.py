@@ -1,13 +1,11 @@
 """The terminal client's parts, over in-memory transports."""
 
-import pyte
 import pytest
-from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from chatroute.client import ClientOptions, PipeInput, ServerConnection, TerminalInput, printable
+from chatroute.client import ClientOptions, PipeScreen, ServerConnection, printable
 
 
 @pytest.fixture
@@ -68,7 +66,7 @@ def test_finished_tells_whether_the_user_quit(connection, quit_first, clean):
 
 
 def test_pipe_input_sends_each_line_and_quits_at_end(connection):
-    pipe = PipeInput(connection)
+    pipe = PipeScreen(connection)
     stdout = StringTransport()
     pipe.makeConnection(stdout)
     pipe.dataReceived(b"#alice\r\n@bob:hi\n")
@@ -77,63 +75,3 @@ def test_pipe_input_sends_each_line_and_quits_at_end(connection):
     assert stdout.value() == b"<bob> hello\n"
     pipe.readConnectionLost()
     assert sent(connection).endswith(b"/quit\r\n")
-
-
-class Terminal:
-    """A TerminalInput on an in-memory terminal, rendered by a VT100 emulator."""
-
-    def __init__(self, connection: ServerConnection) -> None:
-        self.input = TerminalInput(connection)
-        self.output = StringTransport()
-        ServerProtocol(lambda: self.input).makeConnection(self.output)
-        self.screen = pyte.Screen(40, 6)
-        self.stream = pyte.ByteStream(self.screen)
-
-    def type(self, keys: bytes) -> None:
-        self.input.terminal.dataReceived(keys)
-
-    def lines(self) -> list[str]:
-        # The client's tty keeps output post-processing on: LF moves to column 0.
-        self.stream.feed(self.output.value().replace(b"\n", b"\r\n"))
-        self.output.clear()
-        return [line.rstrip() for line in self.screen.display]
-
-
-def test_terminal_keeps_the_typed_line_while_messages_arrive(connection):
-    terminal = Terminal(connection)
-    terminal.type(b"@bob:half a li")
-    terminal.input.show("<bob> first")
-    terminal.input.show("<bob> second")
-    assert terminal.lines()[:3] == ["<bob> first", "<bob> second", "> @bob:half a li"]
-    assert (terminal.screen.cursor.y, terminal.screen.cursor.x) == (2, len("> @bob:half a li"))
-    terminal.type(b"ne\r")
-    assert sent(connection) == b"@bob:half a line\r\n"
-    assert terminal.lines()[:4] == ["<bob> first", "<bob> second", "> @bob:half a line", ">"]
-
-
-def test_terminal_keeps_the_cursor_where_the_user_left_it(connection):
-    terminal = Terminal(connection)
-    terminal.type(b"@bob:helo\x1b[D")
-    terminal.input.show("* news")
-    terminal.type(b"l\r")
-    assert sent(connection) == b"@bob:hello\r\n"
-
-
-def test_terminal_edits_multibyte_characters_whole(connection):
-    terminal = Terminal(connection)
-    terminal.type("@bob:héé".encode() + b"\x7f\r")
-    assert sent(connection) == "@bob:hé\r\n".encode()
-
-
-def test_terminal_history(connection):
-    terminal = Terminal(connection)
-    terminal.type(b"@bob:one\r")
-    terminal.type(b"\x1b[A\r")
-    assert sent(connection) == b"@bob:one\r\n@bob:one\r\n"
-
-
-@pytest.mark.parametrize(("keys", "quits"), [(b"\x03", True), (b"\x04", True), (b"x\x04", False)])
-def test_terminal_quit_keys(connection, keys, quits):
-    terminal = Terminal(connection)
-    terminal.type(keys)
-    assert (sent(connection) == b"/quit\r\n") is quits

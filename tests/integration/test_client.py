@@ -1,0 +1,120 @@
+"""
+The real C{chatroute-client} process against the real server, its standard
+input and output piped as a script or another program would use it.
+"""
+
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+GREETING = r"\* connected from 127\.0\.0\.1:\d+ — register with #yourname"
+
+
+def test_piped_input_is_delivered_before_the_client_exits(connect, start_client):
+    """As in C{printf '#alice\\n@bob:hi\\n' | chatroute-client ...}."""
+    bob = connect("bob")
+    bob.register("bob")
+    alice = start_client("alice")
+
+    alice.send("#alice\n@bob:hi\n")
+    alice.close_input()
+
+    assert alice.wait() == 0, alice.stderr()
+    bob.expect("<alice> hi")
+    alice.stdout.expect_match(GREETING)
+    assert alice.stdout.read_until_eof() == ["* registered as alice", "* bye"]
+    assert alice.stderr() == ""
+
+
+def test_last_piped_line_without_a_newline_is_delivered(connect, start_client):
+    """As in C{printf '#alice\n@bob:hi' | chatroute-client ...}."""
+    bob = connect("bob")
+    bob.register("bob")
+    alice = start_client("alice")
+
+    alice.send("#alice\n@bob:hi")
+    alice.close_input()
+
+    assert alice.wait() == 0, alice.stderr()
+    # The server handled all of alice's lines before she could exit, so the
+    # message comes before the answer to this /who, or not at all.
+    bob.send("/who")
+    bob.expect("<alice> hi")
+
+
+def test_long_piped_input_arrives_complete_and_in_order(connect, start_client):
+    bob = connect("bob")
+    bob.register("bob")
+    alice = start_client("alice", "--nick", "alice")
+
+    alice.send("".join(f"@bob:message {number}\n" for number in range(500)))
+    alice.close_input()
+
+    assert alice.wait() == 0, alice.stderr()
+    for number in range(500):
+        bob.expect(f"<alice> message {number}")
+    bob.sync(["bob"])
+
+
+def test_two_clients_talk_both_ways_at_once(start_client):
+    alice = start_client("alice", "--nick", "alice")
+    bob = start_client("bob", "--nick", "bob")
+    for client in (alice, bob):
+        client.stdout.expect_match(GREETING)
+        client.stdout.expect(f"* registered as {client.name}")
+
+    for number in range(20):
+        alice.send(f"@bob:ping {number}\n")
+        bob.send(f"@alice:pong {number}\n")
+    for number in range(20):
+        bob.stdout.expect(f"<alice> ping {number}")
+    for number in range(20):
+        alice.stdout.expect(f"<bob> pong {number}")
+
+    alice.send("/join #pair\n")
+    alice.stdout.expect("* alice joined #pair")
+    alice.stdout.expect("* #pair (1): alice")
+    bob.send("/join #pair\n")
+    bob.stdout.expect("* bob joined #pair")
+    bob.stdout.expect("* #pair (2): alice, bob")
+    alice.stdout.expect("* bob joined #pair")
+    bob.send("@#pair:both of us\n")
+    bob.stdout.expect("#pair <bob> both of us")
+    alice.stdout.expect("#pair <bob> both of us")
+
+    bob.close_input()
+    assert bob.stdout.read_until_eof() == ["* bye"]
+    assert bob.wait() == 0, bob.stderr()
+    alice.stdout.expect("* bob left #pair (disconnected)")
+    alice.close_input()
+    assert alice.stdout.read_until_eof() == ["* bye"]
+    assert alice.wait() == 0, alice.stderr()
+
+
+def test_client_reports_a_lost_server_and_fails(server, start_client):
+    carol = start_client("carol", "--nick", "carol")
+    carol.stdout.expect_match(GREETING)
+    carol.stdout.expect("* registered as carol")
+
+    server.stop()
+
+    assert carol.wait() == 1
+    assert carol.stdout.read_until_eof() == []
+    assert carol.stderr() == "connection to the server was lost\n"
+
+
+def test_client_fails_clearly_when_nothing_listens(spawn_client):
+    # A port bound but not listening refuses connections, and no one else can take it.
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        client = spawn_client("lonely", "--host", "127.0.0.1", "--port", str(port))
+        status = client.wait()
+
+    assert status == 1
+    assert client.stdout.read_until_eof() == []
+    error = client.stderr()
+    assert error.startswith(f"cannot connect to 127.0.0.1:{port}: "), error
+    assert "refused" in error, error

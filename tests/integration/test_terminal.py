@@ -1,0 +1,220 @@
+"""
+The real client in a pseudo-terminal, its output rendered by C{pyte} as a
+terminal would show it, driven by keystrokes.
+"""
+
+import fcntl
+import os
+import selectors
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyte
+import pytest
+
+from .support import READ_TIMEOUT, client_command, subprocess_environment
+
+pytestmark = pytest.mark.integration
+
+COLUMNS, ROWS = 80, 24
+
+
+class TerminalSession:
+    """
+    A process whose standard input, output and error are a pseudo-terminal.
+
+    @ivar screen: what the terminal shows, fed from the process's output.
+    @ivar mode: the terminal's attributes before the process started.
+    """
+
+    def __init__(self, command: list[str], directory: Path) -> None:
+        self._master, self._slave = os.openpty()
+        fcntl.ioctl(self._slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        self.mode = termios.tcgetattr(self._slave)
+        self.screen = pyte.Screen(COLUMNS, ROWS)
+        self._stream = pyte.ByteStream(self.screen)
+        self.output = b""
+        env = subprocess_environment()
+        env["TERM"] = "xterm"
+        self.process = subprocess.Popen(
+            command,
+            cwd=directory,
+            stdin=self._slave,
+            stdout=self._slave,
+            stderr=self._slave,
+            env=env,
+            start_new_session=True,
+        )
+
+    def type(self, keys: bytes) -> None:
+        """Press C{keys}."""
+        os.write(self._master, keys)
+
+    @property
+    def cursor_line(self) -> str:
+        """The text of the line the cursor is on."""
+        return self.screen.display[self.screen.cursor.y].rstrip()
+
+    def line_above(self, count: int = 1) -> str:
+        """The text of the line C{count} above the cursor's."""
+        return self.screen.display[self.screen.cursor.y - count].rstrip()
+
+    def describe(self) -> str:
+        """The screen and cursor, for failure messages."""
+        rows = "\n".join(
+            f"  {row:2}|{line.rstrip()}" for row, line in enumerate(self.screen.display)
+        )
+        cursor = self.screen.cursor
+        return (
+            f"screen (cursor at row {cursor.y}, column {cursor.x}):\n{rows}\nraw: {self.output!r}"
+        )
+
+    def _pump(self, deadline: float) -> None:
+        """Feed what the process writes before C{deadline}, or nothing if it writes nothing."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._master, selectors.EVENT_READ)
+            if not selector.select(remaining):
+                return
+        data = os.read(self._master, 65536)
+        self.output += data
+        self._stream.feed(data)
+
+    def wait_for(
+        self, condition: Callable[[], bool], what: str, timeout: float = READ_TIMEOUT
+    ) -> None:
+        """Read the terminal until C{condition()} holds; fail after C{timeout}."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"the terminal never showed {what} within {timeout} s\n{self.describe()}"
+                )
+            self._pump(deadline)
+
+    def wait_for_exit(self, timeout: float = READ_TIMEOUT) -> int:
+        """Keep reading the terminal until the process exits; its exit status."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the client did not exit within {timeout} s\n{self.describe()}")
+            # The process may exit without writing more: wake up now and then to see.
+            self._pump(min(deadline, time.monotonic() + 0.05))
+        # Take what it wrote last; the slave stays open here, so this read cannot block.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._master, selectors.EVENT_READ)
+            while selector.select(0):
+                data = os.read(self._master, 65536)
+                self.output += data
+                self._stream.feed(data)
+        return self.process.returncode
+
+    def current_mode(self) -> list[object]:
+        """The terminal's attributes now."""
+        return termios.tcgetattr(self._slave)
+
+    def close(self) -> None:
+        """Kill the process if it still runs and close the terminal."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(READ_TIMEOUT)
+        os.close(self._master)
+        os.close(self._slave)
+
+
+@pytest.fixture
+def terminal_client(server, tmp_path) -> Iterator[Callable[[str], TerminalSession]]:
+    """Start C{chatroute-client --nick NAME} in a terminal: C{terminal_client(name)}."""
+    sessions: list[TerminalSession] = []
+
+    def start(nick: str) -> TerminalSession:
+        command = [
+            *client_command(),
+            *("--host", "127.0.0.1", "--port", str(server.port), "--nick", nick),
+        ]
+        session = TerminalSession(command, tmp_path)
+        sessions.append(session)
+        session.wait_for(
+            lambda: (
+                session.line_above() == f"* registered as {nick}" and session.cursor_line == ">"
+            ),
+            "the registration and a prompt",
+        )
+        return session
+
+    yield start
+    for session in sessions:
+        session.close()
+
+
+def test_incoming_message_keeps_the_half_typed_line(connect, terminal_client):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+    typed = "> @dave:half a li"
+
+    carol.type(b"@dave:half a li")
+    carol.wait_for(lambda: carol.cursor_line == typed, "the typed text")
+    dave.send("@carol:hello carol")
+    carol.wait_for(lambda: carol.line_above() == "<dave> hello carol", "the message")
+
+    assert carol.cursor_line == typed, carol.describe()
+    assert carol.screen.cursor.x == len(typed), carol.describe()
+    assert carol.line_above(2) == "* registered as carol", carol.describe()
+    shown = [line.rstrip() for line in carol.screen.display if "half" in line]
+    assert shown == [typed], carol.describe()
+
+    carol.type(b"\r")
+    dave.expect("<carol> half a li")
+    carol.wait_for(lambda: carol.cursor_line == ">", "a fresh prompt")
+    carol.type(b"\x03")
+    assert carol.wait_for_exit() == 0, carol.describe()
+
+
+def test_incoming_message_keeps_a_wrapped_half_typed_line_whole(connect, terminal_client):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+    typed = "> @dave:" + "w" * 100  # wraps onto a second row
+
+    carol.type(typed[2:].encode())
+    carol.wait_for(lambda: carol.cursor_line == typed[COLUMNS:], "the typed text")
+    dave.send("@carol:hello carol")
+    carol.wait_for(
+        lambda: any("<dave> hello carol" in line for line in carol.screen.display), "the message"
+    )
+
+    shown = [line.rstrip() for line in carol.screen.display if line.strip()]
+    assert shown[1:] == [
+        "* registered as carol",
+        "<dave> hello carol",
+        typed[:COLUMNS],
+        typed[COLUMNS:],
+    ], carol.describe()
+
+
+def test_ctrl_c_quits_and_restores_the_terminal(terminal_client):
+    carol = terminal_client("carol")
+    carol.type(b"unsent\x03")
+
+    assert carol.wait_for_exit() == 0, carol.describe()
+    assert b"* bye\r" in carol.output, carol.describe()
+    assert carol.current_mode() == carol.mode
+
+
+def test_quitting_leaves_the_conversation_on_screen(terminal_client):
+    carol = terminal_client("carol")
+    carol.type(b"\x03")
+
+    assert carol.wait_for_exit() == 0, carol.describe()
+    shown = [line.rstrip() for line in carol.screen.display]
+    assert "* registered as carol" in shown, carol.describe()
+    assert "* bye" in shown, carol.describe()
+    # Whatever the fix, the insert mode the line editor turned on must be off again.
+    assert pyte.modes.IRM not in carol.screen.mode, carol.describe()
