@@ -1,0 +1,20 @@
+"""
+Where chatroute keeps accounts, offline messages and room history.
+
+Two implementations of L{chatroute.interfaces.IStorage}:
+L{chatroute.storage.memory.MemoryStorage}, for tests and for running without
+a database, and L{chatroute.storage.sqlite.SQLiteStorage}, the default,
+opened with L{chatroute.storage.sqlite.open_sqlite}.
+"""
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def name_key(name: str) -> str:
+    """
+    The form names (accounts, recipients, rooms) are compared and indexed in.
+
+    Only ASCII letters are folded, as L{chatroute.interfaces.IStorage}
+    promises; C{str.lower} would also fold other scripts.
+    """
+    return name.translate(_ASCII_LOWER)
