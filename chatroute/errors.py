@@ -133,3 +133,46 @@ class MailboxFull(ChatError):
 
     def __init__(self, nick: str) -> None:
         super().__init__(f"{nick} is offline and has too many waiting messages; not stored")
+
+
+class NameRegistered(ChatError):
+    """A guest tried to take a nickname that is a registered account."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"{nick} is a registered account; log in with #{nick} <password>")
+
+
+class LoginFailed(ChatError):
+    """The name or the password is wrong (which one is not said)."""
+
+    reply = "wrong nickname or password"
+
+
+class LoginThrottled(ChatError):
+    """Too many failed logins for the account or from the address."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"too many failed logins; try again in {max(1, round(seconds))} s")
+
+
+class NotLoggedIn(ChatError):
+    """The request needs an account and the connection is not logged in to one."""
+
+    reply = "log in first (#name <password>), or /register <password> to create an account"
+
+
+class AccountRequired(ChatError):
+    """The server runs with --require-account and the user is a guest."""
+
+    reply = (
+        "this server requires an account: /register <password> to create one, "
+        "or log in with #name <password>"
+    )
+
+
+class BadPassword(ChatError):
+    """The new password breaks the password rule."""
+
+
+class NotAllowed(ChatError):
+    """The server's configuration refuses the request; the reply says why."""

@@ -73,6 +73,49 @@ class RoomList:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """The participant is logged in to the account C{nick}; C{waiting} messages follow."""
+
+    nick: str
+    waiting: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCreated:
+    """The participant's nickname C{nick} is now an account."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChanged:
+    """The participant's account has a new password."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForLater:
+    """The participant's message to offline C{recipient} is on disk, to be delivered at login."""
+
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStart:
+    """The last C{count} messages of C{room} follow, oldest first, as L{Replayed}."""
+
+    room: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A message from the past, sent at C{sent_at} (POSIX seconds): stored or room history."""
+
+    sent_at: float
+    message: DirectMessage | RoomMessage
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Free text from the server: greetings, help, goodbyes."""
 
@@ -81,6 +124,12 @@ class Notice:
 
 Event = (
     DirectMessage
+    | LoggedIn
+    | AccountCreated
+    | PasswordChanged
+    | StoredForLater
+    | HistoryStart
+    | Replayed
     | RoomMessage
     | Joined
     | Left

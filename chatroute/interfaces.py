@@ -21,6 +21,12 @@ class IParticipant(Interface):
         Hand C{event} to the person. Must not block; may queue the event.
         """
 
+    def close(reason: str) -> None:
+        """
+        Tell the person why, then end their connection. The router has
+        already forgotten the session.
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class Account:

@@ -8,27 +8,61 @@ contract these implement.
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from chatroute.errors import ControlCharacters, EmptyMessage, MalformedLine, UnknownCommand
 from chatroute.events import (
+    AccountCreated,
     DirectMessage,
     Event,
+    HistoryStart,
     Joined,
     Left,
+    LoggedIn,
     Notice,
+    PasswordChanged,
     Registered,
     Renamed,
+    Replayed,
     RoomList,
     RoomMessage,
+    StoredForLater,
     UserList,
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Register:
-    """C{#alice}: claim a nickname, or change to it."""
+    """
+    C{#alice}: claim a nickname as a guest, or change to it;
+    C{#alice secret} or C{/login alice secret}: log in to the account.
+    """
 
     nick: str
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAccount:
+    """C{/register secret}: make the current nickname an account."""
+
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """C{/password old new}."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """C{/history #lobby [N]}: the room's last N messages (None: the server's default)."""
+
+    room: str
+    count: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +117,33 @@ class Quit:
     """C{/quit}."""
 
 
-Command = Register | SendDirect | SendRoom | Join | Leave | ListRooms | Who | Help | Quit
+Command = (
+    Register
+    | SendDirect
+    | SendRoom
+    | Join
+    | Leave
+    | ListRooms
+    | Who
+    | Help
+    | Quit
+    | CreateAccount
+    | ChangePassword
+    | History
+)
 
 HELP = (
-    "#name              register as name, or change your name",
+    "#name              take the nickname name as a guest, or change to it",
+    "#name password     log in to the account name (also /login name password)",
+    "/register password make your nickname an account with this password",
+    "/password old new  change your account's password",
     "@name:message      send a direct message",
     "@#room:message     send a message to a room you are in",
     "/join #room        join a room, creating it if needed",
     "/leave #room       leave a room",
     "/rooms             list rooms and their member counts",
     "/who [#room]       list online users, or a room's members",
+    "/history #room [N] show the last N messages of a room you are in",
     "/help              show this help",
     "/quit              say goodbye and close the connection",
 )
@@ -113,11 +164,38 @@ def _no_argument(command: str, argument: str) -> None:
         raise MalformedLine(f"usage: /{command}")
 
 
+def _words(command: str, argument: str, usage: str, count: int) -> list[str]:
+    words = argument.split()
+    if len(words) != count:
+        raise MalformedLine(f"usage: /{command} {usage}")
+    return words
+
+
+def _history(argument: str) -> History:
+    words = argument.split()
+    if len(words) == 1:
+        return History(words[0], None)
+    if len(words) == 2 and words[1].isdecimal() and words[1].isascii():
+        return History(words[0], int(words[1]))
+    raise MalformedLine("usage: /history #room [N]")
+
+
 def _parse_command(line: str) -> Command:
     name, _, argument = line[1:].partition(" ")
     name = name.lower()
     argument = argument.strip()
     match name:
+        case "login":
+            nick, password = _words(name, argument, "name password", 2)
+            return Register(nick, password)
+        case "register":
+            (password,) = _words(name, argument, "password", 1)
+            return CreateAccount(password)
+        case "password":
+            old, new = _words(name, argument, "old new", 2)
+            return ChangePassword(old, new)
+        case "history":
+            return _history(argument)
         case "join":
             return Join(_room_argument(name, argument))
         case "leave":
@@ -161,7 +239,8 @@ def parse_line(line: str) -> Command | None:
             return SendRoom(target, text)
         return SendDirect(target, text)
     if first == "#":
-        return Register(line[1:].strip())
+        nick, _, password = line[1:].partition(" ")
+        return Register(nick, password.strip() or None)
     if first == "/":
         return _parse_command(line)
     raise MalformedLine("unrecognised line: start with #name, @name:, @#room: or / (try /help)")
@@ -173,6 +252,15 @@ def _listing(title: str, items: Sequence[str]) -> str:
     return f"* {title} ({len(items)}): {', '.join(items)}"
 
 
+def _follow(number: int, noun: str) -> str:
+    return f"1 {noun} follows" if number == 1 else f"{number} {noun}s follow"
+
+
+def format_time(posix: float) -> str:
+    """A moment as ISO 8601 UTC to the second: C{2026-11-28T18:00:05Z}."""
+    return datetime.fromtimestamp(posix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def format_event(event: Event) -> str:
     """Render C{event} as one line of text, without the line ending."""
     match event:
@@ -180,6 +268,20 @@ def format_event(event: Event) -> str:
             return f"<{sender}> {text}"
         case RoomMessage(room, sender, text):
             return f"{room} <{sender}> {text}"
+        case Replayed(sent_at, message):
+            return f"[{format_time(sent_at)}] {format_event(message)}"
+        case LoggedIn(nick, waiting):
+            if waiting:
+                return f"* logged in as {nick}; {_follow(waiting, 'waiting message')}"
+            return f"* logged in as {nick}"
+        case AccountCreated(nick):
+            return f"* {nick} is now a registered account; log in with #{nick} <password>"
+        case PasswordChanged():
+            return "* password changed"
+        case StoredForLater(recipient):
+            return f"* {recipient} is offline; message stored for delivery at login"
+        case HistoryStart(room, count):
+            return f"* history of {room}: {_follow(count, 'message')}"
         case Joined(room, nick):
             return f"* {nick} joined {room}"
         case Left(room, nick, disconnected):

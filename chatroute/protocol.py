@@ -5,19 +5,26 @@ L{ChatProtocol} is the one place that catches L{ChatError}s and writes them
 as C{! ...} lines.
 """
 
-from twisted.internet.interfaces import IAddress, ITCPTransport, ITransport
+from collections import deque
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IPushProducer, ITCPTransport, ITransport
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatroute.accounts import Accounts
 from chatroute.errors import ChatError, InternalError, InvalidEncoding, LineTooLong
 from chatroute.events import Event, Notice
 from chatroute.interfaces import IParticipant
 from chatroute.lines import (
     HELP,
+    ChangePassword,
+    CreateAccount,
     Help,
+    History,
     Join,
     Leave,
     ListRooms,
@@ -73,36 +80,49 @@ class ChatProtocol(LineReceiver):
     Lines may end in LF or CR LF; lines sent end in CR LF. A line longer than
     the limit is answered with an error and discarded up to its end; the
     connection stays open.
+
+    Lines are carried out one at a time, in order: while one waits for
+    storage (a login, a message kept for later), later lines queue and the
+    connection stops reading, so replies come in the order of the requests.
     """
 
     delimiter = b"\r\n"
     _log = Logger()
 
-    def __init__(self, router: Router, encoder: WireEncoder, max_line_length: int) -> None:
+    def __init__(
+        self, router: Router, accounts: Accounts, encoder: WireEncoder, max_line_length: int
+    ) -> None:
         self._router = router
+        self._accounts = accounts
         self._encoder = encoder
         self.MAX_LENGTH = max_line_length
         self._buffer = b""
         self._discarding = False
         self._peer = "unknown"
+        self._host = "unknown"
         self._session: Session | None = None
         self._closing = False
+        self._waiting = False
+        self._queued: deque[bytes] = deque()
 
     def connectionMade(self) -> None:
         """Greet the client and start its session."""
         transport = self.transport
         assert transport is not None, "connectionMade comes after makeConnection"
         self._out: ITransport = transport
-        self._peer = describe_peer(transport.getPeer())
+        address = transport.getPeer()
+        self._peer = describe_peer(address)
+        self._host = str(getattr(address, "host", self._peer))
         if ITCPTransport.providedBy(transport):
             # Chat lines are small and latency matters more than packet count.
             transport.setTcpNoDelay(True)
-        self._session = self._router.connect(self)
+        self._session = self._router.connect(self, self._peer)
         self._log.info("{peer} connected", peer=self._peer)
         self.deliver(Notice(f"connected from {self._peer} — register with #yourname"))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Leave every room and free the nickname."""
+        self._queued.clear()
         if self._session is not None:
             self._log.info("{peer} ({nick}) disconnected", peer=self._peer, nick=self._session.nick)
             self._router.disconnect(self._session)
@@ -134,6 +154,8 @@ class ChatProtocol(LineReceiver):
                 line = line[:-1]
             if len(line) > limit:
                 self.lineLengthExceeded(line)
+            elif self._waiting:
+                self._queued.append(line)
             else:
                 self.lineReceived(line)
         if len(self._buffer) > limit + 1:  # + 1 for a CR that may still come
@@ -152,39 +174,82 @@ class ChatProtocol(LineReceiver):
                 text = line.decode()
             except UnicodeDecodeError:
                 raise InvalidEncoding() from None
-            self._dispatch(text)
-        except ChatError as error:
-            self._reply_error(error)
+            pending = self._dispatch(text)
         except Exception:
-            self._log.failure("handling a line from {peer} failed", peer=self._peer)
-            self._reply_error(InternalError())
+            self._failed(Failure())
+            return
+        if pending is not None:
+            self._wait_for(pending)
 
     def deliver(self, event: Event) -> None:
         """Send one event to the client (L{IParticipant})."""
         self._out.write(self._encoder.encode(event))
 
+    def close(self, reason: str) -> None:
+        """Tell the client why, then close the connection (L{IParticipant})."""
+        self._log.info("closing {peer}: {reason}", peer=self._peer, reason=reason)
+        self.deliver(Notice(f"{reason}; closing"))
+        self._closing = True
+        self._session = None
+        self._out.loseConnection()
+
+    def _failed(self, failure: Failure) -> None:
+        """Answer a request that failed: its own error, or a generic one for a bug."""
+        error = failure.value
+        if isinstance(error, ChatError):
+            self._reply_error(error)
+        else:
+            self._log.failure("handling a line from {peer} failed", failure, peer=self._peer)
+            self._reply_error(InternalError())
+
     def _reply_error(self, error: ChatError) -> None:
         self._out.write(f"! {error}\r\n".encode())
 
-    def _dispatch(self, text: str) -> None:
+    def _wait_for(self, pending: Deferred[None]) -> None:
+        """Hold later lines, and stop reading, until C{pending} is done."""
+        self._waiting = True
+        producer = IPushProducer(self._out, None)
+        if producer is not None:
+            producer.pauseProducing()
+        pending.addErrback(self._failed).addBoth(self._resume, producer)
+
+    def _resume(self, _: object, producer: IPushProducer | None) -> None:
+        self._waiting = False
+        while self._queued and not self._waiting and not self._closing:
+            self.lineReceived(self._queued.popleft())
+        if not self._waiting and producer is not None and not self._closing:
+            producer.resumeProducing()
+
+    def _dispatch(self, text: str) -> Deferred[None] | None:
+        """Carry out one line; a Deferred if it finishes later."""
         command = parse_line(text)
         router = self._router
         session = self._session
-        assert session is not None, "lines arrive only while connected"
+        if session is None:
+            return None  # closed while the line waited
         match command:
             case SendDirect(to, message):
-                router.send_direct(session, to, message)
+                return router.send_direct(session, to, message)
             case SendRoom(room, message):
                 router.send_room(session, room, message)
-            case Register(nick):
-                old = session.nick
-                router.register(session, nick)
-                if old != nick:
-                    self._log.info("{peer} is {nick}", peer=self._peer, nick=nick)
+            case Register(nick, None):
+                return router.register(session, nick)
+            case Register(nick, password) if password is not None:
+                return Deferred.fromCoroutine(
+                    self._accounts.log_in(session, nick, password, self._host)
+                )
+            case CreateAccount(password):
+                return Deferred.fromCoroutine(self._accounts.create(session, password))
+            case ChangePassword(old, new):
+                return Deferred.fromCoroutine(
+                    self._accounts.change_password(session, old, new, self._host)
+                )
             case Join(room):
-                router.join(session, room)
+                return router.join(session, room)
             case Leave(room):
                 router.leave(session, room)
+            case History(room, count):
+                return router.history(session, room, count)
             case ListRooms():
                 self.deliver(router.rooms())
             case Who(room):
@@ -196,22 +261,24 @@ class ChatProtocol(LineReceiver):
                 self.deliver(Notice("bye"))
                 self._closing = True
                 self._out.loseConnection()
-            case None:
-                pass
+        return None
 
 
 class ChatServerFactory(ServerFactory):
-    """Builds a L{ChatProtocol} per connection, all sharing one L{Router}."""
+    """Builds a L{ChatProtocol} per connection, all sharing one L{Router} and L{Accounts}."""
 
     noisy = False
 
-    def __init__(self, router: Router, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
+    def __init__(
+        self, router: Router, accounts: Accounts, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    ) -> None:
         self.router = router
+        self.accounts = accounts
         self.max_line_length = max_line_length
         self._encoder = WireEncoder()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         """A new connection's protocol."""
-        protocol = ChatProtocol(self.router, self._encoder, self.max_line_length)
+        protocol = ChatProtocol(self.router, self.accounts, self._encoder, self.max_line_length)
         protocol.factory = self
         return protocol

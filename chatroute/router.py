@@ -3,18 +3,28 @@ Who is online, which rooms exist, and who gets which message.
 
 The router holds all chat state and enforces the rules. It knows people only
 as L{IParticipant}s and speaks to them in L{chatroute.events}; it never sees
-a line of the wire protocol.
+a line of the wire protocol. What must outlive the process (accounts, messages
+for offline users, room history) it keeps in an L{IStorage}.
+
+Methods that may have to wait for storage return a Deferred, or None when
+they finished at once; the hot paths (a direct message to someone online, a
+room message) always finish at once.
 """
 
 import re
 from dataclasses import dataclass, field
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatroute.errors import (
+    AccountRequired,
     AlreadyInRoom,
     InvalidNickname,
     InvalidRoomName,
+    NameRegistered,
     NicknameTaken,
     NoSuchRoom,
     NoSuchUser,
@@ -24,15 +34,19 @@ from chatroute.errors import (
 from chatroute.events import (
     DirectMessage,
     Event,
+    HistoryStart,
     Joined,
     Left,
+    LoggedIn,
     Registered,
     Renamed,
+    Replayed,
     RoomList,
     RoomMessage,
+    StoredForLater,
     UserList,
 )
-from chatroute.interfaces import IParticipant
+from chatroute.interfaces import IParticipant, IStorage
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}", re.ASCII)
 
@@ -44,17 +58,39 @@ def _key(name: str) -> str:
     return name.lower()
 
 
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """
+    The router's tunable rules.
+
+    @ivar require_account: guests may take a nickname but not chat.
+    @ivar offline_cap: most messages kept for one offline account.
+    @ivar join_history: room messages replayed on joining (0: none).
+    @ivar max_history: most messages C{/history} replays at once.
+    """
+
+    require_account: bool = False
+    offline_cap: int = 100
+    join_history: int = 20
+    max_history: int = 500
+
+
 @dataclass(eq=False, slots=True)
 class Session:
     """
     One participant's standing with the router.
 
-    @ivar nick: the nickname as its owner typed it; None until registered.
+    @ivar peer: where the participant connects from, for the log.
+    @ivar nick: the nickname as its owner typed it; None until registered
+        and again once disconnected.
+    @ivar account: whether C{nick} is an account the session logged in to.
     @ivar rooms: the rooms the participant is in, by key.
     """
 
     participant: IParticipant
+    peer: str = "?"
     nick: str | None = None
+    account: bool = False
     rooms: dict[str, "Room"] = field(default_factory=dict)
 
 
@@ -79,6 +115,10 @@ def _sorted_names(names: list[str]) -> tuple[str, ...]:
     return tuple(sorted(names, key=_key))
 
 
+def _log_failure(failure: Failure, what: str) -> None:
+    log.failure("{what} failed", failure, what=what)
+
+
 class Router:
     """
     The chat's state and rules: nicknames, rooms and delivery.
@@ -87,13 +127,26 @@ class Router:
     L{Session} it returns to every later call.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, storage: IStorage, clock: IReactorTime, settings: RouterSettings | None = None
+    ) -> None:
+        """
+        @param storage: where accounts, offline messages and history are kept.
+        @param clock: the time messages are stamped with.
+        """
+        self._storage = storage
+        self._clock = clock
+        self.settings = settings or RouterSettings()
         self._users: dict[str, Session] = {}
         self._rooms: dict[str, Room] = {}
 
-    def connect(self, participant: IParticipant) -> Session:
-        """Start a session for a newly connected, not yet registered participant."""
-        return Session(participant)
+    def connect(self, participant: IParticipant, peer: str = "?") -> Session:
+        """
+        Start a session for a newly connected, not yet registered participant.
+
+        @param peer: where it connects from, for the log.
+        """
+        return Session(participant, peer)
 
     def disconnect(self, session: Session) -> None:
         """The participant is gone: leave every room (members are told) and free the name."""
@@ -104,75 +157,140 @@ class Router:
             self._remove_member(session, room, disconnected=True)
         del self._users[_key(nick)]
         session.nick = None
+        session.account = False
 
-    def register(self, session: Session, nick: str) -> None:
+    def register(self, session: Session, nick: str) -> Deferred[None] | None:
         """
-        Give the session a nickname, or change the one it has.
+        Give the session a nickname as a guest, or change the one it has.
 
         Everyone sharing a room with a renamed user is told once; the
-        session itself gets L{Registered}.
+        session itself gets L{Registered}. Changing to another nickname
+        leaves an account the session was logged in to; changing only the
+        letter case of the account's name keeps it.
 
         @raise InvalidNickname: C{nick} breaks the naming rule.
         @raise NicknameTaken: another session has it, in any letter case.
+        @return: None, or a Deferred failing with L{NameRegistered} if
+            C{nick} is an account.
         """
         if not _NAME.fullmatch(nick):
             raise InvalidNickname(nick)
-        key = _key(nick)
-        holder = self._users.get(key)
-        if holder is not None and holder is not session:
-            raise NicknameTaken(holder.nick or nick)
-        old = session.nick
-        if old is not None:
-            old_key = _key(old)
-            del self._users[old_key]
-            for room in session.rooms.values():
-                del room.members[old_key]
-                room.members[key] = session
-        self._users[key] = session
-        session.nick = nick
-        if old is not None and old != nick:
-            _deliver_all(self._roommates(session), Renamed(old, nick))
+        self._check_free(session, nick)
+        if session.account and session.nick is not None and _key(session.nick) == _key(nick):
+            self._claim(session, nick, account=True)
+            session.participant.deliver(Registered(nick))
+            return None
+        return Deferred.fromCoroutine(self._register_guest(session, nick))
+
+    async def _register_guest(self, session: Session, nick: str) -> None:
+        account = await self._storage.get_account(nick)
+        if account is not None:
+            raise NameRegistered(account.name)
+        self._check_free(session, nick)
+        self._claim(session, nick, account=False)
         session.participant.deliver(Registered(nick))
 
-    def send_direct(self, session: Session, to: str, text: str) -> None:
+    def log_in(self, session: Session, name: str) -> Deferred[None]:
         """
-        Deliver C{text} from the session to the user named C{to}.
+        The session has proved it owns the account C{name}: give it the name,
+        then the messages kept for it.
+
+        Another session holding the name (logged in elsewhere) is told and
+        closed. Kept messages are delivered oldest first, each with its
+        time, and then forgotten.
+
+        @return: Deferred firing once the kept messages are delivered.
+        """
+        holder = self._users.get(_key(name))
+        if holder is not None and holder is not session:
+            self.disconnect(holder)
+            holder.participant.close("logged in from another connection")
+        self._claim(session, name, account=True)
+        return Deferred.fromCoroutine(self._deliver_kept(session, name))
+
+    async def _deliver_kept(self, session: Session, name: str) -> None:
+        messages = await self._storage.pending_messages(name)
+        if not (session.account and session.nick == name):
+            return  # renamed or gone meanwhile: keep them for the next login
+        participant = session.participant
+        participant.deliver(LoggedIn(name, len(messages)))
+        for message in messages:
+            participant.deliver(
+                Replayed(message.sent_at, DirectMessage(message.sender, message.text))
+            )
+        if messages:
+            await self._storage.delete_messages([message.id for message in messages])
+
+    def mark_account(self, session: Session, name: str) -> None:
+        """The session's nickname C{name} has just been made an account."""
+        if session.nick is not None and _key(session.nick) == _key(name):
+            session.account = True
+
+    def send_direct(self, session: Session, to: str, text: str) -> Deferred[None] | None:
+        """
+        Deliver C{text} from the session to the user named C{to}, or keep it
+        for them if they are an account that is offline.
 
         @raise NotRegistered: the sender has no nickname.
-        @raise NoSuchUser: no one online is called C{to}.
+        @raise AccountRequired: the sender is a guest and the server wants accounts.
+        @return: None if delivered at once, else a Deferred firing once the
+            message is on disk (the sender gets L{StoredForLater}), failing
+            with L{NoSuchUser} if C{to} is neither online nor an account, or
+            with L{chatroute.errors.MailboxFull}.
         """
-        sender = self._nick(session)
+        sender = self._sender(session)
         recipient = self._users.get(_key(to))
-        if recipient is None:
+        if recipient is not None:
+            recipient.participant.deliver(DirectMessage(sender, text))
+            return None
+        return Deferred.fromCoroutine(self._keep(session, sender, to, text))
+
+    async def _keep(self, session: Session, sender: str, to: str, text: str) -> None:
+        account = await self._storage.get_account(to)
+        recipient = self._users.get(_key(to))
+        if recipient is not None:  # logged in while we looked
+            recipient.participant.deliver(DirectMessage(sender, text))
+            return
+        if account is None:
             raise NoSuchUser(to)
-        recipient.participant.deliver(DirectMessage(sender, text))
+        await self._storage.store_message(
+            account.name, sender, text, self._clock.seconds(), self.settings.offline_cap
+        )
+        session.participant.deliver(StoredForLater(account.name))
 
     def send_room(self, session: Session, room_name: str, text: str) -> None:
         """
-        Deliver C{text} from the session to every member of the room, the sender too.
+        Deliver C{text} from the session to every member of the room, the
+        sender too, and add it to the room's history.
 
         @raise NotRegistered: the sender has no nickname.
+        @raise AccountRequired: the sender is a guest and the server wants accounts.
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the sender is not a member.
         """
-        sender = self._nick(session)
+        sender = self._sender(session)
         room = self._room(room_name)
         if _key(sender) not in room.members:
             raise NotInRoom(room.name)
         _deliver_all(list(room.members.values()), RoomMessage(room.name, sender, text))
+        self._storage.append_history(room.name, sender, text, self._clock.seconds()).addErrback(
+            _log_failure, "keeping a room message in history"
+        )
 
-    def join(self, session: Session, room_name: str) -> None:
+    def join(self, session: Session, room_name: str) -> Deferred[None] | None:
         """
         Add the session to the room, creating the room if it does not exist.
 
         Every member, the joiner included, is told with L{Joined}; the joiner
-        then gets the member list.
+        then gets the member list and the room's recent history.
 
         @raise NotRegistered: the session has no nickname.
+        @raise AccountRequired: the session is a guest and the server wants accounts.
         @raise InvalidRoomName: the name breaks the naming rule.
         @raise AlreadyInRoom: the session is already a member.
+        @return: None, or a Deferred firing once the history is delivered.
         """
-        nick = self._nick(session)
+        nick = self._sender(session)
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
         room_key = _key(room_name)
@@ -186,12 +304,48 @@ class Router:
         session.rooms[room_key] = room
         _deliver_all(list(room.members.values()), Joined(room.name, nick))
         session.participant.deliver(self.who(room.name))
+        if not self.settings.join_history:
+            return None
+        return Deferred.fromCoroutine(
+            self._replay(session, room, self.settings.join_history, quiet_if_empty=True)
+        )
+
+    def history(self, session: Session, room_name: str, count: int | None) -> Deferred[None]:
+        """
+        Replay the room's last C{count} messages (default: as on joining; at
+        most C{max_history}) to a member.
+
+        @raise NoSuchRoom: there is no such room.
+        @raise NotInRoom: the session is not a member.
+        @return: Deferred firing once the history is delivered.
+        """
+        nick = self._sender(session)
+        room = self._room(room_name)
+        if _key(nick) not in room.members:
+            raise NotInRoom(room.name)
+        wanted = self.settings.join_history if count is None else count
+        return Deferred.fromCoroutine(
+            self._replay(
+                session, room, min(wanted, self.settings.max_history), quiet_if_empty=False
+            )
+        )
+
+    async def _replay(self, session: Session, room: Room, count: int, quiet_if_empty: bool) -> None:
+        entries = await self._storage.recent_history(room.name, count) if count > 0 else []
+        if not entries and quiet_if_empty:
+            return
+        participant = session.participant
+        participant.deliver(HistoryStart(room.name, len(entries)))
+        for entry in entries:
+            participant.deliver(
+                Replayed(entry.sent_at, RoomMessage(room.name, entry.sender, entry.text))
+            )
 
     def leave(self, session: Session, room_name: str) -> None:
         """
         Take the session out of the room; members and the leaver are told.
 
-        A room left empty disappears.
+        A room left empty disappears (its history stays).
 
         @raise NotRegistered: the session has no nickname.
         @raise NoSuchRoom: there is no such room.
@@ -220,10 +374,40 @@ class Router:
         room = self._room(room_name)
         return UserList(room.name, _sorted_names([s.nick for s in room.members.values() if s.nick]))
 
+    def _check_free(self, session: Session, nick: str) -> None:
+        holder = self._users.get(_key(nick))
+        if holder is not None and holder is not session:
+            raise NicknameTaken(holder.nick or nick)
+
+    def _claim(self, session: Session, nick: str, account: bool) -> None:
+        """Give the session C{nick} (free, or its own), keeping its rooms."""
+        key = _key(nick)
+        old = session.nick
+        if old is not None:
+            old_key = _key(old)
+            del self._users[old_key]
+            for room in session.rooms.values():
+                del room.members[old_key]
+                room.members[key] = session
+        self._users[key] = session
+        session.nick = nick
+        session.account = account
+        if old != nick:
+            log.info("{peer} is {nick}", peer=session.peer, nick=nick)
+        if old is not None and old != nick:
+            _deliver_all(self._roommates(session), Renamed(old, nick))
+
     def _nick(self, session: Session) -> str:
         if session.nick is None:
             raise NotRegistered()
         return session.nick
+
+    def _sender(self, session: Session) -> str:
+        """The nickname of a session allowed to chat."""
+        nick = self._nick(session)
+        if self.settings.require_account and not session.account:
+            raise AccountRequired()
+        return nick
 
     def _room(self, room_name: str) -> Room:
         room = self._rooms.get(_key(room_name))

@@ -1,24 +1,85 @@
-"""Shared test helpers: a participant that records what the router delivers."""
+"""Shared test helpers: recording participants, a synchronous chat, settling Deferreds."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from argon2 import PasswordHasher
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatroute.accounts import Accounts
+from chatroute.auth import LoginThrottle, login_portal
 from chatroute.events import Event
 from chatroute.interfaces import IParticipant
-from chatroute.router import Router, Session
+from chatroute.passwords import PasswordHashing
+from chatroute.router import Router, RouterSettings, Session
+from chatroute.storage.memory import MemoryStorage
+
+CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+
+
+def settled(result: Deferred[Any] | None) -> Any:
+    """The result of a Deferred that has already fired; its failure is raised."""
+    if result is None:
+        return None
+    outcomes: list[Any] = []
+    result.addBoth(outcomes.append)
+    assert outcomes, "the Deferred has not fired"
+    if isinstance(outcomes[0], Failure):
+        outcomes[0].raiseException()
+    return outcomes[0]
+
+
+class InlineThreads:
+    """Stands in for a reactor and its thread pool: 'threaded' work runs at once, here."""
+
+    def getThreadPool(self) -> InlineThreads:
+        return self
+
+    def callFromThread(self, function: Any, *args: Any) -> None:
+        function(*args)
+
+    def callInThreadWithCallback(self, on_result: Any, function: Any, *args: Any) -> None:
+        try:
+            value = function(*args)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, value)
+
+
+class Chat:
+    """A router and accounts on memory storage, with a test clock; everything settles at once."""
+
+    def __init__(self, settings: RouterSettings | None = None) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.storage = MemoryStorage()
+        self.router = Router(self.storage, self.clock, settings)
+        hashing = PasswordHashing(InlineThreads(), PasswordHasher(**CHEAP_HASHING))  # type: ignore[arg-type]
+        self.throttle = LoginThrottle(self.clock)
+        self.accounts = Accounts(
+            self.router, self.storage, hashing, login_portal(self.storage, hashing), self.throttle
+        )
 
 
 @implementer(IParticipant)
 class RecordingParticipant:
-    """Keeps every delivered event, in order."""
+    """Keeps every delivered event, in order, and whether it was closed."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.closed: str | None = None
 
     def deliver(self, event: Event) -> None:
         self.events.append(event)
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
 
     def take(self) -> list[Event]:
         """The events so far, forgetting them."""
@@ -27,13 +88,13 @@ class RecordingParticipant:
 
 
 class Person:
-    """A recording participant connected to a router, optionally registered."""
+    """A recording participant connected to a router, optionally registered as a guest."""
 
     def __init__(self, router: Router, nick: str | None = None) -> None:
         self.participant = RecordingParticipant()
         self.session: Session = router.connect(self.participant)
         if nick is not None:
-            router.register(self.session, nick)
+            settled(router.register(self.session, nick))
             self.participant.take()
 
     def take(self) -> list[Event]:
@@ -41,5 +102,10 @@ class Person:
 
 
 @pytest.fixture
-def router() -> Router:
-    return Router()
+def chat() -> Chat:
+    return Chat()
+
+
+@pytest.fixture
+def router(chat: Chat) -> Router:
+    return chat.router

@@ -9,7 +9,6 @@ from twisted.logger import capturedLogs
 
 from chatroute.lines import HELP
 from chatroute.protocol import ChatProtocol, ChatServerFactory, describe_peer
-from chatroute.router import Router
 
 
 class Client:
@@ -38,8 +37,8 @@ class Client:
 
 
 @pytest.fixture
-def factory() -> ChatServerFactory:
-    return ChatServerFactory(Router(), max_line_length=64)
+def factory(chat) -> ChatServerFactory:
+    return ChatServerFactory(chat.router, chat.accounts, max_line_length=64)
 
 
 @pytest.fixture

@@ -1,20 +1,26 @@
 """The router's rules: names, direct messages, rooms, and clean-up on disconnect."""
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
 from chatroute import errors
 from chatroute.events import (
     DirectMessage,
+    HistoryStart,
     Joined,
     Left,
+    LoggedIn,
     Registered,
     Renamed,
+    Replayed,
     RoomList,
     RoomMessage,
+    StoredForLater,
     UserList,
 )
-from tests.conftest import Person
+from chatroute.router import RouterSettings
+from tests.conftest import Person, settled
 
 
 def test_register(router):
@@ -89,7 +95,7 @@ def test_direct_message_to_self(router):
 def test_direct_message_unknown_user(router):
     alice = Person(router, "alice")
     with pytest.raises(errors.NoSuchUser, match="no such user: carol"):
-        router.send_direct(alice.session, "carol", "hi")
+        settled(router.send_direct(alice.session, "carol", "hi"))
 
 
 def test_unregistered_user_cannot_send_or_join(router):
@@ -109,7 +115,7 @@ def test_unregistered_user_cannot_be_reached(router):
     alice = Person(router, "alice")
     Person(router)
     with pytest.raises(errors.NoSuchUser):
-        router.send_direct(alice.session, "None", "hi")
+        settled(router.send_direct(alice.session, "None", "hi"))
 
 
 def test_join_creates_room_and_announces(router):
@@ -224,7 +230,7 @@ def test_disconnect_leaves_rooms_and_frees_name(router):
     newcomer = Person(router)
     router.register(newcomer.session, "alice")
     with pytest.raises(errors.NoSuchUser):
-        router.send_direct(bob.session, "ghost", "hi")
+        settled(router.send_direct(bob.session, "ghost", "hi"))
 
 
 def test_disconnect_unregistered_is_harmless(router):
@@ -244,3 +250,153 @@ def test_who_and_rooms_sorted_case_insensitively(router):
 def test_who_unknown_room(router):
     with pytest.raises(errors.NoSuchRoom):
         router.who("#nowhere")
+
+
+def make_account(chat, nick, password="secret123"):
+    """A registered account, created through the rules, then logged out."""
+    person = Person(chat.router, nick)
+    settled(Deferred.fromCoroutine(chat.accounts.create(person.session, password)))
+    chat.router.disconnect(person.session)
+    return person
+
+
+def test_guest_cannot_take_a_registered_name(chat):
+    make_account(chat, "alice")
+    guest = Person(chat.router)
+    with pytest.raises(errors.NameRegistered, match="alice is a registered account"):
+        settled(chat.router.register(guest.session, "ALICE"))
+    assert guest.session.nick is None
+    assert guest.take() == []
+
+
+def test_message_to_offline_account_is_kept_and_delivered_at_login(chat):
+    make_account(chat, "alice")
+    bob = Person(chat.router, "bob")
+    settled(chat.router.send_direct(bob.session, "Alice", "first"))
+    chat.clock.advance(60)
+    settled(chat.router.send_direct(bob.session, "alice", "second"))
+    assert bob.take() == [StoredForLater("alice"), StoredForLater("alice")]
+    alice = Person(chat.router)
+    settled(chat.router.log_in(alice.session, "alice"))
+    start = 1_800_000_000
+    assert alice.take() == [
+        LoggedIn("alice", 2),
+        Replayed(start, DirectMessage("bob", "first")),
+        Replayed(start + 60, DirectMessage("bob", "second")),
+    ]
+    assert settled(chat.storage.pending_messages("alice")) == []
+    again = Person(chat.router)
+    settled(chat.router.log_in(again.session, "alice"))
+    assert again.take() == [LoggedIn("alice", 0)]
+
+
+def test_offline_guest_or_unknown_name_is_an_error(chat):
+    bob = Person(chat.router, "bob")
+    with pytest.raises(errors.NoSuchUser):
+        settled(chat.router.send_direct(bob.session, "nobody", "hi"))
+    assert settled(chat.storage.pending_messages("nobody")) == []
+
+
+def test_offline_cap(chat):
+    chat.router.settings = RouterSettings(offline_cap=2)
+    make_account(chat, "alice")
+    bob = Person(chat.router, "bob")
+    for text in ("one", "two"):
+        settled(chat.router.send_direct(bob.session, "alice", text))
+    with pytest.raises(errors.MailboxFull, match="alice is offline and has too many"):
+        settled(chat.router.send_direct(bob.session, "alice", "three"))
+
+
+def test_second_login_closes_the_first(chat):
+    make_account(chat, "alice")
+    bob = Person(chat.router, "bob")
+    first, second = Person(chat.router), Person(chat.router)
+    settled(chat.router.log_in(first.session, "alice"))
+    chat.router.join(first.session, "#lobby")
+    chat.router.join(bob.session, "#lobby")
+    bob.take()
+    settled(chat.router.log_in(second.session, "alice"))
+    assert first.participant.closed == "logged in from another connection"
+    assert first.session.nick is None
+    assert bob.take() == [Left("#lobby", "alice", disconnected=True)]
+    chat.router.send_direct(bob.session, "alice", "which one?")
+    assert second.take()[-1] == DirectMessage("bob", "which one?")
+    assert first.take() == [
+        LoggedIn("alice", 0),
+        Joined("#lobby", "alice"),
+        UserList("#lobby", ("alice",)),
+        Joined("#lobby", "bob"),
+    ]
+
+
+def test_renaming_away_from_an_account_leaves_it(chat):
+    make_account(chat, "alice")
+    alice = Person(chat.router)
+    settled(chat.router.log_in(alice.session, "alice"))
+    settled(chat.router.register(alice.session, "ALICE"))
+    assert alice.session.account
+    settled(chat.router.register(alice.session, "other"))
+    assert not alice.session.account
+
+
+def test_require_account_lets_guests_only_look(chat):
+    chat.router.settings = RouterSettings(require_account=True)
+    make_account(chat, "alice")
+    guest = Person(chat.router, "guest")
+    for attempt in (
+        lambda: chat.router.send_direct(guest.session, "alice", "hi"),
+        lambda: chat.router.join(guest.session, "#lobby"),
+    ):
+        with pytest.raises(errors.AccountRequired):
+            attempt()
+    assert chat.router.who() == UserList(None, ("guest",))
+    alice = Person(chat.router)
+    settled(chat.router.log_in(alice.session, "alice"))
+    settled(chat.router.join(alice.session, "#lobby"))
+
+
+def test_room_messages_are_kept_and_replayed_on_join(chat):
+    alice, bob = Person(chat.router, "alice"), Person(chat.router, "bob")
+    chat.router.join(alice.session, "#lobby")
+    for n in range(25):
+        chat.clock.advance(1)
+        chat.router.send_room(alice.session, "#lobby", f"m{n}")
+    bob.take()
+    settled(chat.router.join(bob.session, "#Lobby"))
+    events = bob.take()
+    assert events[:3] == [
+        Joined("#lobby", "bob"),
+        UserList("#lobby", ("alice", "bob")),
+        HistoryStart("#lobby", 20),
+    ]
+    assert events[3:] == [
+        Replayed(1_800_000_000 + n + 1, RoomMessage("#lobby", "alice", f"m{n}"))
+        for n in range(5, 25)
+    ]
+
+
+def test_first_join_of_a_room_without_history_says_nothing_more(chat):
+    alice = Person(chat.router, "alice")
+    settled(chat.router.join(alice.session, "#new"))
+    assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",))]
+
+
+def test_history_command(chat):
+    chat.router.settings = RouterSettings(max_history=3)
+    alice, bob = Person(chat.router, "alice"), Person(chat.router, "bob")
+    chat.router.join(alice.session, "#lobby")
+    for n in range(5):
+        chat.router.send_room(alice.session, "#lobby", f"m{n}")
+    alice.take()
+    settled(chat.router.history(alice.session, "#lobby", 2))
+    assert [event for event in alice.take() if isinstance(event, Replayed)] == [
+        Replayed(1_800_000_000, RoomMessage("#lobby", "alice", f"m{n}")) for n in (3, 4)
+    ]
+    settled(chat.router.history(alice.session, "#lobby", 100))
+    assert alice.take()[0] == HistoryStart("#lobby", 3)
+    settled(chat.router.history(alice.session, "#lobby", 0))
+    assert alice.take() == [HistoryStart("#lobby", 0)]
+    with pytest.raises(errors.NotInRoom):
+        chat.router.history(bob.session, "#lobby", None)
+    with pytest.raises(errors.NoSuchRoom):
+        chat.router.history(bob.session, "#nowhere", None)

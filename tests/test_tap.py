@@ -1,12 +1,14 @@
 """The twistd plugin's options and the services they build."""
 
 import pytest
-from twisted.application.service import IServiceMaker, MultiService
-from twisted.internet.testing import MemoryReactor
+import pytest_twisted
+from twisted.application.service import IServiceMaker
+from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
 from chatroute.protocol import ChatServerFactory
+from chatroute.router import RouterSettings
 from chatroute.tap import DEFAULT_PORT, Options, makeService
 
 
@@ -25,6 +27,8 @@ def test_defaults():
     options = parse()
     assert options["listen"] == [f"tcp:{DEFAULT_PORT}"]
     assert options["max-line-length"] == 4096
+    assert options["db"] == "chatroute.db"
+    assert options.router_settings() == RouterSettings()
 
 
 def test_port_listens_on_all_interfaces():
@@ -48,6 +52,8 @@ def test_listen_is_repeatable_and_combines_with_port():
         ["--max-line-length", "0"],
         ["--max-line-length", "many"],
         ["--unknown"],
+        ["--offline-cap", "-1"],
+        ["--history", "lots"],
     ],
 )
 def test_bad_options(argv):
@@ -55,20 +61,40 @@ def test_bad_options(argv):
         parse(*argv)
 
 
-def test_make_service_listens_on_every_endpoint_with_one_chat():
-    reactor = MemoryReactor()
+@pytest_twisted.ensureDeferred
+async def test_service_opens_the_database_then_listens_on_every_endpoint(tmp_path):
+    database = tmp_path / "chat.db"
     options = parse(
-        "--listen", "tcp:1234:interface=127.0.0.1", "--port", "5678", "--max-line-length", "99"
-    )
+        "--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0:interface=127.0.0.1",
+        "--db", str(database), "--max-line-length", "99", "--history", "5",
+    )  # fmt: skip
     service = makeService(options, reactor)
-    assert isinstance(service, MultiService)
+    assert database.exists(), "created before the reactor runs"
     service.startService()
     try:
-        listened = [(port, interface) for port, _, _, interface in reactor.tcpServers]
-        assert listened == [(1234, "127.0.0.1"), (5678, "")]
-        factories = [factory for _, factory, _, _ in reactor.tcpServers]
+        await service.started
+        ports = service._ports
+        assert len(ports) == 2
+        factories = [port.factory for port in ports]
         assert all(isinstance(factory, ChatServerFactory) for factory in factories)
         assert factories[0].router is factories[1].router
         assert factories[0].max_line_length == 99
+        assert factories[0].router.settings.join_history == 5
     finally:
-        service.stopService()
+        await service.stopService()
+    assert all(not port.connected for port in ports)
+
+
+def test_unusable_database_stops_start_up_with_a_message(tmp_path):
+    (tmp_path / "not.db").write_text("not a database")
+    with pytest.raises(SystemExit, match=r"cannot use database .*not\.db"):
+        makeService(parse("--db", str(tmp_path / "not.db")))
+
+
+def test_router_settings_from_options():
+    settings = parse(
+        "--require-account", "--offline-cap", "7", "--history", "0", "--max-history", "9"
+    ).router_settings()
+    assert settings == RouterSettings(
+        require_account=True, offline_cap=7, join_history=0, max_history=9
+    )

@@ -143,6 +143,25 @@ def open_sqlite(
     return Deferred.fromCoroutine(_open(path, reactor, schema))
 
 
+def prepare_database(path: str, schema: Schema = CURRENT_SCHEMA) -> None:
+    """
+    Create or upgrade the database at C{path} now, blocking.
+
+    For start-up, before the reactor runs, so that a database that cannot be
+    used stops the server with a clear error before it listens. L{open_sqlite}
+    then finds the schema ready.
+
+    @raise SchemaError: as L{open_sqlite} fails with it.
+    @raise sqlite3.Error: the file cannot be opened or written.
+    """
+    connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
+    try:
+        _configure_connection(connection)
+        _prepare_schema(connection, schema, path)
+    finally:
+        connection.close()
+
+
 async def _open(path: str, reactor: IReactorTime, schema: Schema) -> "SQLiteStorage":
     pool = ConnectionPool(
         "sqlite3",

@@ -1,0 +1,131 @@
+"""
+Accounts: creating them, logging in, changing passwords.
+
+Passwords are checked through L{twisted.cred} (see L{chatroute.auth}) and
+hashed off the reactor thread; failed logins are slowed down per account and
+per address by a L{LoginThrottle}. What a login grants, the nickname and the
+messages kept for it, is the router's business.
+"""
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.logger import Logger
+
+from chatroute.auth import AccountAvatar, IAccountAvatar, LoginThrottle
+from chatroute.errors import (
+    AccountExists,
+    BadPassword,
+    LoginFailed,
+    LoginThrottled,
+    NotLoggedIn,
+    NotRegistered,
+)
+from chatroute.events import AccountCreated, PasswordChanged
+from chatroute.interfaces import IStorage
+from chatroute.passwords import PasswordHashing
+from chatroute.router import Router, Session
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+log = Logger()
+
+
+def check_new_password(password: str) -> None:
+    """
+    @raise BadPassword: C{password} is too short, too long, or has white space.
+    """
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD or any(c.isspace() for c in password):
+        raise BadPassword(
+            f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters, without spaces"
+        )
+
+
+class Accounts:
+    """The rules of accounts, on top of a router, a store and a login portal."""
+
+    def __init__(
+        self,
+        router: Router,
+        storage: IStorage,
+        hashing: PasswordHashing,
+        portal: Portal,
+        throttle: LoginThrottle,
+    ) -> None:
+        self._router = router
+        self._storage = storage
+        self._hashing = hashing
+        self._portal = portal
+        self._throttle = throttle
+
+    async def log_in(self, session: Session, name: str, password: str, address: str) -> None:
+        """
+        Log the session in to the account C{name}.
+
+        @param address: where the attempt comes from, for throttling.
+        @raise LoginThrottled: too many recent failures for the account or address.
+        @raise LoginFailed: unknown name or wrong password (not said which).
+        """
+        registered = await self._check_password(name, password, address)
+        log.info("{address} logged in as {name}", address=address, name=registered)
+        await self._router.log_in(session, registered)
+
+    async def create(self, session: Session, password: str) -> None:
+        """
+        Make the session's nickname an account with C{password}; the session
+        is then logged in to it.
+
+        @raise NotRegistered: the session has no nickname.
+        @raise AccountExists: the nickname is already an account.
+        @raise BadPassword: the password breaks the password rule.
+        """
+        nick = session.nick
+        if nick is None:
+            raise NotRegistered()
+        if session.account:
+            raise AccountExists(nick)
+        check_new_password(password)
+        await self._storage.create_account(nick, await self._hashing.hash(password))
+        log.info("account {nick} created", nick=nick)
+        self._router.mark_account(session, nick)
+        session.participant.deliver(AccountCreated(nick))
+
+    async def change_password(self, session: Session, old: str, new: str, address: str) -> None:
+        """
+        Replace the logged-in account's password.
+
+        @raise NotLoggedIn: the session is not logged in to an account.
+        @raise BadPassword: C{new} breaks the password rule.
+        @raise LoginThrottled: too many recent failures.
+        @raise LoginFailed: C{old} is wrong.
+        """
+        nick = session.nick
+        if nick is None or not session.account:
+            raise NotLoggedIn()
+        check_new_password(new)
+        await self._check_password(nick, old, address)
+        await self._storage.set_password_hash(nick, await self._hashing.hash(new))
+        log.info("{nick} changed password", nick=nick)
+        session.participant.deliver(PasswordChanged())
+
+    async def _check_password(self, name: str, password: str, address: str) -> str:
+        """
+        Check a password through the portal, throttled.
+
+        @return: the account's name as registered (C{name} may differ in case).
+        """
+        wait = self._throttle.check(name, address)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        try:
+            _, avatar, _ = await self._portal.login(
+                UsernamePassword(name.encode(), password.encode()), None, IAccountAvatar
+            )
+        except UnauthorizedLogin:
+            self._throttle.failed(name, address)
+            log.info("{address}: failed login to {name}", address=address, name=name)
+            raise LoginFailed() from None
+        self._throttle.succeeded(name, address)
+        assert isinstance(avatar, AccountAvatar)
+        return avatar.name
