@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs
 
@@ -290,3 +291,56 @@ def test_logs_never_contain_message_text(connect):
 )
 def test_describe_peer(address, text):
     assert describe_peer(address) == text
+
+
+def test_account_flow_over_the_wire(connect):
+    alice = connect("alice")
+    assert alice.say("/register secret123") == [
+        "* alice is now a registered account; log in with #alice <password>"
+    ]
+    alice.say("/quit")
+    bob = connect("bob")
+    assert bob.say("@alice:are you there?") == [
+        "* alice is offline; message stored for delivery at login"
+    ]
+    assert bob.say("#alice") == ["! alice is a registered account; log in with #alice <password>"]
+    again = connect()
+    assert again.say("#alice wrong-one") == ["! wrong nickname or password"]
+    assert again.say("/login alice secret123") == [
+        "* logged in as alice; 1 waiting message follows",
+        "[2027-01-15T08:00:00Z] <bob> are you there?",
+    ]
+    assert again.say("/password secret123 newsecret1") == ["* password changed"]
+
+
+def test_later_lines_wait_for_a_pending_one(connect, chat, monkeypatch):
+    """While a line waits for storage, the next ones queue; replies keep their order."""
+    alice = connect("alice")
+    connect("bob")
+    pending = Deferred()
+    monkeypatch.setattr(chat.storage, "get_account", lambda name: pending)
+    alice.send(b"@nobody:hi\n/who\n@bob:after\n")
+    assert alice.lines() == []
+    assert alice.transport.producerState == "paused"
+    pending.callback(None)
+    assert alice.lines() == ["! no such user: nobody", "* online (2): alice, bob"]
+    assert alice.transport.producerState == "producing"
+
+
+def test_connection_closed_while_a_line_waits(connect, chat, monkeypatch):
+    alice = connect("alice")
+    pending = Deferred()
+    monkeypatch.setattr(chat.storage, "get_account", lambda name: pending)
+    alice.send(b"@nobody:hi\n/who\n")
+    alice.transport.loseConnection()
+    pending.callback(None)
+    assert chat.router.who().nicks == ()
+
+
+def test_second_login_closes_the_first_connection(connect):
+    alice = connect("alice")
+    alice.say("/register secret123")
+    other = connect()
+    assert other.say("#alice secret123") == ["* logged in as alice"]
+    assert alice.lines() == ["* logged in from another connection; closing"]
+    assert not alice.transport.connected

@@ -234,9 +234,13 @@ class ChatConnection(LineReader):
 class ServerProcess:
     """A running C{twistd --nodaemon chatroute} on an ephemeral loopback port."""
 
-    def __init__(self, directory: Path) -> None:
-        """Start the server in C{directory} and wait until it listens."""
-        self.log_path = directory / "twistd.log"
+    def __init__(self, directory: Path, *options: str, log_name: str = "twistd.log") -> None:
+        """
+        Start the server in C{directory} and wait until it listens.
+
+        @param options: more options of C{twistd chatroute}.
+        """
+        self.log_path = directory / log_name
         command = [
             str(_BIN / "twistd"),
             "--nodaemon",
@@ -244,6 +248,7 @@ class ServerProcess:
             "chatroute",
             "--listen",
             "tcp:0:interface=127.0.0.1",
+            *options,
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -277,6 +282,11 @@ class ServerProcess:
                     f"twistd did not listen within {START_TIMEOUT} s; its log:\n{self.log()}"
                 )
             time.sleep(_LOG_POLL_INTERVAL)
+
+    def kill(self) -> None:
+        """End the server at once with SIGKILL, as a crash would."""
+        self.process.kill()
+        self.process.wait(STOP_TIMEOUT)
 
     def stop(self) -> int:
         """

@@ -1,0 +1,103 @@
+"""
+What the server acknowledges survives C{kill -9}: messages kept for offline
+accounts are delivered exactly once after a restart, and room history stays.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .support import ChatConnection, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+STORED = "* alice is offline; message stored for delivery at login"
+_KEPT = re.compile(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] <bob> (.*)")
+
+
+def start(directory: Path, run: int) -> ServerProcess:
+    return ServerProcess(directory, "--db", str(directory / "chat.db"), log_name=f"run{run}.log")
+
+
+def log_in(server: ServerProcess, password: str = "secret123") -> tuple[ChatConnection, list[str]]:
+    """Log alice in; return the connection and the texts of the messages kept for her."""
+    alice = ChatConnection(server.port, "alice")
+    alice.send(f"#alice {password}")
+    match = alice.expect_match(r"\* logged in as alice(?:; (\d+) waiting messages? follows?)?")
+    count = int(match.group(1) or 0)
+    kept = []
+    for _ in range(count):
+        line = alice.read_line()
+        found = _KEPT.fullmatch(line)
+        assert found, line
+        kept.append(found.group(1))
+    return alice, kept
+
+
+def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
+    directory = tmp_path
+    server = start(directory, 1)
+    try:
+        alice = ChatConnection(server.port, "alice")
+        alice.register("alice")
+        alice.send("/register secret123")
+        alice.expect("* alice is now a registered account; log in with #alice <password>")
+        alice.close()
+        bob = ChatConnection(server.port, "bob")
+        bob.register("bob")
+        acknowledged = []
+        for n in range(40):
+            bob.send(f"@alice:note {n}")
+            bob.expect(STORED)
+            acknowledged.append(f"note {n}")
+        # More in flight, unacknowledged, as the server dies.
+        for n in range(40, 200):
+            bob.send(f"@alice:note {n}")
+    finally:
+        server.kill()
+    bob.close()
+
+    server = start(directory, 2)
+    try:
+        alice, kept = log_in(server)
+        assert kept[: len(acknowledged)] == acknowledged
+        assert kept == [f"note {n}" for n in range(len(kept))], "in order, none twice"
+        alice.close()
+        again, kept_again = log_in(server)
+        assert kept_again == [], "delivered messages are forgotten"
+        again.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
+
+
+def test_room_history_survives_a_restart(tmp_path):
+    directory = tmp_path
+    server = start(directory, 1)
+    try:
+        carol = ChatConnection(server.port, "carol")
+        carol.register("carol")
+        carol.send("/join #lobby")
+        carol.expect("* carol joined #lobby")
+        carol.expect("* #lobby (1): carol")
+        for n in range(3):
+            carol.send(f"@#lobby:said {n}")
+            carol.expect(f"#lobby <carol> said {n}")
+        carol.close()
+    finally:
+        server.stop()
+
+    server = start(directory, 2)
+    try:
+        dave = ChatConnection(server.port, "dave")
+        dave.register("dave")
+        dave.send("/join #LOBBY")
+        dave.expect("* dave joined #LOBBY")
+        dave.expect("* #LOBBY (1): dave")
+        dave.expect("* history of #LOBBY: 3 messages follow")
+        for n in range(3):
+            dave.expect_match(rf"\[[-0-9T:]+Z\] #LOBBY <carol> said {n}")
+        dave.close()
+    finally:
+        server.stop()
