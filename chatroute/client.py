@@ -10,6 +10,7 @@ delivered (and every reply shown) before it exits.
 """
 
 import os
+import re
 import sys
 import termios
 import tty
@@ -46,6 +47,21 @@ class ClientOptions(usage.Options):
         ["port", "p", 12345, "Server TCP port.", int],
         ["nick", "n", None, "Register this nickname on connect."],
     ]
+
+
+_PASSWORD_LINES = re.compile(
+    rb"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password)\s+)(?P<secret>.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def conceal(line: bytes) -> bytes:
+    """C{line} with the passwords in C{#name pw}, C{/login}, C{/register}, C{/password} hidden."""
+    found = _PASSWORD_LINES.fullmatch(line)
+    if found is None:
+        return line
+    hidden = re.sub(rb"\S", b"*", found["secret"])
+    return found["keep"] + hidden
 
 
 def printable(text: str) -> str:
@@ -167,7 +183,7 @@ def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Scr
     """The protocol to run on standard input and output, and the screen inside it."""
     if terminal:
         screen = TerminalScreen(
-            connection.send, connection.quit, lambda: os.get_terminal_size(1).columns
+            connection.send, connection.quit, lambda: os.get_terminal_size(1).columns, conceal
         )
         return ServerProtocol(lambda: screen), screen
     pipe = PipeScreen(connection)

@@ -34,16 +34,20 @@ class TerminalScreen(HistoricRecvLine):
         send: Callable[[bytes], None],
         quit: Callable[[], None],
         columns: Callable[[], int] | None = None,
+        conceal: Callable[[bytes], bytes] = lambda line: line,
     ) -> None:
         """
         @param send: called with each line the user enters.
         @param quit: called when the user asks to quit.
+        @param conceal: the line as it may stay on screen and in the history
+            (passwords hidden).
         @param columns: returns the terminal's width now; by default the
             width L{HistoricRecvLine} assumes.
         """
         self._send = send
         self._quit = quit
         self._columns = columns or (lambda: self.width)
+        self._conceal = conceal
         self._pending = b""
         self._cursor_row = 0
         self.closed: Deferred[None] = Deferred()
@@ -161,9 +165,26 @@ class TerminalScreen(HistoricRecvLine):
         self._redraw()
 
     def handle_RETURN(self) -> None:
-        """Send the line, leaving it on screen, and start a fresh prompt below it."""
+        """
+        Send the line and start a fresh prompt below it.
+
+        The line stays on screen, and in the history, with any password in
+        it hidden.
+        """
+        line = b"".join(self.lineBuffer)
+        shown = self._conceal(line)
+        if shown != line:
+            self.lineBuffer = [bytes([byte]) for byte in shown]
+            self.lineBufferIndex = len(self.lineBuffer)
+            self._redraw()
         self._move_to(len(self.lineBuffer))
-        super().handle_RETURN()
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        if shown:
+            self.historyLines.append(shown)
+        self.historyPosition = len(self.historyLines)
+        self.terminal.nextLine()
+        self.lineReceived(line)
 
     def lineReceived(self, line: bytes) -> None:
         """Send the line just entered and draw a fresh prompt."""

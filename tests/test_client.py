@@ -5,7 +5,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from chatroute.client import ClientOptions, PipeScreen, ServerConnection, printable
+from chatroute.client import ClientOptions, PipeScreen, ServerConnection, conceal, printable
 
 
 @pytest.fixture
@@ -75,3 +75,20 @@ def test_pipe_input_sends_each_line_and_quits_at_end(connection):
     assert stdout.value() == b"<bob> hello\n"
     pipe.readConnectionLost()
     assert sent(connection).endswith(b"/quit\r\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"#alice secret123", b"#alice *********"),
+        (b"/login Alice pw", b"/login Alice **"),
+        (b"/LOGIN Alice pw", b"/LOGIN Alice **"),
+        (b"/register hunter22", b"/register ********"),
+        (b"/password old new1", b"/password *** ****"),
+        (b"#alice", b"#alice"),
+        (b"@bob:#x y", b"@bob:#x y"),
+        (b"/join #x", b"/join #x"),
+    ],
+)
+def test_conceal_passwords(line, shown):
+    assert conceal(line) == shown

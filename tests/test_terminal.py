@@ -101,3 +101,17 @@ def test_history_replaces_a_wrapped_line_whole():
     terminal.type(b"short\r" + b"a much longer line here")
     terminal.type(b"\x1b[A")
     assert terminal.lines()[:3] == ["> short", "> short", ""]
+
+
+def test_passwords_are_hidden_on_screen_and_in_history():
+    sent = []
+    screen = TerminalScreen(sent.append, lambda: None, lambda: 40, lambda line: line[:7] + b"***")
+    output = StringTransport()
+    ServerProtocol(lambda: screen).makeConnection(output)
+    screen.terminal.dataReceived(b"#alice secret\r")
+    assert sent == [b"#alice secret"]
+    emulator = pyte.Screen(40, 4)
+    pyte.ByteStream(emulator).feed(output.value().replace(b"\n", b"\r\n"))
+    assert emulator.display[0].rstrip() == "> #alice ***"
+    assert "secret" not in "".join(emulator.display)
+    assert screen.historyLines == [b"#alice ***"]
