@@ -37,6 +37,7 @@ from chatroute.lines import (
     parse_line,
 )
 from chatroute.router import Router, Session
+from chatroute.telnet import TelnetFilter
 
 DEFAULT_MAX_LINE_LENGTH = 4096
 
@@ -104,6 +105,7 @@ class ChatProtocol(LineReceiver):
         self._closing = False
         self._waiting = False
         self._queued: deque[bytes] = deque()
+        self._telnet: TelnetFilter | None = None
 
     def connectionMade(self) -> None:
         """Greet the client and start its session."""
@@ -134,8 +136,10 @@ class ChatProtocol(LineReceiver):
 
         This replaces L{LineReceiver.dataReceived}, which would drop the
         connection on an over-long line, and which copies its buffer once per
-        line.
+        line. Telnet commands are taken out first (L{TelnetFilter}).
         """
+        if self._telnet is not None or b"\xff" in data:
+            data = self._without_telnet(data)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -162,6 +166,14 @@ class ChatProtocol(LineReceiver):
             self._buffer = b""
             self._discarding = True
             self.lineLengthExceeded(b"")
+
+    def _without_telnet(self, data: bytes) -> bytes:
+        if self._telnet is None:
+            self._telnet = TelnetFilter()
+        kept, answer = self._telnet.feed(data)
+        if answer:
+            self._out.write(answer)
+        return kept
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the over-long line but keep the connection."""

@@ -137,6 +137,7 @@ class Router:
         self._storage = storage
         self._clock = clock
         self.settings = settings or RouterSettings()
+        self._sessions: set[Session] = set()
         self._users: dict[str, Session] = {}
         self._rooms: dict[str, Room] = {}
 
@@ -146,10 +147,13 @@ class Router:
 
         @param peer: where it connects from, for the log.
         """
-        return Session(participant, peer)
+        session = Session(participant, peer)
+        self._sessions.add(session)
+        return session
 
     def disconnect(self, session: Session) -> None:
         """The participant is gone: leave every room (members are told) and free the name."""
+        self._sessions.discard(session)
         nick = session.nick
         if nick is None:
             return
@@ -158,6 +162,12 @@ class Router:
         del self._users[_key(nick)]
         session.nick = None
         session.account = False
+
+    def close_all(self, reason: str) -> None:
+        """Tell everyone connected why, and close their connections (server shutdown)."""
+        for session in list(self._sessions):
+            self.disconnect(session)
+            session.participant.close(reason)
 
     def register(self, session: Session, nick: str) -> Deferred[None] | None:
         """
@@ -410,6 +420,9 @@ class Router:
         return nick
 
     def _room(self, room_name: str) -> Room:
+        """The room named C{room_name}; a name without C{#} is refused as such."""
+        if room_name[:1] != "#":
+            raise InvalidRoomName(room_name)
         room = self._rooms.get(_key(room_name))
         if room is None:
             raise NoSuchRoom(room_name)

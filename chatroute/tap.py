@@ -5,10 +5,10 @@ The twistd plugin's options and service: C{twistd -n chatroute --port 12345}.
 import sqlite3
 from typing import Any, ClassVar
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -18,7 +18,8 @@ from chatroute.interfaces import IStorage
 from chatroute.passwords import PasswordHashing
 from chatroute.protocol import DEFAULT_MAX_LINE_LENGTH, ChatServerFactory
 from chatroute.router import Router, RouterSettings
-from chatroute.storage.sqlite import SchemaError, open_sqlite, prepare_database
+from chatroute.storage.memory import MemoryStorage
+from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_database
 
 DEFAULT_PORT = 12345
 DEFAULT_DATABASE = "chatroute.db"
@@ -62,7 +63,7 @@ class Options(usage.Options):
             "db",
             None,
             DEFAULT_DATABASE,
-            f"SQLite database file (created if missing); {MEMORY_DATABASE} keeps nothing.",
+            f"SQLite database file (created if missing); {MEMORY_DATABASE} keeps nothing on disk.",
         ],
         [
             "max-line-length",
@@ -129,56 +130,53 @@ class Options(usage.Options):
 
 class ChatService(MultiService):
     """
-    The whole server: opens the database, then listens on every endpoint.
+    The whole server: one listening service per endpoint, all serving one chat.
 
-    Stopping closes the listeners first, then the database, so that every
-    write already acknowledged to a client is on disk.
+    Listening starts before the reactor runs, so a port that cannot be had
+    stops the server at once with a clear message. Stopping closes the
+    listeners, tells everyone still connected, then closes the storage, so
+    every write acknowledged to a client is on disk.
     """
 
-    def __init__(self, options: Options, reactor: Any) -> None:
+    def __init__(self, factory: ChatServerFactory, storage: IStorage) -> None:
         super().__init__()
-        self._options = options
-        self._reactor = reactor
-        self._ports: list[IListeningPort] = []
-        self._storage: IStorage | None = None
-        self.started: Deferred[None] | None = None
+        self.factory = factory
+        self._storage = storage
 
-    def startService(self) -> None:
-        """Open the database and start listening; failing that, log why and stop."""
-        super().startService()
-        self.started = Deferred.fromCoroutine(self._start())
-        self.started.addErrback(self._start_failed)
-
-    async def _start(self) -> None:
-        options, reactor = self._options, self._reactor
-        storage = self._storage = await open_sqlite(options["db"], reactor)
-        router = Router(storage, reactor, options.router_settings())
-        hashing = PasswordHashing(reactor)
-        accounts = Accounts(
-            router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
-        )
-        factory = ChatServerFactory(router, accounts, options["max-line-length"])
-        for description in options["listen"]:
-            port = await serverFromString(reactor, description).listen(factory)
-            self._ports.append(port)
-
-    def _start_failed(self, failure: Any) -> None:
-        log.failure("chatroute could not start", failure)
-        self._reactor.stop()
+    def privilegedStartService(self) -> None:
+        """Listen on every endpoint now, or exit saying which one failed and why."""
+        for service in self:
+            assert isinstance(service, _Listener)
+            try:
+                service.privilegedStartService()
+            except Exception as error:
+                raise SystemExit(
+                    f"chatroute: cannot listen on {service.description}: {error}"
+                ) from None
+            log.info("chatroute listening on {endpoint}", endpoint=service.description)
+        Service.privilegedStartService(self)
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening, then close the database."""
-        super().stopService()
+        """Stop listening, say goodbye to everyone, then close the storage."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        ports, self._ports = self._ports, []
-        await gatherResults([maybeDeferred(port.stopListening) for port in ports])
-        if self._storage is not None:
-            await self._storage.close()
+        await super().stopService()
+        self.factory.router.close_all("the server is shutting down")
+        await self._storage.close()
 
 
-def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
+class _Listener(StreamServerEndpointService):
+    """Listens on one endpoint; failing to listen raises at once."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, description: str, reactor: Any, factory: ChatServerFactory) -> None:
+        super().__init__(serverFromString(reactor, description), factory)
+        self.description = description
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
     """
     The chat service the options describe.
 
@@ -191,9 +189,24 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    if options["db"] != MEMORY_DATABASE:
-        try:
-            prepare_database(options["db"])
-        except (sqlite3.Error, SchemaError) as error:
-            raise SystemExit(f"chatroute: cannot use database {options['db']}: {error}") from None
-    return ChatService(options, reactor)
+    storage = _storage(options["db"], reactor)
+    router = Router(storage, reactor, options.router_settings())
+    hashing = PasswordHashing(reactor)
+    accounts = Accounts(
+        router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
+    )
+    factory = ChatServerFactory(router, accounts, options["max-line-length"])
+    service = ChatService(factory, storage)
+    for description in options["listen"]:
+        _Listener(description, reactor, factory).setServiceParent(service)
+    return service
+
+
+def _storage(database: str, reactor: Any) -> IStorage:
+    if database == MEMORY_DATABASE:
+        return MemoryStorage()
+    try:
+        prepare_database(database)
+    except (sqlite3.Error, SchemaError) as error:
+        raise SystemExit(f"chatroute: cannot use database {database}: {error}") from None
+    return connect_sqlite(database, reactor)

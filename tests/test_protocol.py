@@ -142,7 +142,7 @@ def test_rename_tells_room(connect):
         (b"#alice", "! nickname taken: alice"),
         (b"hello", "! unrecognised line: start with #name, @name:, @#room: or / (try /help)"),
         (b"/dance", "! unknown command: /dance (try /help)"),
-        (b"\xff\xfe", "! invalid UTF-8; line discarded"),
+        (b"\xfe\xfe", "! invalid UTF-8; line discarded"),
         (b"#bo\x1bb", "! control characters are not allowed; line discarded"),
     ],
 )
@@ -344,3 +344,10 @@ def test_second_login_closes_the_first_connection(connect):
     assert other.say("#alice secret123") == ["* logged in as alice"]
     assert alice.lines() == ["* logged in from another connection; closing"]
     assert not alice.transport.connected
+
+
+def test_telnet_commands_are_answered_and_never_reach_the_chat(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:before\r\n\xff\xf4\xff\xfd\x06@bob:after\r\n")
+    assert alice.transport.value() == b"\xff\xfb\x06"
+    assert bob.lines() == ["<alice> before", "<alice> after"]

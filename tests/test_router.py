@@ -400,3 +400,19 @@ def test_history_command(chat):
         chat.router.history(bob.session, "#lobby", None)
     with pytest.raises(errors.NoSuchRoom):
         chat.router.history(bob.session, "#nowhere", None)
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        lambda router, session: router.leave(session, "lobby"),
+        lambda router, session: router.who("lobby"),
+        lambda router, session: router.send_room(session, "lobby", "hi"),
+        lambda router, session: router.history(session, "lobby", None),
+    ],
+)
+def test_a_room_name_without_hash_is_called_invalid(router, attempt):
+    alice = Person(router, "alice")
+    router.join(alice.session, "#lobby")
+    with pytest.raises(errors.InvalidRoomName):
+        attempt(router, alice.session)

@@ -1,5 +1,7 @@
 """The twistd plugin's options and the services they build."""
 
+import socket
+
 import pytest
 import pytest_twisted
 from twisted.application.service import IServiceMaker
@@ -7,9 +9,9 @@ from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
-from chatroute.protocol import ChatServerFactory
 from chatroute.router import RouterSettings
 from chatroute.tap import DEFAULT_PORT, Options, makeService
+from tests.conftest import Person
 
 
 def parse(*argv: str) -> Options:
@@ -62,7 +64,7 @@ def test_bad_options(argv):
 
 
 @pytest_twisted.ensureDeferred
-async def test_service_opens_the_database_then_listens_on_every_endpoint(tmp_path):
+async def test_service_listens_on_every_endpoint_with_one_chat(tmp_path):
     database = tmp_path / "chat.db"
     options = parse(
         "--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0:interface=127.0.0.1",
@@ -70,19 +72,37 @@ async def test_service_opens_the_database_then_listens_on_every_endpoint(tmp_pat
     )  # fmt: skip
     service = makeService(options, reactor)
     assert database.exists(), "created before the reactor runs"
+    service.privilegedStartService()
     service.startService()
     try:
-        await service.started
-        ports = service._ports
+        ports = [await listener._waitingForPort for listener in service]
         assert len(ports) == 2
-        factories = [port.factory for port in ports]
-        assert all(isinstance(factory, ChatServerFactory) for factory in factories)
-        assert factories[0].router is factories[1].router
-        assert factories[0].max_line_length == 99
-        assert factories[0].router.settings.join_history == 5
+        assert {port.factory for port in ports} == {service.factory}
+        assert service.factory.max_line_length == 99
+        assert service.factory.router.settings.join_history == 5
     finally:
         await service.stopService()
     assert all(not port.connected for port in ports)
+
+
+def test_a_port_that_cannot_be_had_stops_start_up_with_a_message():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = makeService(parse("--db", ":memory:", "--port", "0", "--listen", f"tcp:{port}"))
+        with pytest.raises(SystemExit, match=rf"cannot listen on tcp:{port}: .*in use"):
+            service.privilegedStartService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_tells_everyone_and_closes_the_storage():
+    service = makeService(parse("--db", ":memory:", "--listen", "tcp:0:interface=127.0.0.1"))
+    service.privilegedStartService()
+    service.startService()
+    person = Person(service.factory.router)
+    await service.stopService()
+    assert person.participant.closed == "the server is shutting down"
 
 
 def test_unusable_database_stops_start_up_with_a_message(tmp_path):

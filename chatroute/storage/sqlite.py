@@ -148,8 +148,8 @@ def prepare_database(path: str, schema: Schema = CURRENT_SCHEMA) -> None:
     Create or upgrade the database at C{path} now, blocking.
 
     For start-up, before the reactor runs, so that a database that cannot be
-    used stops the server with a clear error before it listens. L{open_sqlite}
-    then finds the schema ready.
+    used stops the server with a clear error before it listens;
+    L{connect_sqlite} then opens it.
 
     @raise SchemaError: as L{open_sqlite} fails with it.
     @raise sqlite3.Error: the file cannot be opened or written.
@@ -162,8 +162,20 @@ def prepare_database(path: str, schema: Schema = CURRENT_SCHEMA) -> None:
         connection.close()
 
 
-async def _open(path: str, reactor: IReactorTime, schema: Schema) -> "SQLiteStorage":
-    pool = ConnectionPool(
+def connect_sqlite(path: str, reactor: IReactorTime) -> "SQLiteStorage":
+    """
+    The storage on a database L{prepare_database} has already brought to
+    the current schema, at once.
+
+    Its thread starts with the reactor; what is asked of it before then
+    waits for that.
+    """
+    return SQLiteStorage(_pool(path, reactor), reactor)
+
+
+def _pool(path: str, reactor: IReactorTime) -> ConnectionPool:
+    """The one-thread, one-connection pool the module docstring describes."""
+    return ConnectionPool(
         "sqlite3",
         path,
         check_same_thread=False,
@@ -175,6 +187,10 @@ async def _open(path: str, reactor: IReactorTime, schema: Schema) -> "SQLiteStor
         cp_openfun=_configure_connection,
         cp_reactor=reactor,
     )
+
+
+async def _open(path: str, reactor: IReactorTime, schema: Schema) -> "SQLiteStorage":
+    pool = _pool(path, reactor)
     try:
         found: int | None = await pool.runWithConnection(_prepare_schema, schema, path)
     except BaseException:
