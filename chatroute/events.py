@@ -3,12 +3,17 @@ What the router tells participants: plain, immutable values.
 
 Front ends (the line protocol now, others later) turn these into their own
 wire format; the router never sees any wire syntax.
+
+Events are values: nothing changes one after it is made. They are not
+C{frozen} dataclasses only because those take three times as long to create
+(the C{__init__} goes through C{object.__setattr__}), and one or two are made
+for every message.
 """
 
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DirectMessage:
     """A message from C{sender} to the participant alone."""
 
@@ -16,7 +21,7 @@ class DirectMessage:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RoomMessage:
     """A message from C{sender} in C{room}; every member gets it, the sender too."""
 
@@ -25,7 +30,7 @@ class RoomMessage:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Joined:
     """C{nick} joined C{room}."""
 
@@ -33,7 +38,7 @@ class Joined:
     nick: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Left:
     """C{nick} left C{room}; C{disconnected} if the connection closed."""
 
@@ -42,7 +47,7 @@ class Left:
     disconnected: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Renamed:
     """A user who shares a room with the participant changed nickname."""
 
@@ -50,14 +55,14 @@ class Renamed:
     new: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Registered:
     """The participant now goes by C{nick}."""
 
     nick: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserList:
     """The online users (C{room} is None) or the members of C{room}."""
 
@@ -65,14 +70,14 @@ class UserList:
     nicks: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RoomList:
     """Every room, as C{(name, member count)} pairs."""
 
     rooms: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoggedIn:
     """The participant is logged in to the account C{nick}; C{waiting} messages follow."""
 
@@ -80,26 +85,26 @@ class LoggedIn:
     waiting: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AccountCreated:
     """The participant's nickname C{nick} is now an account."""
 
     nick: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PasswordChanged:
     """The participant's account has a new password."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredForLater:
     """The participant's message to offline C{recipient} is on disk, to be delivered at login."""
 
     recipient: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HistoryStart:
     """The last C{count} messages of C{room} follow, oldest first, as L{Replayed}."""
 
@@ -107,7 +112,7 @@ class HistoryStart:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Replayed:
     """A message from the past, sent at C{sent_at} (POSIX seconds): stored or room history."""
 
@@ -115,7 +120,7 @@ class Replayed:
     message: DirectMessage | RoomMessage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notice:
     """Free text from the server: greetings, help, goodbyes."""
 

@@ -6,6 +6,8 @@ as C{! ...} lines.
 """
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IPushProducer, ITCPTransport, ITransport
@@ -37,6 +39,7 @@ from chatroute.lines import (
     parse_line,
 )
 from chatroute.router import Router, Session
+from chatroute.sending import sender
 from chatroute.telnet import TelnetFilter
 
 DEFAULT_MAX_LINE_LENGTH = 4096
@@ -73,6 +76,34 @@ class WireEncoder:
         return self._data
 
 
+class Outbox:
+    """
+    Holds what is written to clients while a chunk of lines is carried out,
+    then writes it, one write per client.
+
+    A chunk read from one client often holds many lines for the same
+    recipient (a burst of direct messages, several room messages); this
+    turns them into one write and one system call for that recipient.
+    """
+
+    __slots__ = ("_waiting", "collecting")
+
+    def __init__(self) -> None:
+        self.collecting = False
+        self._waiting: list[ChatProtocol] = []
+
+    def hold(self, protocol: "ChatProtocol") -> None:
+        """C{protocol} has data held until L{flush}."""
+        self._waiting.append(protocol)
+
+    def flush(self) -> None:
+        """Write everything held, and stop holding."""
+        self.collecting = False
+        waiting, self._waiting = self._waiting, []
+        for protocol in waiting:
+            protocol.flush()
+
+
 @implementer(IParticipant)
 class ChatProtocol(LineReceiver):
     """
@@ -91,11 +122,18 @@ class ChatProtocol(LineReceiver):
     _log = Logger()
 
     def __init__(
-        self, router: Router, accounts: Accounts, encoder: WireEncoder, max_line_length: int
+        self,
+        router: Router,
+        accounts: Accounts,
+        encoder: WireEncoder,
+        outbox: Outbox,
+        max_line_length: int,
     ) -> None:
         self._router = router
         self._accounts = accounts
         self._encoder = encoder
+        self._outbox = outbox
+        self._held: list[bytes] | None = None
         self.MAX_LENGTH = max_line_length
         self._buffer = b""
         self._discarding = False
@@ -112,6 +150,7 @@ class ChatProtocol(LineReceiver):
         transport = self.transport
         assert transport is not None, "connectionMade comes after makeConnection"
         self._out: ITransport = transport
+        self._write = sender(transport)
         address = transport.getPeer()
         self._peer = describe_peer(address)
         self._host = str(getattr(address, "host", self._peer))
@@ -150,6 +189,14 @@ class ChatProtocol(LineReceiver):
             data = self._buffer + data
         lines = data.split(b"\n")
         self._buffer = lines.pop()
+        outbox = self._outbox
+        outbox.collecting = True
+        try:
+            self._carry_out(lines)
+        finally:
+            outbox.flush()
+
+    def _carry_out(self, lines: list[bytes]) -> None:
         limit = self.MAX_LENGTH
         for line in lines:
             if self._closing:
@@ -172,7 +219,7 @@ class ChatProtocol(LineReceiver):
             self._telnet = TelnetFilter()
         kept, answer = self._telnet.feed(data)
         if answer:
-            self._out.write(answer)
+            self._send(answer)
         return kept
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -180,13 +227,13 @@ class ChatProtocol(LineReceiver):
         self._reply_error(LineTooLong(self.MAX_LENGTH))
 
     def lineReceived(self, line: bytes) -> None:
-        """Parse one line and carry it out, answering any error with C{! ...}."""
+        """Carry out one line, answering any error with C{! ...}."""
         try:
             try:
                 text = line.decode()
             except UnicodeDecodeError:
                 raise InvalidEncoding() from None
-            pending = self._dispatch(text)
+            pending = self._carry_out_line(text)
         except Exception:
             self._failed(Failure())
             return
@@ -195,14 +242,35 @@ class ChatProtocol(LineReceiver):
 
     def deliver(self, event: Event) -> None:
         """Send one event to the client (L{IParticipant})."""
-        self._out.write(self._encoder.encode(event))
+        self._send(self._encoder.encode(event))
 
     def close(self, reason: str) -> None:
         """Tell the client why, then close the connection (L{IParticipant})."""
         self._log.info("closing {peer}: {reason}", peer=self._peer, reason=reason)
-        self.deliver(Notice(f"{reason}; closing"))
-        self._closing = True
         self._session = None
+        self._say_goodbye(f"{reason}; closing")
+
+    def flush(self) -> None:
+        """Write what the L{Outbox} held for this client."""
+        held, self._held = self._held, None
+        if held:
+            self._write(b"".join(held))
+
+    def _send(self, data: bytes) -> None:
+        """Write to the client: now, or with the rest of this chunk's output."""
+        if not self._outbox.collecting:
+            self._write(data)
+        elif self._held is None:
+            self._held = [data]
+            self._outbox.hold(self)
+        else:
+            self._held.append(data)
+
+    def _say_goodbye(self, notice: str) -> None:
+        """Send a last notice and close, ignoring anything the client sends after."""
+        self.deliver(Notice(notice))
+        self.flush()
+        self._closing = True
         self._out.loseConnection()
 
     def _failed(self, failure: Failure) -> None:
@@ -215,10 +283,13 @@ class ChatProtocol(LineReceiver):
             self._reply_error(InternalError())
 
     def _reply_error(self, error: ChatError) -> None:
-        self._out.write(f"! {error}\r\n".encode())
+        self._send(f"! {error}\r\n".encode())
 
     def _wait_for(self, pending: Deferred[None]) -> None:
         """Hold later lines, and stop reading, until C{pending} is done."""
+        if pending.called:
+            pending.addErrback(self._failed)
+            return
         self._waiting = True
         producer = IPushProducer(self._out, None)
         if producer is not None:
@@ -232,48 +303,74 @@ class ChatProtocol(LineReceiver):
         if not self._waiting and producer is not None and not self._closing:
             producer.resumeProducing()
 
-    def _dispatch(self, text: str) -> Deferred[None] | None:
+    def _carry_out_line(self, text: str) -> Deferred[None] | None:
         """Carry out one line; a Deferred if it finishes later."""
         command = parse_line(text)
-        router = self._router
         session = self._session
-        if session is None:
-            return None  # closed while the line waited
-        match command:
-            case SendDirect(to, message):
-                return router.send_direct(session, to, message)
-            case SendRoom(room, message):
-                router.send_room(session, room, message)
-            case Register(nick, None):
-                return router.register(session, nick)
-            case Register(nick, password) if password is not None:
-                return Deferred.fromCoroutine(
-                    self._accounts.log_in(session, nick, password, self._host)
-                )
-            case CreateAccount(password):
-                return Deferred.fromCoroutine(self._accounts.create(session, password))
-            case ChangePassword(old, new):
-                return Deferred.fromCoroutine(
-                    self._accounts.change_password(session, old, new, self._host)
-                )
-            case Join(room):
-                return router.join(session, room)
-            case Leave(room):
-                router.leave(session, room)
-            case History(room, count):
-                return router.history(session, room, count)
-            case ListRooms():
-                self.deliver(router.rooms())
-            case Who(room):
-                self.deliver(router.who(room))
-            case Help():
-                for line in HELP:
-                    self.deliver(Notice(line))
-            case Quit():
-                self.deliver(Notice("bye"))
-                self._closing = True
-                self._out.loseConnection()
-        return None
+        if command is None or session is None:  # blank, or closed while the line waited
+            return None
+        return _HANDLERS[type(command)](self, session, command)
+
+    def _send_direct(self, session: Session, command: SendDirect) -> Deferred[None] | None:
+        return self._router.send_direct(session, command.to, command.text)
+
+    def _send_room(self, session: Session, command: SendRoom) -> None:
+        self._router.send_room(session, command.room, command.text)
+
+    def _register(self, session: Session, command: Register) -> Deferred[None] | None:
+        if command.password is None:
+            return self._router.register(session, command.nick)
+        return Deferred.fromCoroutine(
+            self._accounts.log_in(session, command.nick, command.password, self._host)
+        )
+
+    def _create_account(self, session: Session, command: CreateAccount) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._accounts.create(session, command.password))
+
+    def _change_password(self, session: Session, command: ChangePassword) -> Deferred[None]:
+        return Deferred.fromCoroutine(
+            self._accounts.change_password(session, command.old, command.new, self._host)
+        )
+
+    def _join(self, session: Session, command: Join) -> Deferred[None] | None:
+        return self._router.join(session, command.room)
+
+    def _leave(self, session: Session, command: Leave) -> None:
+        self._router.leave(session, command.room)
+
+    def _history(self, session: Session, command: History) -> Deferred[None]:
+        return self._router.history(session, command.room, command.count)
+
+    def _list_rooms(self, session: Session, command: ListRooms) -> None:
+        self.deliver(self._router.rooms())
+
+    def _who(self, session: Session, command: Who) -> None:
+        self.deliver(self._router.who(command.room))
+
+    def _help(self, session: Session, command: Help) -> None:
+        for line in HELP:
+            self.deliver(Notice(line))
+
+    def _quit(self, session: Session, command: Quit) -> None:
+        self._say_goodbye("bye")
+
+
+# What carries out each kind of command, looked up by type: a match statement
+# over class patterns costs several times more, and this runs for every line.
+_HANDLERS: dict[type, Callable[[ChatProtocol, Session, Any], Deferred[None] | None]] = {
+    SendDirect: ChatProtocol._send_direct,
+    SendRoom: ChatProtocol._send_room,
+    Register: ChatProtocol._register,
+    CreateAccount: ChatProtocol._create_account,
+    ChangePassword: ChatProtocol._change_password,
+    Join: ChatProtocol._join,
+    Leave: ChatProtocol._leave,
+    History: ChatProtocol._history,
+    ListRooms: ChatProtocol._list_rooms,
+    Who: ChatProtocol._who,
+    Help: ChatProtocol._help,
+    Quit: ChatProtocol._quit,
+}
 
 
 class ChatServerFactory(ServerFactory):
@@ -288,9 +385,12 @@ class ChatServerFactory(ServerFactory):
         self.accounts = accounts
         self.max_line_length = max_line_length
         self._encoder = WireEncoder()
+        self._outbox = Outbox()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         """A new connection's protocol."""
-        protocol = ChatProtocol(self.router, self.accounts, self._encoder, self.max_line_length)
+        protocol = ChatProtocol(
+            self.router, self.accounts, self._encoder, self._outbox, self.max_line_length
+        )
         protocol.factory = self
         return protocol

@@ -248,8 +248,11 @@ class Router:
             with L{NoSuchUser} if C{to} is neither online nor an account, or
             with L{chatroute.errors.MailboxFull}.
         """
-        sender = self._sender(session)
-        recipient = self._users.get(_key(to))
+        # The checks of _sender and the key of _key, spelled out: this is the hot path.
+        sender = session.nick
+        if sender is None or (session.account is False and self.settings.require_account):
+            sender = self._sender(session)
+        recipient = self._users.get(to.lower())
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text))
             return None

@@ -1,0 +1,54 @@
+"""
+Sending bytes to a client now, when the kernel will take them.
+
+Twisted's C{transport.write} queues the data and sends it on a later reactor
+turn, registering the socket for writability and unregistering it after: two
+C{epoll_ctl} calls and a turn per write. A chat server writes small lines to
+many sockets whose kernel buffers are nearly always empty, so that machinery
+costs more than the sending itself (measured in docs/performance.md: it is
+most of the cost of a room message to 200 members). L{sender} sends at once
+when the transport has nothing queued, and hands Twisted whatever the kernel
+did not take, which keeps the order, flow control and error handling
+Twisted's.
+"""
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import ITransport
+from twisted.internet.tcp import Connection
+
+
+def sender(transport: ITransport) -> Callable[[bytes], None]:
+    """
+    A function writing to C{transport} like its C{write}, but sending at
+    once when it can.
+
+    Only plain TCP connections are sent to directly; any other transport
+    (TLS, in-memory, ...) gets its own C{write}.
+    """
+    if not isinstance(transport, Connection) or transport.TLS:
+        return transport.write
+    connection: Connection = transport
+    send = connection.socket.send
+    queue = connection.write
+
+    def write(data: bytes) -> None:
+        # The transport's queue (dataBuffer and the list _tempDataBuffer) is
+        # empty exactly when both lengths are 0: then nothing sent now can
+        # overtake queued data.
+        if (
+            connection._tempDataLen
+            or len(connection.dataBuffer) > connection.offset
+            or not connection.connected
+            or connection.disconnecting
+        ):
+            queue(data)
+            return
+        try:
+            sent = send(data)
+        except OSError:
+            sent = 0  # Full (EAGAIN) or broken: Twisted's write finds out which.
+        if sent < len(data):
+            queue(data[sent:])
+
+    return write
