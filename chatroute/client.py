@@ -7,6 +7,12 @@ line being typed keeps its own prompt line, with editing keys and history,
 while messages scroll above it. Piped input is sent in order; at its end the
 client says C{/quit} and waits for the server to close, so everything is
 delivered (and every reply shown) before it exits.
+
+Exit status: 0 after a clean quit; 1 if the server cannot be reached or the
+connection is lost; 2 for a usage error; 3, with piped input only, if the
+server answered any of the lines sent with an error (a C{! ...} line). On a
+terminal the user has seen each error and carried on, so a session there
+ends with 0.
 """
 
 import os
@@ -16,10 +22,10 @@ import termios
 import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from typing import Any, ClassVar, NoReturn
 from typing import Protocol as TypingProtocol
 
-from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTCP, ITransport
@@ -32,21 +38,56 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.lines import CONTROL_CHARACTERS
-from chatroute.terminal import TerminalScreen
+from chatroute.terminal import Keyboard, TerminalScreen
 
 QUIT_WORDS = (b"exit", b"/quit")
 _LONGEST_LINE = 1 << 20
 
 
+def _port(text: str) -> int:
+    """C{--port}'s value: a TCP port number."""
+    if not (text.isdecimal() and 1 <= int(text) <= 65535):
+        raise usage.UsageError(f"invalid port {text!r}: a port is a number from 1 to 65535")
+    return int(text)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chatroute")
+    except metadata.PackageNotFoundError:
+        return "(unknown version: not installed)"
+
+
 class ClientOptions(usage.Options):
     """Command-line options of C{chatroute-client}."""
 
-    synopsis = "chatroute-client [--host HOST] [--port PORT] [--nick NAME]"
+    synopsis = "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME]"
+    longdesc = (
+        "Chat on a chatroute server. Lines typed, or piped in, are sent to the server; its "
+        "lines are shown as they arrive. Exit status: 0 after a clean quit, 1 if the "
+        "connection failed or was lost, 2 for a usage error, 3 (piped input only) if the "
+        "server answered any line with an error."
+    )
     optParameters: ClassVar[list[list[Any]]] = [
-        ["host", "h", "localhost", "Server host name or address."],
-        ["port", "p", 12345, "Server TCP port.", int],
-        ["nick", "n", None, "Register this nickname on connect."],
+        ["host", None, "localhost", "Server host name or address."],
+        ["port", "p", 12345, "Server TCP port (1-65535).", _port],
+        ["nick", "n", None, "Register this nickname on connect (a leading # is dropped)."],
     ]
+
+    def opt_version(self) -> NoReturn:
+        """Display the chatroute version and exit."""
+        sys.stdout.write(f"chatroute-client {_version()}\n")
+        raise SystemExit(0)
+
+    # Twisted leaves -h free for options such as --host; here it is help.
+    opt_h = usage.Options.opt_help
+
+    def postOptions(self) -> None:
+        """Take C{--nick #alice} as C{--nick alice}."""
+        if self["nick"] is not None:
+            self["nick"] = self["nick"].removeprefix("#")
+            if not self["nick"]:
+                raise usage.UsageError("--nick needs a name")
 
 
 _PASSWORD_LINES = re.compile(
@@ -82,6 +123,7 @@ class ServerConnection(LineReceiver):
     @ivar display: called with each line from the server, as text.
     @ivar finished: fires when the connection closes: with True if the
         user asked to quit, False if the connection was lost.
+    @ivar refused: how many lines the server answered with an error (C{! ...}).
     """
 
     delimiter = b"\n"
@@ -90,11 +132,15 @@ class ServerConnection(LineReceiver):
     def __init__(self) -> None:
         self.display: Callable[[str], None] = lambda text: None
         self.finished: Deferred[bool] = Deferred()
+        self.refused = 0
         self._quitting = False
 
     def lineReceived(self, line: bytes) -> None:
-        """Show one line from the server."""
-        self.display(printable(line.rstrip(b"\r").decode(errors="replace")))
+        """Show one line from the server, counting errors."""
+        text = printable(line.rstrip(b"\r").decode(errors="replace"))
+        if text.startswith("! "):
+            self.refused += 1
+        self.display(text)
 
     def send(self, line: bytes) -> None:
         """Send one line the user typed; C{exit} or C{/quit} ends the session."""
@@ -185,7 +231,7 @@ def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Scr
         screen = TerminalScreen(
             connection.send, connection.quit, lambda: os.get_terminal_size(1).columns, conceal
         )
-        return ServerProtocol(lambda: screen), screen
+        return Keyboard(lambda: screen), screen
     pipe = PipeScreen(connection)
     return pipe, pipe
 
@@ -195,7 +241,8 @@ async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> N
     Connect, wire standard input and output to the server, and run until the session ends.
 
     @raise SystemExit: with 1 when the server cannot be reached or the
-        connection is lost before the user quits.
+        connection is lost before the user quits; with 3 when, not on a
+        C{terminal}, the server answered any line with an error.
     """
     connection = ServerConnection()
     endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
@@ -214,6 +261,9 @@ async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> N
     if not clean:
         sys.stderr.write("connection to the server was lost\n")
         raise SystemExit(1)
+    if connection.refused and not terminal:
+        sys.stderr.write(f"lines refused by the server: {connection.refused}\n")
+        raise SystemExit(3)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -222,7 +272,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as error:
-        sys.stderr.write(f"{options}\nchatroute-client: {error}\n")
+        sys.stderr.write(f"chatroute-client: {error}\n{options.synopsis}\n(--help for more)\n")
         raise SystemExit(2) from None
     terminal = os.isatty(0) and os.isatty(1)
 

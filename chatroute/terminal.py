@@ -6,25 +6,62 @@ key dispatch and history), with the drawing redone so a typed line that wraps
 over several rows stays whole while messages arrive above it.
 """
 
+import codecs
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from twisted.conch.insults.insults import ServerProtocol
 from twisted.conch.recvline import HistoricRecvLine
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from wcwidth import wcwidth
 
 _TAB_WIDTH = 4
+
+
+def display_width(character: bytes) -> int:
+    """
+    How many columns of a terminal C{character} (UTF-8) takes.
+
+    2 for wide characters (CJK, most emoji), 0 for combining marks and other
+    zero-width ones, 1 for the rest. A character of the line buffer may be a
+    base character with the zero-width marks that follow it.
+    """
+    return sum(max(wcwidth(code_point), 0) for code_point in character.decode())
+
+
+def _is_control(character: bytes) -> bool:
+    return any(unicodedata.category(code_point) == "Cc" for code_point in character.decode())
+
+
+def _is_space(character: bytes) -> bool:
+    return character.decode().isspace()
 
 
 class TerminalScreen(HistoricRecvLine):
     """
     A terminal: messages scroll above a C{> } prompt line that keeps what is being typed.
 
-    Keys: the usual editing keys (left, right, home, end, backspace, delete,
-    insert), up and down for history, Enter to send, Ctrl-C, or Ctrl-D on an
-    empty line, to quit. The screen tracks which row of a wrapped input line
-    the cursor is on, and redraws the whole input line after each edit.
+    Keys:
+      - Left/Right or Ctrl-B/Ctrl-F: move one character;
+        Home/End or Ctrl-A/Ctrl-E: to the start/end of the line.
+      - Backspace (or Ctrl-H)/Delete: delete the character before/under the
+        cursor; Ctrl-W: the word before the cursor; Ctrl-U: everything before
+        the cursor; Ctrl-K: everything from the cursor on.
+      - Up/Down or Ctrl-P/Ctrl-N: walk the history; Insert: toggle typeover.
+      - Ctrl-L: clear the screen and redraw the prompt line at its top.
+      - Enter: send; Ctrl-C, or Ctrl-D on an empty line: quit (on a
+        non-empty line Ctrl-D deletes the character under the cursor).
+
+    Other control keys are ignored: no control character ever enters the
+    line. Positions are counted in screen columns, so wide characters (CJK,
+    emoji) and combining marks are placed right; a combining mark is edited
+    together with the character it follows. The screen tracks which row of
+    a wrapped input line the cursor is on, and redraws the whole input line
+    after each edit; typed characters are drawn once per chunk of input (see
+    L{Keyboard}), so a paste is one redraw.
     """
 
     ps = (b"> ", b"> ")
@@ -48,15 +85,32 @@ class TerminalScreen(HistoricRecvLine):
         self._quit = quit
         self._columns = columns or (lambda: self.width)
         self._conceal = conceal
-        self._pending = b""
+        # Keys arrive a byte at a time; this puts multi-byte characters together.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._cursor_row = 0
+        self._undrawn = False
         self.closed: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        """Set up the line editor and the quit keys."""
+        """Set up the line editor and the control keys."""
         super().connectionMade()
-        self.keyHandlers[b"\x03"] = self._quit
-        self.keyHandlers[b"\x04"] = self._end_of_input
+        self.keyHandlers.update(
+            {
+                b"\x01": self.handle_HOME,  # Ctrl-A
+                b"\x02": self.handle_LEFT,  # Ctrl-B
+                b"\x03": self._quit,  # Ctrl-C
+                b"\x04": self._end_of_input,  # Ctrl-D
+                b"\x05": self.handle_END,  # Ctrl-E
+                b"\x06": self.handle_RIGHT,  # Ctrl-F
+                b"\x08": self.handle_BACKSPACE,  # Ctrl-H
+                b"\x0b": self._delete_to_end,  # Ctrl-K
+                b"\x0c": self._clear_screen,  # Ctrl-L
+                b"\x0e": self.handle_DOWN,  # Ctrl-N
+                b"\x10": self.handle_UP,  # Ctrl-P
+                b"\x15": self._delete_to_start,  # Ctrl-U
+                b"\x17": self._delete_word,  # Ctrl-W
+            }
+        )
 
     def initializeScreen(self) -> None:
         """Draw the prompt where the cursor is, without clearing the screen."""
@@ -79,12 +133,13 @@ class TerminalScreen(HistoricRecvLine):
 
     def close(self) -> Deferred[None]:
         """
-        Leave the cursor on a fresh line and close standard output.
+        Erase the input area, leaving the cursor at the start of the line under
+        the conversation, and close standard output.
 
         It closes the transport under the terminal wrapper, as closing the
         wrapper itself would reset the terminal and wipe the conversation.
         """
-        self.terminal.write(b"\r\n")
+        self._to_input_start()
         self.terminal.transport.loseConnection()
         return self.closed
 
@@ -93,28 +148,36 @@ class TerminalScreen(HistoricRecvLine):
         self.closed.callback(None)
 
     def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
-        """Take multi-byte UTF-8 characters whole, so each edits as one character."""
-        if isinstance(keyID, bytes) and keyID >= b"\x80":
-            self._pending += keyID
-            try:
-                self._pending.decode()
-            except UnicodeDecodeError:
-                if len(self._pending) >= 4:
-                    self._pending = b""
-                return
-            keyID, self._pending = self._pending, b""
-            self.characterReceived(keyID, False)
-            return
-        super().keystrokeReceived(keyID, modifier)
+        """
+        Run the key's handler, or take a typed character (multi-byte UTF-8
+        ones whole), to be drawn by L{draw_typed}.
+        """
+        handler = self.keyHandlers.get(keyID)
+        if handler is not None:
+            self.draw_typed()
+            handler()
+        elif isinstance(keyID, bytes) and len(keyID) == 1:
+            for character in self._decoder.decode(keyID):
+                self.characterReceived(character.encode(), True)
+                self._undrawn = True
+
+    def draw_typed(self) -> None:
+        """Draw the characters typed since the line was last drawn."""
+        if self._undrawn:
+            self._redraw()
 
     def characterReceived(self, ch: bytes, moreCharactersComing: bool) -> None:
-        """Insert or overwrite one character at the cursor."""
+        """Insert or overwrite one character at the cursor; control characters are dropped."""
+        if _is_control(ch):
+            return
         index = self.lineBufferIndex
-        if self.mode == "insert":
-            self.lineBuffer.insert(index, ch)
+        if index and display_width(ch) == 0:
+            # A combining mark belongs with the character before it.
+            self.lineBuffer[index - 1] += ch
         else:
-            self.lineBuffer[index : index + 1] = [ch]
-        self.lineBufferIndex += 1
+            replaced = 1 if self.mode == "typeover" else 0
+            self.lineBuffer[index : index + replaced] = [ch]
+            self.lineBufferIndex += 1
         if not moreCharactersComing:
             self._redraw()
 
@@ -142,27 +205,27 @@ class TerminalScreen(HistoricRecvLine):
 
     def handle_BACKSPACE(self) -> None:
         """Delete the character before the cursor."""
-        if self.lineBufferIndex > 0:
-            self.lineBufferIndex -= 1
-            del self.lineBuffer[self.lineBufferIndex]
-            self._redraw()
+        self._delete(max(self.lineBufferIndex - 1, 0), self.lineBufferIndex)
 
     def handle_DELETE(self) -> None:
         """Delete the character under the cursor."""
-        if self.lineBufferIndex < len(self.lineBuffer):
-            del self.lineBuffer[self.lineBufferIndex]
-            self._redraw()
+        self._delete(self.lineBufferIndex, self.lineBufferIndex + 1)
 
     def handle_UP(self) -> None:
         """Show the previous line of history."""
-        super().handle_UP()
-        self._redraw()
+        if self.lineBuffer and self.historyPosition == len(self.historyLines):
+            self.historyLines.append(b"".join(self.lineBuffer))
+        if self.historyPosition > 0:
+            self.historyPosition -= 1
+            self._replace_line(self.historyLines[self.historyPosition])
 
     def handle_DOWN(self) -> None:
-        """Show the next line of history."""
-        super().handle_DOWN()
-        self.lineBufferIndex = len(self.lineBuffer)
-        self._redraw()
+        """Show the next line of history, or an empty line after the last."""
+        self.historyPosition = min(self.historyPosition + 1, len(self.historyLines))
+        if self.historyPosition < len(self.historyLines):
+            self._replace_line(self.historyLines[self.historyPosition])
+        else:
+            self._replace_line(b"")
 
     def handle_RETURN(self) -> None:
         """
@@ -174,16 +237,16 @@ class TerminalScreen(HistoricRecvLine):
         line = b"".join(self.lineBuffer)
         shown = self._conceal(line)
         if shown != line:
-            self.lineBuffer = [bytes([byte]) for byte in shown]
-            self.lineBufferIndex = len(self.lineBuffer)
-            self._redraw()
+            self._replace_line(shown)
         self._move_to(len(self.lineBuffer))
+        if self._positions()[-1][1]:
+            # Else the line filled its last row and the cursor is on a fresh one.
+            self.terminal.nextLine()
         self.lineBuffer = []
         self.lineBufferIndex = 0
         if shown:
             self.historyLines.append(shown)
         self.historyPosition = len(self.historyLines)
-        self.terminal.nextLine()
         self.lineReceived(line)
 
     def lineReceived(self, line: bytes) -> None:
@@ -193,13 +256,67 @@ class TerminalScreen(HistoricRecvLine):
         self._draw()
 
     def _end_of_input(self) -> None:
-        if not self.lineBuffer:
+        if self.lineBuffer:
+            self.handle_DELETE()
+        else:
             self._quit()
 
-    def _position(self, index: int) -> tuple[int, int]:
-        """The row (from the prompt's row) and column of the character at C{index}."""
-        columns = max(self._columns(), 1)
-        return divmod(len(self.ps[self.pn]) + index, columns)
+    def _clear_screen(self) -> None:
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self._cursor_row = 0
+        self._draw()
+
+    def _delete(self, start: int, end: int) -> None:
+        """Delete the characters from C{start} up to C{end}; the cursor goes to C{start}."""
+        if start < end <= len(self.lineBuffer):
+            del self.lineBuffer[start:end]
+            self.lineBufferIndex = start
+            self._redraw()
+
+    def _delete_to_start(self) -> None:
+        self._delete(0, self.lineBufferIndex)
+
+    def _delete_to_end(self) -> None:
+        self._delete(self.lineBufferIndex, len(self.lineBuffer))
+
+    def _delete_word(self) -> None:
+        """Delete the word before the cursor, with the spaces after it."""
+        start = self.lineBufferIndex
+        while start and _is_space(self.lineBuffer[start - 1]):
+            start -= 1
+        while start and not _is_space(self.lineBuffer[start - 1]):
+            start -= 1
+        self._delete(start, self.lineBufferIndex)
+
+    def _replace_line(self, line: bytes) -> None:
+        """Put C{line} in place of the one being typed, with the cursor at its end."""
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        for character in line.decode(errors="replace"):
+            self.characterReceived(character.encode(), True)
+        self._redraw()
+
+    def _positions(self) -> list[tuple[int, int]]:
+        """
+        Where each character of the line goes, then where the cursor goes after
+        the last: (row from the prompt's row, column).
+
+        A wide character that would straddle the right edge goes to the next
+        row, leaving the last column empty, as terminals do; after a full row
+        the next position is the start of the next row.
+        """
+        columns = max(self._columns(), 2)
+        row, column = divmod(len(self.ps[self.pn]), columns)
+        positions = []
+        for character in self.lineBuffer:
+            width = display_width(character)
+            if column + width > columns:
+                row, column = row + 1, 0
+            positions.append((row, column))
+            row, column = divmod(row * columns + column + width, columns)
+        positions.append((row, column))
+        return positions
 
     def _to_input_start(self) -> None:
         """Move to the prompt's first column and clear everything from there down."""
@@ -210,14 +327,21 @@ class TerminalScreen(HistoricRecvLine):
         self._cursor_row = 0
 
     def _draw(self) -> None:
-        """Draw prompt and line from the prompt's first column, then place the cursor."""
-        self.terminal.write(self.ps[self.pn] + b"".join(self.lineBuffer))
-        end_row, end_column = self._position(len(self.lineBuffer))
-        if end_column == 0:
-            # Terminals hold the cursor in the last column until more is
-            # written; make the wrap real so rows can be counted.
-            self.terminal.write(b"\r\n")
-        self._cursor_row = end_row
+        """
+        Draw prompt and line from the prompt's first column, then place the cursor.
+
+        Rows are ended explicitly rather than left to the terminal's wrapping,
+        which differs between terminals at the right edge.
+        """
+        self._undrawn = False
+        positions = self._positions()
+        parts = [self.ps[self.pn]]
+        row = 0
+        for character, (at_row, _) in zip([*self.lineBuffer, b""], positions, strict=True):
+            parts += [b"\r\n" * (at_row - row), character]
+            row = at_row
+        self.terminal.write(b"".join(parts))
+        self._cursor_row = row
         self._move_to(self.lineBufferIndex)
 
     def _redraw(self) -> None:
@@ -228,7 +352,7 @@ class TerminalScreen(HistoricRecvLine):
         """Put the cursor on the character at C{index} (kept within the line)."""
         index = max(0, min(index, len(self.lineBuffer)))
         self.lineBufferIndex = index
-        row, column = self._position(index)
+        row, column = self._positions()[index]
         if row < self._cursor_row:
             self.terminal.cursorUp(self._cursor_row - row)
         elif row > self._cursor_row:
@@ -237,3 +361,19 @@ class TerminalScreen(HistoricRecvLine):
         self.terminal.write(b"\r")
         if column:
             self.terminal.cursorForward(column)
+
+
+class Keyboard(ServerProtocol):
+    """
+    The terminal under a L{TerminalScreen}: keys in, screen control out.
+
+    The screen draws what was typed once each chunk of input has been read,
+    so a paste costs one redraw, not one per character.
+    """
+
+    terminalProtocol: TerminalScreen
+
+    def dataReceived(self, data: bytes) -> None:
+        """Hand the keys in C{data} to the screen, then let it draw what they typed."""
+        super().dataReceived(data)
+        self.terminalProtocol.draw_typed()

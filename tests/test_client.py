@@ -1,11 +1,20 @@
 """The terminal client's parts, over in-memory transports."""
 
+from importlib import metadata
+
 import pytest
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from chatroute.client import ClientOptions, PipeScreen, ServerConnection, conceal, printable
+from chatroute.client import (
+    ClientOptions,
+    PipeScreen,
+    ServerConnection,
+    conceal,
+    main,
+    printable,
+)
 
 
 @pytest.fixture
@@ -26,8 +35,62 @@ def test_options():
     defaults = ClientOptions()
     defaults.parseOptions([])
     assert (defaults["host"], defaults["port"], defaults["nick"]) == ("localhost", 12345, None)
+    short = ClientOptions()
+    short.parseOptions(["-p", "4000", "-n", "alice"])
+    assert (short["port"], short["nick"]) == (4000, "alice")
+
+
+@pytest.mark.parametrize("port", ["twelve", "0", "65536", "-1", "", "80x"])
+def test_a_bad_port_is_a_clean_usage_error(port):
+    with pytest.raises(UsageError) as raised:
+        ClientOptions().parseOptions(["--port", port])
+    assert str(raised.value) == f"invalid port {port!r}: a port is a number from 1 to 65535"
+
+
+def test_a_leading_hash_in_the_nick_is_dropped():
+    options = ClientOptions()
+    options.parseOptions(["--nick", "#alice"])
+    assert options["nick"] == "alice"
     with pytest.raises(UsageError):
-        ClientOptions().parseOptions(["--port", "twelve"])
+        ClientOptions().parseOptions(["--nick", "#"])
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(flag, capsys):
+    with pytest.raises(SystemExit) as exited:
+        ClientOptions().parseOptions([flag])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("Usage: chatroute-client [--host HOST]")
+    assert "      --host=" in shown  # no short form: -h is help
+    assert "Exit status: 0 after a clean quit" in shown
+    assert "C{" not in shown
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        ClientOptions().parseOptions(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"chatroute-client {metadata.version('chatroute')}\n"
+
+
+def test_version_when_not_installed(monkeypatch, capsys):
+    def missing(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    with pytest.raises(SystemExit):
+        ClientOptions().parseOptions(["--version"])
+    assert capsys.readouterr().out == "chatroute-client (unknown version: not installed)\n"
+
+
+def test_usage_errors_exit_with_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--port", "abc"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("chatroute-client: invalid port 'abc': a port is a number from 1")
+    assert "Parameter type enforcement" not in error
 
 
 def test_lines_from_the_server_are_displayed(connection):
@@ -43,6 +106,12 @@ def test_control_characters_from_the_server_are_neutralised(connection):
     connection.dataReceived(b"<evil> \x1b[2Jgone\r\n")
     assert shown == ["<evil> \ufffd[2Jgone"]
     assert printable("tab\tkept") == "tab\tkept"
+
+
+def test_error_lines_from_the_server_are_counted(connection):
+    connection.dataReceived(b"* registered as alice\r\n! no such user: bob\r\n")
+    connection.dataReceived(b"<bob> ! not an error\r\n!x\r\n! nickname taken: carol\r\n")
+    assert connection.refused == 2
 
 
 def test_send_and_quit_words(connection):

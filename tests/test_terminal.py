@@ -2,24 +2,23 @@
 
 import pyte
 import pytest
-from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet.testing import StringTransport
 
-from chatroute.terminal import TerminalScreen
+from chatroute.terminal import Keyboard, TerminalScreen
 
 
 class Terminal:
     """A TerminalScreen on an in-memory terminal, rendered by a VT100 emulator."""
 
-    def __init__(self, columns: int = 40) -> None:
+    def __init__(self, columns: int = 40, rows: int = 6) -> None:
         self.sent: list[bytes] = []
         self.quits: list[None] = []
         self.input = TerminalScreen(
             self.sent.append, lambda: self.quits.append(None), lambda: columns
         )
         self.output = StringTransport()
-        ServerProtocol(lambda: self.input).makeConnection(self.output)
-        self.screen = pyte.Screen(columns, 6)
+        Keyboard(lambda: self.input).makeConnection(self.output)
+        self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.ByteStream(self.screen)
 
     def type(self, keys: bytes) -> None:
@@ -30,6 +29,10 @@ class Terminal:
         self.stream.feed(self.output.value().replace(b"\n", b"\r\n"))
         self.output.clear()
         return [line.rstrip() for line in self.screen.display]
+
+    def cursor(self) -> tuple[int, int]:
+        self.lines()
+        return self.screen.cursor.y, self.screen.cursor.x
 
 
 def test_keeps_the_typed_line_while_messages_arrive():
@@ -85,6 +88,138 @@ def test_quit_keys(keys, quits):
     assert bool(terminal.quits) is quits
 
 
+@pytest.mark.parametrize(
+    ("keys", "line"),
+    [
+        (b"abc\x01X", b"Xabc"),  # Ctrl-A: home
+        (b"abc\x01\x05X", b"abcX"),  # Ctrl-E: end
+        (b"abc\x02\x02X", b"aXbc"),  # Ctrl-B: left
+        (b"abc\x01\x06X", b"aXbc"),  # Ctrl-F: right
+        (b"abc\x08", b"ab"),  # Ctrl-H: backspace
+        (b"abc\x02\x04", b"ab"),  # Ctrl-D on a non-empty line: delete
+        (b"hello world" + b"\x02" * 5 + b"\x15", b"world"),  # Ctrl-U: delete to start
+        (b"hello world" + b"\x02" * 5 + b"\x0b", b"hello "),  # Ctrl-K: delete to end
+        (b"say hello world\x17", b"say hello "),  # Ctrl-W: delete the word before
+        (b"say hello  \x17", b"say "),  # ... with the spaces after it
+        (b"say hello world" + b"\x02" * 6 + b"\x17", b"say  world"),
+        (b"\x17\x15\x0b\x08x", b"x"),  # on an empty line: nothing to delete
+        ("日本 語".encode() + b"\x17", "日本 ".encode()),
+        (b"abc\x0c", b"abc"),  # Ctrl-L: redraw
+        (b"one\rtwo\r\x10\x10\x0e", b"two"),  # Ctrl-P, Ctrl-N: history
+    ],
+)
+def test_readline_keys(keys, line):
+    terminal = Terminal()
+    terminal.type(keys + b"\r")
+    assert terminal.sent[-1] == line
+
+
+@pytest.mark.parametrize(
+    "key",
+    [bytes([byte]) for byte in [*range(0x20), 0x7F] if bytes([byte]) not in b"\x03\n\r"]
+    + ["\u0085".encode(), "\u009b".encode()],
+)
+def test_control_characters_never_enter_the_line(key):
+    terminal = Terminal()
+    terminal.type(b"ab" + key + b"c\r")
+    (line,) = terminal.sent
+    assert b"c" in line
+    assert line.decode().isprintable(), line
+
+
+def test_ctrl_l_clears_the_screen_and_redraws_the_prompt_line_at_the_top():
+    terminal = Terminal()
+    terminal.type(b"@bob:hi there\x02\x02")
+    terminal.input.show("<bob> one")
+    terminal.input.show("<bob> two")
+    terminal.type(b"\x0c")
+    assert terminal.lines() == ["> @bob:hi there", "", "", "", "", ""]
+    assert terminal.cursor() == (0, len("> @bob:hi the"))
+
+
+def test_wide_characters_take_two_columns():
+    terminal = Terminal()
+    terminal.type("@bob:日本語".encode())
+    assert terminal.lines()[0] == "> @bob:日本語"
+    assert terminal.cursor() == (0, len("> @bob:") + 6)
+    terminal.type(b"\x1b[D\x1b[D")
+    assert terminal.cursor() == (0, len("> @bob:") + 2)
+    terminal.type(b"!\r")
+    assert terminal.sent == ["@bob:日!本語".encode()]
+
+
+def test_a_wide_character_at_the_right_edge_goes_to_the_next_row():
+    terminal = Terminal(columns=9)
+    terminal.type("日本語日本語".encode())
+    assert terminal.lines()[:3] == ["> 日本語", "日本語", ""]
+    assert terminal.screen.buffer[0][8].data == " "  # the last column stays empty
+    assert terminal.cursor() == (1, 6)
+    terminal.type(b"\x1b[D" * 3)
+    assert terminal.cursor() == (1, 0)
+    terminal.type(b"\x1b[D")
+    assert terminal.cursor() == (0, 6)
+    terminal.input.show("<bob> hi")
+    assert terminal.lines()[:4] == ["<bob> hi", "> 日本語", "日本語", ""]
+    assert terminal.cursor() == (1, 6)
+
+
+def test_a_wrapped_line_of_emoji_leaves_no_stale_rows():
+    terminal = Terminal(columns=20, rows=10)
+    for _ in range(60):
+        terminal.type("😀".encode())
+        prompts = [line for line in terminal.lines() if line.startswith(">")]
+        assert len(prompts) == 1, terminal.lines()
+    text = "> " + "😀" * 60
+    rows = [text[:11], *(text[start : start + 10] for start in range(11, len(text), 10))]
+    assert terminal.lines()[:8] == [*rows, ""]
+    terminal.type(b"\x1b[D" * 7)
+    terminal.input.show("<bob> hi")
+    assert terminal.lines()[:9] == ["<bob> hi", *rows, ""]
+    assert terminal.cursor() == (6, 8)
+    terminal.type(b"\x1b[H\x7f\x1b[3~\r")
+    assert terminal.sent == ["😀".encode() * 59]
+    # The sent line filled its last row exactly: the next prompt comes right under it.
+    assert terminal.lines()[1:9] == [*rows[:-1], ">", ""]
+
+
+def test_a_paste_is_drawn_once():
+    terminal = Terminal(columns=20, rows=12)
+    pasted = "@bob:" + "日本語 abc " * 20
+    terminal.type(pasted.encode())
+    # One redraw: about the line's own size, where one per character would be ~200 times it.
+    assert len(terminal.output.value()) < 2 * len(pasted.encode())
+    assert terminal.lines()[:2] == ["> @bob:日本語 abc 日", "本語 abc 日本語 abc"]
+    terminal.type(b"\r")
+    assert terminal.sent == [pasted.encode()]
+
+
+def test_a_combining_mark_edits_with_its_character():
+    terminal = Terminal()
+    terminal.type("cafe\u0301".encode())
+    assert terminal.cursor() == (0, len("> cafe"))
+    terminal.type(b"\x1b[D")
+    assert terminal.cursor() == (0, len("> caf"))
+    terminal.type(b"\x1b[C\x7f\r")
+    assert terminal.sent == [b"caf"]
+
+
+def test_history_keeps_multibyte_characters_whole():
+    terminal = Terminal()
+    terminal.type("日本語\r".encode())
+    terminal.type(b"\x1b[A\x7f\r")
+    assert terminal.sent == ["日本語".encode(), "日本".encode()]
+
+
+def test_closing_erases_the_input_area():
+    terminal = Terminal(columns=10)
+    terminal.type(b"half typed text")
+    terminal.input.show("* bye")
+    terminal.input.close()
+    assert terminal.lines() == ["* bye", "", "", "", "", ""]
+    assert terminal.cursor() == (1, 0)
+    assert terminal.output.disconnecting
+
+
 def test_editing_inside_a_wrapped_line():
     terminal = Terminal(columns=10)
     terminal.type(b"abcdefghijklmnopqrstuvwxyz" + b"\x1b[D" * 15 + b"\x7f" + b"\x1b[3~")
@@ -107,7 +242,7 @@ def test_passwords_are_hidden_on_screen_and_in_history():
     sent = []
     screen = TerminalScreen(sent.append, lambda: None, lambda: 40, lambda line: line[:7] + b"***")
     output = StringTransport()
-    ServerProtocol(lambda: screen).makeConnection(output)
+    Keyboard(lambda: screen).makeConnection(output)
     screen.terminal.dataReceived(b"#alice secret\r")
     assert sent == [b"#alice secret"]
     emulator = pyte.Screen(40, 4)

@@ -28,6 +28,24 @@ def test_piped_input_is_delivered_before_the_client_exits(connect, start_client)
     assert alice.stderr() == ""
 
 
+def test_piped_session_exits_with_3_when_the_server_refused_a_line(start_client):
+    alice = start_client("alice", "--nick", "#alice")
+
+    alice.send("@nobody:hi\n/dance\n/who\n")
+    alice.close_input()
+
+    assert alice.wait() == 3, alice.stderr()
+    alice.stdout.expect_match(GREETING)
+    assert alice.stdout.read_until_eof() == [
+        "* registered as alice",
+        "! no such user: nobody",
+        "! unknown command: /dance (try /help)",
+        "* online (1): alice",
+        "* bye",
+    ]
+    assert alice.stderr() == "lines refused by the server: 2\n"
+
+
 def test_last_piped_line_without_a_newline_is_delivered(connect, start_client):
     """As in C{printf '#alice\n@bob:hi' | chatroute-client ...}."""
     bob = connect("bob")
@@ -101,7 +119,7 @@ def test_client_reports_a_lost_server_and_fails(server, start_client):
     server.stop()
 
     assert carol.wait() == 1
-    assert carol.stdout.read_until_eof() == []
+    assert carol.stdout.read_until_eof() == ["* the server is shutting down; closing"]
     assert carol.stderr() == "connection to the server was lost\n"
 
 

@@ -199,6 +199,56 @@ def test_incoming_message_keeps_a_wrapped_half_typed_line_whole(connect, termina
     ], carol.describe()
 
 
+def test_wide_characters_wrap_and_stay_whole(connect, terminal_client):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+    # "> @dave:x" and 35 of them fill 79 columns: the 36th goes to the next row.
+    first, second = "> @dave:x" + "日" * 35, "日" * 5
+
+    carol.type(("@dave:x" + "日" * 40).encode())
+    carol.wait_for(
+        lambda: carol.cursor_line == second and carol.screen.cursor.x == 10, "the typed text"
+    )
+    assert carol.line_above() == first, carol.describe()
+    dave.send("@carol:hello carol")
+    carol.wait_for(lambda: carol.line_above(2) == "<dave> hello carol", "the message")
+
+    shown = [line.rstrip() for line in carol.screen.display if line.strip()]
+    assert shown[-3:] == ["<dave> hello carol", first, second], carol.describe()
+    assert carol.screen.cursor.x == 10, carol.describe()
+    carol.type(b"\r")
+    dave.expect("<carol> x" + "日" * 40)
+
+
+def test_control_keys_edit_the_line(connect, terminal_client):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+
+    carol.type("@dave:日本語 typo".encode() + b"\x17\x0b\x0c")  # Ctrl-W, Ctrl-K, Ctrl-L
+    carol.wait_for(
+        lambda: carol.screen.display[0].rstrip() == "> @dave:日本語" and carol.screen.cursor.y == 0,
+        "the line alone at the top",
+    )
+    assert carol.screen.cursor.x == len("> @dave:") + 7, carol.describe()
+    carol.type(b"\x01\x06\x06\x02\x15@\x05ok\r")  # Ctrl-A, F, F, B, U, E
+    dave.expect("<carol> 日本語 ok")
+    carol.wait_for(lambda: carol.cursor_line == ">", "a fresh prompt")
+    assert not any(line.startswith("!") for line in carol.screen.display), carol.describe()
+
+
+def test_errors_in_a_terminal_session_still_exit_with_0(terminal_client):
+    carol = terminal_client("carol")
+    carol.type(b"/dance\r")
+    carol.wait_for(
+        lambda: carol.line_above() == "! unknown command: /dance (try /help)", "the error"
+    )
+
+    carol.type(b"\x03")
+    assert carol.wait_for_exit() == 0, carol.describe()
+
+
 def test_ctrl_c_quits_and_restores_the_terminal(terminal_client):
     carol = terminal_client("carol")
     carol.type(b"unsent\x03")
@@ -218,3 +268,16 @@ def test_quitting_leaves_the_conversation_on_screen(terminal_client):
     assert "* bye" in shown, carol.describe()
     # Whatever the fix, the insert mode the line editor turned on must be off again.
     assert pyte.modes.IRM not in carol.screen.mode, carol.describe()
+
+
+@pytest.mark.parametrize("keys", [b"half typed\x03", b"\x04", b"/quit\r", b"half\x01exit\x0b\r"])
+def test_quitting_erases_the_input_area(terminal_client, keys):
+    carol = terminal_client("carol")
+    carol.type(keys)
+
+    assert carol.wait_for_exit() == 0, carol.describe()
+    shown = [line.rstrip() for line in carol.screen.display]
+    bye = shown.index("* bye")
+    assert not any(shown[bye + 1 :]), carol.describe()
+    assert (carol.screen.cursor.y, carol.screen.cursor.x) == (bye + 1, 0), carol.describe()
+    assert "half" not in "".join(shown), carol.describe()
