@@ -176,3 +176,25 @@ class BadPassword(ChatError):
 
 class NotAllowed(ChatError):
     """The server's configuration refuses the request; the reply says why."""
+
+
+class Flooding(ChatError):
+    """The connection sends lines faster than the flood limit."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        super().__init__(
+            f"flood limit: at most {rate:g} lines a second (bursts of {burst}); line discarded"
+        )
+
+
+class PasswordNeedsTLS(ChatError):
+    """A password was sent over plain TCP from outside the machine, and the server forbids it."""
+
+    reply = "passwords are accepted only over TLS; connect to the server's TLS port"
+
+
+class NotReading(ChatError):
+    """The recipient stopped reading; the server disconnected it."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"{nick} is not reading messages and was disconnected; not delivered")

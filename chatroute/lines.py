@@ -115,6 +115,11 @@ class Help:
 
 
 @dataclass(slots=True)
+class Ping:
+    """C{/ping}: answered with C{* pong}, to keep a quiet connection alive."""
+
+
+@dataclass(slots=True)
 class Quit:
     """C{/quit}."""
 
@@ -129,6 +134,7 @@ Command = (
     | Who
     | Help
     | Quit
+    | Ping
     | CreateAccount
     | ChangePassword
     | History
@@ -146,6 +152,7 @@ HELP = (
     "/rooms             list rooms and their member counts",
     "/who [#room]       list online users, or a room's members",
     "/history #room [N] show the last N messages of a room you are in",
+    "/ping              get * pong back (keeps a quiet connection open)",
     "/help              show this help",
     "/quit              say goodbye and close the connection",
 )
@@ -213,6 +220,9 @@ def _parse_command(line: str) -> Command:
         case "quit":
             _no_argument(name, argument)
             return Quit()
+        case "ping":
+            _no_argument(name, argument)
+            return Ping()
     raise UnknownCommand(name)
 
 

@@ -7,20 +7,39 @@ as C{! ...} lines.
 
 from collections import deque
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IPushProducer, ITCPTransport, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+    ITCPTransport,
+    ITransport,
+)
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.accounts import Accounts
-from chatroute.errors import ChatError, InternalError, InvalidEncoding, LineTooLong
+from chatroute.errors import (
+    ChatError,
+    Flooding,
+    InternalError,
+    InvalidEncoding,
+    LineTooLong,
+    NotReading,
+    PasswordNeedsTLS,
+)
 from chatroute.events import Event, Notice
 from chatroute.interfaces import IParticipant
+from chatroute.limits import ConnectionCounter, Limits, TokenBucket
 from chatroute.lines import (
     HELP,
     ChangePassword,
@@ -30,6 +49,7 @@ from chatroute.lines import (
     Join,
     Leave,
     ListRooms,
+    Ping,
     Quit,
     Register,
     SendDirect,
@@ -86,11 +106,23 @@ class Outbox:
     turns them into one write and one system call for that recipient.
     """
 
-    __slots__ = ("_waiting", "collecting")
+    __slots__ = ("_waiting", "collecting", "reader")
 
     def __init__(self) -> None:
         self.collecting = False
+        self.reader: ChatProtocol | None = None
         self._waiting: list[ChatProtocol] = []
+
+    def collect(self, reader: "ChatProtocol") -> None:
+        """Hold what is written from now until L{flush}, while C{reader}'s lines are carried out."""
+        self.collecting = True
+        self.reader = reader
+
+    def not_delivered(self, recipient: "ChatProtocol", nick: str) -> None:
+        """C{recipient} was dropped for not reading: tell the client whose lines caused it."""
+        reader = self.reader
+        if reader is not None and reader is not recipient:
+            reader.reply_error(NotReading(nick))
 
     def hold(self, protocol: "ChatProtocol") -> None:
         """C{protocol} has data held until L{flush}."""
@@ -102,10 +134,32 @@ class Outbox:
         waiting, self._waiting = self._waiting, []
         for protocol in waiting:
             protocol.flush()
+        self.reader = None
+
+
+@implementer(IPushProducer)
+class _SlowReaderGuard:
+    """
+    Registered with a client's transport so that Twisted tells us when more
+    than the send-buffer limit waits to be sent to that client.
+    """
+
+    def __init__(self, protocol: "ChatProtocol") -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is over the limit: the client is not reading."""
+        self._protocol.not_reading()
+
+    def resumeProducing(self) -> None:
+        """The buffer drained; nothing to do."""
+
+    def stopProducing(self) -> None:
+        """The connection is closing; nothing to do."""
 
 
 @implementer(IParticipant)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(LineReceiver, TimeoutMixin):
     """
     One client connection speaking the line protocol.
 
@@ -116,25 +170,30 @@ class ChatProtocol(LineReceiver):
     Lines are carried out one at a time, in order: while one waits for
     storage (a login, a message kept for later), later lines queue and the
     connection stops reading, so replies come in the order of the requests.
+
+    The factory's L{Limits} apply: a token bucket against floods, the
+    connection counts, a timeout for choosing a nickname and then for being
+    silent, and a cap on what may wait to be sent to a client that does not
+    read.
     """
 
     delimiter = b"\r\n"
     _log = Logger()
 
-    def __init__(
-        self,
-        router: Router,
-        accounts: Accounts,
-        encoder: WireEncoder,
-        outbox: Outbox,
-        max_line_length: int,
-    ) -> None:
-        self._router = router
-        self._accounts = accounts
-        self._encoder = encoder
-        self._outbox = outbox
+    def __init__(self, factory: "ChatServerFactory") -> None:
+        self.factory = factory
+        self._router = factory.router
+        self._accounts = factory.accounts
+        self._encoder = factory.encoder
+        self._outbox = factory.outbox
+        self._limits = factory.limits
         self._held: list[bytes] | None = None
-        self.MAX_LENGTH = max_line_length
+        self.MAX_LENGTH = factory.max_line_length
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
+        self._bucket: TokenBucket | None = None
+        self._admitted = False
+        self._awaiting_nick = True
+        self._secure = False
         self._buffer = b""
         self._discarding = False
         self._peer = "unknown"
@@ -146,7 +205,7 @@ class ChatProtocol(LineReceiver):
         self._telnet: TelnetFilter | None = None
 
     def connectionMade(self) -> None:
-        """Greet the client and start its session."""
+        """Greet the client and start its session, if the connection limits allow."""
         transport = self.transport
         assert transport is not None, "connectionMade comes after makeConnection"
         self._out: ITransport = transport
@@ -154,20 +213,79 @@ class ChatProtocol(LineReceiver):
         address = transport.getPeer()
         self._peer = describe_peer(address)
         self._host = str(getattr(address, "host", self._peer))
+        refusal = self.factory.connections.admit(self._host)
+        if refusal is not None:
+            self._log.info("refused {peer}: {reason}", peer=self._peer, reason=refusal)
+            self._closing = True
+            self._write(f"! {refusal}; closing\r\n".encode())
+            transport.loseConnection()
+            return
+        self._admitted = True
+        self._secure = ISSLTransport.providedBy(transport) or _is_loopback(self._host)
         if ITCPTransport.providedBy(transport):
             # Chat lines are small and latency matters more than packet count.
             transport.setTcpNoDelay(True)
+        self._apply_limits(transport)
         self._session = self._router.connect(self, self._peer)
         self._log.info("{peer} connected", peer=self._peer)
         self.deliver(Notice(f"connected from {self._peer} — register with #yourname"))
 
+    def _apply_limits(self, transport: ITransport) -> None:
+        limits = self._limits
+        if limits.flood_rate:
+            self._bucket = TokenBucket(limits.flood_rate, limits.flood_burst, self.factory.clock)
+        self.setTimeout(limits.register_timeout or None)
+        if limits.max_send_buffer:
+            # Under TLS the bytes wait in the TCP connection the TLS layer writes to.
+            socket_transport: Any = getattr(transport, "transport", None) or transport
+            socket_transport.bufferSize = limits.max_send_buffer
+            IConsumer(transport).registerProducer(_SlowReaderGuard(self), True)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Leave every room and free the nickname."""
+        self.setTimeout(None)
         self._queued.clear()
+        if self._admitted:
+            self._admitted = False
+            self.factory.connections.release(self._host)
         if self._session is not None:
             self._log.info("{peer} ({nick}) disconnected", peer=self._peer, nick=self._session.nick)
             self._router.disconnect(self._session)
             self._session = None
+
+    def timeoutConnection(self) -> None:
+        """No nickname in time, or silent for too long (L{TimeoutMixin}): say so and close."""
+        if self._awaiting_nick:
+            reason = f"no nickname after {self._limits.register_timeout:g} s"
+        else:
+            reason = f"nothing received for {self._limits.idle_timeout:g} s"
+        self._log.info("closing {peer}: {reason}", peer=self._peer, reason=reason)
+        self._say_goodbye(f"{reason}; closing")
+
+    def not_reading(self) -> None:
+        """
+        More than the send-buffer limit waits for this client: drop it, so
+        its queue stops growing, and tell the client whose lines are being
+        carried out that its message did not get through.
+        """
+        session = self._session
+        if self._closing or session is None:
+            return
+        nick = session.nick or self._peer
+        self._log.warn(
+            "dropping {peer} ({nick}): over {limit} bytes wait to be sent; it is not reading",
+            peer=self._peer,
+            nick=nick,
+            limit=self._limits.max_send_buffer,
+        )
+        self._closing = True
+        self._held = None
+        self._session = None
+        self._router.disconnect(session)
+        # Abort rather than close: a close would wait for the queue to drain.
+        abort = getattr(self._out, "abortConnection", self._out.loseConnection)
+        abort()
+        self._outbox.not_delivered(self, nick)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -177,6 +295,8 @@ class ChatProtocol(LineReceiver):
         connection on an over-long line, and which copies its buffer once per
         line. Telnet commands are taken out first (L{TelnetFilter}).
         """
+        if not self._awaiting_nick:
+            self.resetTimeout()
         if self._telnet is not None or b"\xff" in data:
             data = self._without_telnet(data)
         if self._discarding:
@@ -190,7 +310,7 @@ class ChatProtocol(LineReceiver):
         lines = data.split(b"\n")
         self._buffer = lines.pop()
         outbox = self._outbox
-        outbox.collecting = True
+        outbox.collect(self)
         try:
             self._carry_out(lines)
         finally:
@@ -198,9 +318,13 @@ class ChatProtocol(LineReceiver):
 
     def _carry_out(self, lines: list[bytes]) -> None:
         limit = self.MAX_LENGTH
+        bucket = self._bucket
         for line in lines:
             if self._closing:
                 return
+            if bucket is not None and not bucket.take():
+                self.reply_error(Flooding(self._limits.flood_rate, self._limits.flood_burst))
+                continue
             if line[-1:] == b"\r":
                 line = line[:-1]
             if len(line) > limit:
@@ -209,10 +333,18 @@ class ChatProtocol(LineReceiver):
                 self._queued.append(line)
             else:
                 self.lineReceived(line)
+                if self._awaiting_nick:
+                    self._check_nick()
         if len(self._buffer) > limit + 1:  # + 1 for a CR that may still come
             self._buffer = b""
             self._discarding = True
             self.lineLengthExceeded(b"")
+
+    def _check_nick(self) -> None:
+        """Once the client has a nickname, the idle timeout replaces the nickname timeout."""
+        if self._session is not None and self._session.nick is not None:
+            self._awaiting_nick = False
+            self.setTimeout(self._limits.idle_timeout or None)
 
     def _without_telnet(self, data: bytes) -> bytes:
         if self._telnet is None:
@@ -224,7 +356,7 @@ class ChatProtocol(LineReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the over-long line but keep the connection."""
-        self._reply_error(LineTooLong(self.MAX_LENGTH))
+        self.reply_error(LineTooLong(self.MAX_LENGTH))
 
     def lineReceived(self, line: bytes) -> None:
         """Carry out one line, answering any error with C{! ...}."""
@@ -271,18 +403,21 @@ class ChatProtocol(LineReceiver):
         self.deliver(Notice(notice))
         self.flush()
         self._closing = True
+        if self._limits.max_send_buffer:
+            IConsumer(self._out).unregisterProducer()
         self._out.loseConnection()
 
     def _failed(self, failure: Failure) -> None:
         """Answer a request that failed: its own error, or a generic one for a bug."""
         error = failure.value
         if isinstance(error, ChatError):
-            self._reply_error(error)
+            self.reply_error(error)
         else:
             self._log.failure("handling a line from {peer} failed", failure, peer=self._peer)
-            self._reply_error(InternalError())
+            self.reply_error(InternalError())
 
-    def _reply_error(self, error: ChatError) -> None:
+    def reply_error(self, error: ChatError) -> None:
+        """Answer the client's line with C{! error}."""
         self._send(f"! {error}\r\n".encode())
 
     def _wait_for(self, pending: Deferred[None]) -> None:
@@ -298,8 +433,12 @@ class ChatProtocol(LineReceiver):
 
     def _resume(self, _: object, producer: IPushProducer | None) -> None:
         self._waiting = False
+        if self._awaiting_nick:
+            self._check_nick()
         while self._queued and not self._waiting and not self._closing:
             self.lineReceived(self._queued.popleft())
+            if self._awaiting_nick:
+                self._check_nick()
         if not self._waiting and producer is not None and not self._closing:
             producer.resumeProducing()
 
@@ -317,17 +456,28 @@ class ChatProtocol(LineReceiver):
     def _send_room(self, session: Session, command: SendRoom) -> None:
         self._router.send_room(session, command.room, command.text)
 
+    def _check_password_channel(self) -> None:
+        """
+        @raise PasswordNeedsTLS: the server wants passwords only over TLS (or
+            from this machine), and this connection is neither.
+        """
+        if self.factory.require_tls_for_login and not self._secure:
+            raise PasswordNeedsTLS()
+
     def _register(self, session: Session, command: Register) -> Deferred[None] | None:
         if command.password is None:
             return self._router.register(session, command.nick)
+        self._check_password_channel()
         return Deferred.fromCoroutine(
             self._accounts.log_in(session, command.nick, command.password, self._host)
         )
 
     def _create_account(self, session: Session, command: CreateAccount) -> Deferred[None]:
+        self._check_password_channel()
         return Deferred.fromCoroutine(self._accounts.create(session, command.password))
 
     def _change_password(self, session: Session, command: ChangePassword) -> Deferred[None]:
+        self._check_password_channel()
         return Deferred.fromCoroutine(
             self._accounts.change_password(session, command.old, command.new, self._host)
         )
@@ -351,6 +501,9 @@ class ChatProtocol(LineReceiver):
         for line in HELP:
             self.deliver(Notice(line))
 
+    def _ping(self, session: Session, command: Ping) -> None:
+        self.deliver(Notice("pong"))
+
     def _quit(self, session: Session, command: Quit) -> None:
         self._say_goodbye("bye")
 
@@ -369,28 +522,49 @@ _HANDLERS: dict[type, Callable[[ChatProtocol, Session, Any], Deferred[None] | No
     ListRooms: ChatProtocol._list_rooms,
     Who: ChatProtocol._who,
     Help: ChatProtocol._help,
+    Ping: ChatProtocol._ping,
     Quit: ChatProtocol._quit,
 }
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ChatServerFactory(ServerFactory):
-    """Builds a L{ChatProtocol} per connection, all sharing one L{Router} and L{Accounts}."""
+    """
+    Builds a L{ChatProtocol} per connection; holds what they share: the
+    router and accounts, the limits and connection counts, the encoder and
+    outbox, and the clock.
+
+    @ivar require_tls_for_login: refuse passwords over plain TCP, except
+        from this machine.
+    """
 
     noisy = False
 
     def __init__(
-        self, router: Router, accounts: Accounts, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+        self,
+        router: Router,
+        accounts: Accounts,
+        clock: IReactorTime,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        limits: Limits | None = None,
+        require_tls_for_login: bool = False,
     ) -> None:
         self.router = router
         self.accounts = accounts
+        self.clock = clock
         self.max_line_length = max_line_length
-        self._encoder = WireEncoder()
-        self._outbox = Outbox()
+        self.limits = limits or Limits()
+        self.require_tls_for_login = require_tls_for_login
+        self.connections = ConnectionCounter(self.limits)
+        self.encoder = WireEncoder()
+        self.outbox = Outbox()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         """A new connection's protocol."""
-        protocol = ChatProtocol(
-            self.router, self.accounts, self._encoder, self._outbox, self.max_line_length
-        )
-        protocol.factory = self
-        return protocol
+        return ChatProtocol(self)

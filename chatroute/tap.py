@@ -2,6 +2,7 @@
 The twistd plugin's options and service: C{twistd -n chatroute --port 12345}.
 """
 
+import math
 import sqlite3
 from typing import Any, ClassVar
 
@@ -15,6 +16,7 @@ from twisted.python import usage
 from chatroute.accounts import Accounts
 from chatroute.auth import LoginThrottle, login_portal
 from chatroute.interfaces import IStorage
+from chatroute.limits import Limits
 from chatroute.passwords import PasswordHashing
 from chatroute.protocol import DEFAULT_MAX_LINE_LENGTH, ChatServerFactory
 from chatroute.router import Router, RouterSettings
@@ -25,6 +27,7 @@ DEFAULT_PORT = 12345
 DEFAULT_DATABASE = "chatroute.db"
 MEMORY_DATABASE = ":memory:"
 _ROUTER_DEFAULTS = RouterSettings()
+_LIMITS = Limits()
 
 log = Logger()
 
@@ -37,6 +40,13 @@ def _at_least(minimum: int) -> Any:
         return number
 
     return parse
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < math.inf:  # also refuses NaN
+        raise ValueError(f"must be a number, 0 or more, not {value}")
+    return number
 
 
 def _port_number(value: str) -> int:
@@ -56,6 +66,11 @@ class Options(usage.Options):
     )
     optFlags: ClassVar[list[list[str | None]]] = [
         ["require-account", None, "Guests may take a nickname but not chat until they log in."],
+        [
+            "require-tls-for-login",
+            None,
+            "Refuse passwords over plain TCP, except from this machine.",
+        ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
         ["port", "p", None, "TCP port to listen on, on all interfaces.", _port_number],
@@ -93,6 +108,56 @@ class Options(usage.Options):
             "Most room messages one /history command replays.",
             _at_least(0),
         ],
+        [
+            "flood-rate",
+            None,
+            _LIMITS.flood_rate,
+            "Lines per second one connection may send on average (0: no limit).",
+            _non_negative_float,
+        ],
+        [
+            "flood-burst",
+            None,
+            _LIMITS.flood_burst,
+            "Lines one connection may send at once above the rate.",
+            _at_least(1),
+        ],
+        [
+            "max-per-address",
+            None,
+            _LIMITS.max_per_address,
+            "Connections from one IP address (0: no limit).",
+            _at_least(0),
+        ],
+        [
+            "max-connections",
+            None,
+            _LIMITS.max_connections,
+            "Connections in all (0: no limit).",
+            _at_least(0),
+        ],
+        [
+            "register-timeout",
+            None,
+            _LIMITS.register_timeout,
+            "Seconds a connection may take to choose a nickname (0: no limit).",
+            _non_negative_float,
+        ],
+        [
+            "idle-timeout",
+            None,
+            _LIMITS.idle_timeout,
+            "Seconds a client may stay silent; /ping keeps it alive (0: no limit).",
+            _non_negative_float,
+        ],
+        [
+            "max-send-buffer",
+            None,
+            _LIMITS.max_send_buffer,
+            "Bytes that may wait for a client that is not reading before it is "
+            "disconnected (0: no limit).",
+            _at_least(0),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -117,6 +182,18 @@ class Options(usage.Options):
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
             self["listen"].append(f"tcp:{DEFAULT_PORT}")
+
+    def limits(self) -> Limits:
+        """The limits on each client as these options set them."""
+        return Limits(
+            flood_rate=self["flood-rate"],
+            flood_burst=self["flood-burst"],
+            max_per_address=self["max-per-address"],
+            max_connections=self["max-connections"],
+            register_timeout=self["register-timeout"],
+            idle_timeout=self["idle-timeout"],
+            max_send_buffer=self["max-send-buffer"],
+        )
 
     def router_settings(self) -> RouterSettings:
         """The router's rules as these options set them."""
@@ -195,7 +272,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     accounts = Accounts(
         router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
     )
-    factory = ChatServerFactory(router, accounts, options["max-line-length"])
+    factory = ChatServerFactory(
+        router,
+        accounts,
+        reactor,
+        options["max-line-length"],
+        options.limits(),
+        require_tls_for_login=bool(options["require-tls-for-login"]),
+    )
     service = ChatService(factory, storage)
     for description in options["listen"]:
         _Listener(description, reactor, factory).setServiceParent(service)

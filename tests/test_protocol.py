@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs
 
+from chatroute.limits import Limits
 from chatroute.lines import HELP
 from chatroute.protocol import ChatProtocol, ChatServerFactory, describe_peer
 
@@ -15,8 +18,8 @@ from chatroute.protocol import ChatProtocol, ChatServerFactory, describe_peer
 class Client:
     """One in-memory connection to the protocol under test."""
 
-    def __init__(self, factory: ChatServerFactory, port: int) -> None:
-        address = IPv4Address("TCP", "127.0.0.1", port)
+    def __init__(self, factory: ChatServerFactory, port: int, host: str = "127.0.0.1") -> None:
+        address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
         self.protocol: ChatProtocol = factory.buildProtocol(address)
         self.transport = StringTransportWithDisconnection(peerAddress=address)
         self.transport.protocol = self.protocol
@@ -37,9 +40,12 @@ class Client:
         return self.lines()
 
 
+NO_LIMITS = Limits(0, 1, 0, 0, 0, 0, 0)
+
+
 @pytest.fixture
 def factory(chat) -> ChatServerFactory:
-    return ChatServerFactory(chat.router, chat.accounts, max_line_length=64)
+    return ChatServerFactory(chat.router, chat.accounts, chat.clock, 64, NO_LIMITS)
 
 
 @pytest.fixture
@@ -351,3 +357,123 @@ def test_telnet_commands_are_answered_and_never_reach_the_chat(connect):
     alice.send(b"@bob:before\r\n\xff\xf4\xff\xfd\x06@bob:after\r\n")
     assert alice.transport.value() == b"\xff\xfb\x06"
     assert bob.lines() == ["<alice> before", "<alice> after"]
+
+
+@pytest.fixture
+def limited(chat):
+    """Connections to factories with the given limits (the others off), one factory each."""
+    ports = iter(range(42000, 43000))
+    factories = {}
+
+    def connect(host="10.0.0.1", nick=None, tls_required=False, **limits):
+        key = (tls_required, *sorted(limits.items()))
+        if key not in factories:
+            factories[key] = ChatServerFactory(
+                chat.router,
+                chat.accounts,
+                chat.clock,
+                64,
+                dataclasses.replace(NO_LIMITS, **limits),
+                require_tls_for_login=tls_required,
+            )
+        client = Client(factories[key], next(ports), host)
+        client.lines()
+        if nick:
+            client.say(f"#{nick}")
+        return client
+
+    return connect
+
+
+def test_flood_limit_refuses_lines_over_it_and_says_so(limited, chat):
+    alice = limited(nick="alice", flood_rate=2, flood_burst=3)
+    bob = limited(nick="bob", flood_rate=2, flood_burst=3)
+    chat.clock.advance(10)
+    alice.send(b"".join(b"@bob:%d\n" % n for n in range(5)))
+    assert bob.lines() == ["<alice> 0", "<alice> 1", "<alice> 2"]
+    refusal = "! flood limit: at most 2 lines a second (bursts of 3); line discarded"
+    assert alice.lines() == [refusal, refusal]
+    chat.clock.advance(1)
+    alice.send(b"@bob:later\n")
+    assert bob.lines() == ["<alice> later"]
+
+
+def test_too_many_connections_from_one_address(limited):
+    first = limited(max_per_address=1)
+    second = Client(first.protocol.factory, 42999, "10.0.0.1")
+    assert second.lines() == ["! too many connections from 10.0.0.1 (at most 1); closing"]
+    assert not second.transport.connected
+    other = Client(first.protocol.factory, 42998, "10.0.0.2")
+    assert other.lines()[0].startswith("* connected from 10.0.0.2")
+    first.transport.loseConnection()
+    third = Client(first.protocol.factory, 42997, "10.0.0.1")
+    assert third.lines()[0].startswith("* connected from 10.0.0.1")
+
+
+def test_connection_cap(limited):
+    first = limited(max_connections=1)
+    refused = Client(first.protocol.factory, 42996, "10.9.9.9")
+    assert refused.lines() == ["! the server is full (1 connections); closing"]
+
+
+def test_no_nickname_in_time(limited, chat):
+    guest = limited(register_timeout=30)
+    chat.clock.advance(29)
+    guest.say("/who")
+    chat.clock.advance(1)
+    assert guest.lines() == ["* no nickname after 30 s; closing"]
+    assert not guest.transport.connected
+
+
+def test_idle_timeout_after_registering_and_ping_keeps_alive(limited, chat):
+    alice = limited(nick="alice", register_timeout=30, idle_timeout=100)
+    alice.lines()
+    chat.clock.advance(90)
+    assert alice.say("/ping") == ["* pong"]
+    chat.clock.advance(90)
+    assert alice.transport.connected
+    chat.clock.advance(10)
+    assert alice.lines() == ["* nothing received for 100 s; closing"]
+    assert not alice.transport.connected
+
+
+def test_a_client_that_does_not_read_is_dropped_and_the_sender_told(limited):
+    alice = limited(nick="alice", max_send_buffer=1000)
+    bob = limited(nick="bob", max_send_buffer=1000)
+    for person in (alice, bob):
+        person.say("/join #lobby")
+    alice.lines()
+    # Twisted pauses a transport's producer when its buffer passes the limit.
+    bob.transport.producer.pauseProducing()
+    assert not bob.transport.connected
+    assert alice.lines() == ["* bob left #lobby (disconnected)"]
+    assert alice.say("@bob:hello?") == ["! no such user: bob"]
+
+
+def test_drop_during_a_delivery_tells_the_sender(limited):
+    alice = limited(nick="alice", max_send_buffer=1000)
+    bob = limited(nick="bob", max_send_buffer=1000)
+
+    def full(data):
+        bob.transport.producer.pauseProducing()
+
+    bob.protocol._write = full
+    assert alice.say("@bob:hi") == [
+        "! bob is not reading messages and was disconnected; not delivered"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "accepted"), [("203.0.113.5", False), ("127.0.0.1", True), ("::1", True)]
+)
+def test_passwords_over_plain_tcp_only_from_this_machine(limited, host, accepted):
+    guest = limited(host=host, nick="alice", tls_required=True)
+    replies = guest.say("/register secret123")
+    if accepted:
+        assert replies[0].startswith("* alice is now a registered account")
+    else:
+        assert replies == [
+            "! passwords are accepted only over TLS; connect to the server's TLS port"
+        ]
+        assert guest.say("#alice secret123") == replies
+        assert guest.say("/password a secret123") == replies

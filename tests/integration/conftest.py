@@ -14,15 +14,18 @@ from .support import ChatConnection, ClientProcess, ServerProcess
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """
     A real C{twistd chatroute} listening on 127.0.0.1, stopped after the test.
 
-    Teardown fails the test if the server logged a traceback.
+    It runs with the default limits, plus the options of a
+    C{@pytest.mark.server_options(...)} marker. Teardown fails the test if
+    the server logged a traceback.
     """
     directory = tmp_path / "server"
     directory.mkdir()
-    running = ServerProcess(directory)
+    marker = request.node.get_closest_marker("server_options")
+    running = ServerProcess(directory, *(marker.args if marker else ()))
     try:
         yield running
     finally:

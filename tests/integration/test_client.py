@@ -62,6 +62,7 @@ def test_last_piped_line_without_a_newline_is_delivered(connect, start_client):
     bob.expect("<alice> hi")
 
 
+@pytest.mark.server_options("--flood-rate", "0")  # bursts on purpose
 def test_long_piped_input_arrives_complete_and_in_order(connect, start_client):
     bob = connect("bob")
     bob.register("bob")
@@ -76,6 +77,7 @@ def test_long_piped_input_arrives_complete_and_in_order(connect, start_client):
     bob.sync(["bob"])
 
 
+@pytest.mark.server_options("--flood-rate", "0")  # bursts on purpose
 def test_two_clients_talk_both_ways_at_once(start_client):
     alice = start_client("alice", "--nick", "alice")
     bob = start_client("bob", "--nick", "bob")

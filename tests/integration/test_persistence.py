@@ -17,7 +17,14 @@ _KEPT = re.compile(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] <bob> (.*)")
 
 
 def start(directory: Path, run: int) -> ServerProcess:
-    return ServerProcess(directory, "--db", str(directory / "chat.db"), log_name=f"run{run}.log")
+    return ServerProcess(
+        directory,
+        "--db",
+        str(directory / "chat.db"),
+        "--flood-rate",
+        "0",  # it sends in bursts on purpose
+        log_name=f"run{run}.log",
+    )
 
 
 def log_in(server: ServerProcess, password: str = "secret123") -> tuple[ChatConnection, list[str]]:
