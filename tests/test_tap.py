@@ -9,6 +9,7 @@ from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
+from chatroute.limits import Limits
 from chatroute.router import RouterSettings
 from chatroute.tap import DEFAULT_PORT, Options, makeService
 from tests.conftest import Person
@@ -56,6 +57,11 @@ def test_listen_is_repeatable_and_combines_with_port():
         ["--unknown"],
         ["--offline-cap", "-1"],
         ["--history", "lots"],
+        ["--flood-rate", "-1"],
+        ["--flood-rate", "nan"],
+        ["--idle-timeout", "inf"],
+        ["--flood-burst", "0"],
+        ["--max-send-buffer", "-5"],
     ],
 )
 def test_bad_options(argv):
@@ -109,6 +115,22 @@ def test_unusable_database_stops_start_up_with_a_message(tmp_path):
     (tmp_path / "not.db").write_text("not a database")
     with pytest.raises(SystemExit, match=r"cannot use database .*not\.db"):
         makeService(parse("--db", str(tmp_path / "not.db")))
+
+
+def test_limits_from_options():
+    assert parse().limits() == Limits()
+    limits = parse(
+        "--flood-rate", "0.5", "--flood-burst", "4", "--max-per-address", "0",
+        "--max-connections", "7", "--register-timeout", "0", "--idle-timeout", "30",
+        "--max-send-buffer", "65536",
+    ).limits()  # fmt: skip
+    assert limits == Limits(0.5, 4, 0, 7, 0, 30, 65536)
+
+
+def test_tls_for_login_flag():
+    assert not parse()["require-tls-for-login"]
+    service = makeService(parse("--db", ":memory:", "--require-tls-for-login"))
+    assert service.factory.require_tls_for_login
 
 
 def test_router_settings_from_options():
