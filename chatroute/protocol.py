@@ -144,6 +144,8 @@ class _SlowReaderGuard:
     than the send-buffer limit waits to be sent to that client.
     """
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: "ChatProtocol") -> None:
         self._protocol = protocol
 
@@ -201,7 +203,9 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         self._session: Session | None = None
         self._closing = False
         self._waiting = False
-        self._queued: deque[bytes] = deque()
+        # Lines waiting for an earlier one; made when first needed, as most
+        # connections never need it and an empty deque takes half a kilobyte.
+        self._queued: deque[bytes] | None = None
         self._telnet: TelnetFilter | None = None
 
     def connectionMade(self) -> None:
@@ -244,7 +248,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Leave every room and free the nickname."""
         self.setTimeout(None)
-        self._queued.clear()
+        self._queued = None
         if self._admitted:
             self._admitted = False
             self.factory.connections.release(self._host)
@@ -330,6 +334,8 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             if len(line) > limit:
                 self.lineLengthExceeded(line)
             elif self._waiting:
+                if self._queued is None:
+                    self._queued = deque()
                 self._queued.append(line)
             else:
                 self.lineReceived(line)
