@@ -1,5 +1,5 @@
 """
-The terminal client: C{chatroute-client --host H --port P [--nick NAME]}.
+The terminal client: C{chatroute-client --host H --port P [--nick NAME] [--tls]}.
 
 Lines typed (or piped) are sent to the server as they are; lines from the
 server are shown as they arrive, never waiting for input. On a terminal the
@@ -8,11 +8,16 @@ while messages scroll above it. Piped input is sent in order; at its end the
 client says C{/quit} and waits for the server to close, so everything is
 delivered (and every reply shown) before it exits.
 
-Exit status: 0 after a clean quit; 1 if the server cannot be reached or the
-connection is lost; 2 for a usage error; 3, with piped input only, if the
-server answered any of the lines sent with an error (a C{! ...} line). On a
-terminal the user has seen each error and carried on, so a session there
-ends with 0.
+With C{--tls} the connection is encrypted and the server must prove who it
+is: its certificate must be signed by an authority the system trusts, or be
+in the C{--cafile} given, and must name the C{--host} connected to. Nothing
+is sent, and the client exits with a message, if it does not.
+
+Exit status: 0 after a clean quit; 1 if the server cannot be reached (with
+TLS: its certificate does not verify) or the connection is lost; 2 for a
+usage error; 3, with piped input only, if the server answered any of the
+lines sent with an error (a C{! ...} line). On a terminal the user has seen
+each error and carried on, so a session there ends with 0.
 """
 
 import os
@@ -26,10 +31,28 @@ from importlib import metadata
 from typing import Any, ClassVar, NoReturn
 from typing import Protocol as TypingProtocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTCP, ITransport
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.error import ConnectionClosed
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IReactorTCP,
+    IStreamClientEndpoint,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
 from twisted.protocols.basic import LineReceiver
@@ -58,21 +81,77 @@ def _version() -> str:
         return "(unknown version: not installed)"
 
 
-class ClientOptions(usage.Options):
-    """Command-line options of C{chatroute-client}."""
+def client_tls(host: str, cafile: str | None) -> IOpenSSLClientConnectionCreator:
+    """
+    How to set up TLS connections to C{host} that verify the server.
 
-    synopsis = "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME]"
+    The server's certificate must be signed by one of the certificates in
+    the PEM file C{cafile} (an authority's, or the server's own self-signed
+    one), or without C{cafile} by one of the system's certificate
+    authorities; and it must be valid for C{host}.
+
+    @raise usage.UsageError: C{cafile} cannot be read or holds no
+        certificate, or C{host} is not a valid host name.
+    """
+    if cafile is None:
+        root = platformTrust()
+    else:
+        try:
+            with open(cafile, "rb") as file:
+                pem = file.read()
+        except OSError as error:
+            raise usage.UsageError(f"cannot read --cafile {cafile}: {error.strerror}") from None
+        try:
+            found = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise usage.UsageError(f"--cafile {cafile} holds no PEM certificate") from None
+        root = trustRootFromCertificates(
+            [Certificate.loadPEM(cert.public_bytes(Encoding.PEM)) for cert in found]
+        )
+    try:
+        return optionsForClientTLS(host, root)
+    except UnicodeError:
+        raise usage.UsageError(f"--host {host!r} is not a valid host name") from None
+
+
+class ClientOptions(usage.Options):
+    """
+    Command-line options of C{chatroute-client}.
+
+    @ivar tls_options: with C{--tls} (or C{--cafile}), how to set up TLS connections
+        that verify the server's certificate and host name; else L{None}.
+    """
+
+    synopsis = (
+        "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME] [--tls [--cafile FILE]]"
+    )
     longdesc = (
         "Chat on a chatroute server. Lines typed, or piped in, are sent to the server; its "
         "lines are shown as they arrive. Exit status: 0 after a clean quit, 1 if the "
         "connection failed or was lost, 2 for a usage error, 3 (piped input only) if the "
-        "server answered any line with an error."
+        "server answered any line with an error. With --tls the server's certificate must "
+        "be valid for --host and signed by an authority the system trusts, or by one in "
+        "--cafile; if it is not, the client exits with 1 before sending anything."
     )
+    optFlags: ClassVar[list[list[str | None]]] = [
+        ["tls", None, "Connect with TLS; the server's certificate must verify for --host."],
+    ]
     optParameters: ClassVar[list[list[Any]]] = [
         ["host", None, "localhost", "Server host name or address."],
         ["port", "p", 12345, "Server TCP port (1-65535).", _port],
         ["nick", "n", None, "Register this nickname on connect (a leading # is dropped)."],
+        [
+            "cafile",
+            None,
+            None,
+            "Trust the PEM certificates in this file (a CA's, or the server's self-signed "
+            "one) instead of the system's authorities. Implies --tls.",
+        ],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls_options: IOpenSSLClientConnectionCreator | None = None
 
     def opt_version(self) -> NoReturn:
         """Display the chatroute version and exit."""
@@ -83,11 +162,15 @@ class ClientOptions(usage.Options):
     opt_h = usage.Options.opt_help
 
     def postOptions(self) -> None:
-        """Take C{--nick #alice} as C{--nick alice}."""
+        """Take C{--nick #alice} as C{--nick alice}; set up TLS, which C{--cafile} implies."""
         if self["nick"] is not None:
             self["nick"] = self["nick"].removeprefix("#")
             if not self["nick"]:
                 raise usage.UsageError("--nick needs a name")
+        if self["cafile"] is not None:
+            self["tls"] = True
+        if self["tls"]:
+            self.tls_options = client_tls(self["host"], self["cafile"])
 
 
 _PASSWORD_LINES = re.compile(
@@ -116,10 +199,14 @@ def _transport(protocol: Protocol) -> ITransport:
     return transport
 
 
+@implementer(IHandshakeListener)
 class ServerConnection(LineReceiver):
     """
     The connection to the chat server.
 
+    @ivar ready: fires once lines can be exchanged: when connected over
+        plain TCP, after the handshake (the server's certificate verified)
+        over TLS; fails with the reason the connection was lost before that.
     @ivar display: called with each line from the server, as text.
     @ivar finished: fires when the connection closes: with True if the
         user asked to quit, False if the connection was lost.
@@ -129,11 +216,26 @@ class ServerConnection(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = _LONGEST_LINE
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
+        """
+        @param tls: the connection runs over TLS, so it is L{ready} only
+            after the handshake.
+        """
+        self.ready: Deferred[None] = Deferred()
         self.display: Callable[[str], None] = lambda text: None
         self.finished: Deferred[bool] = Deferred()
         self.refused = 0
         self._quitting = False
+        self._tls = tls
+
+    def connectionMade(self) -> None:
+        """Over plain TCP, the connection is ready at once."""
+        if not self._tls:
+            self.ready.callback(None)
+
+    def handshakeCompleted(self) -> None:
+        """The server's certificate verified: the connection is ready."""
+        self.ready.callback(None)
 
     def lineReceived(self, line: bytes) -> None:
         """Show one line from the server, counting errors."""
@@ -157,8 +259,46 @@ class ServerConnection(LineReceiver):
             _transport(self).write(b"/quit\r\n")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Report whether the session ended as the user asked."""
+        """Report why the connection never became ready, or whether the session ended as asked."""
+        if not self.ready.called:
+            self.ready.errback(reason)
         self.finished.callback(self._quitting)
+
+
+def _openssl_reason(error: SSL.Error) -> str:
+    """OpenSSL's reasons for C{error}, such as C{certificate verify failed}."""
+    queue = error.args[0] if error.args else None
+    if isinstance(queue, list) and queue and all(isinstance(e, tuple) for e in queue):
+        return "; ".join(str(entry[-1]) for entry in queue)
+    return str(error) or type(error).__name__
+
+
+def handshake_failure(error: BaseException, host: str, cafile: str | None) -> str:
+    """
+    Why the TLS handshake with C{host} failed, for the user.
+
+    @param error: the reason the connection was lost during the handshake.
+    @param cafile: the C{--cafile} given, if any.
+    """
+    if isinstance(error, VerificationError):
+        return f"TLS certificate not trusted: it is not valid for {host}"
+    if isinstance(error, SSL.Error):
+        reason = _openssl_reason(error)
+        if "certificate verify failed" in reason:
+            if cafile is None:
+                against = (
+                    "this system's certificate authorities; "
+                    "for a self-signed certificate use --cafile"
+                )
+            else:
+                against = cafile
+            return f"TLS certificate not trusted: {reason} (checked against {against})"
+        if "wrong version number" in reason:
+            return f"TLS handshake failed: {reason} (is this the server's TLS port?)"
+        return f"TLS handshake failed: {reason}"
+    if isinstance(error, ConnectionClosed):
+        return "the server closed the connection during the TLS handshake"
+    return f"TLS handshake failed: {error}"
 
 
 class Screen(TypingProtocol):
@@ -236,21 +376,37 @@ def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Scr
     return pipe, pipe
 
 
+def _endpoint(reactor: IReactorTCP, options: ClientOptions) -> IStreamClientEndpoint:
+    """Where to connect: the server's host and port, through TLS if asked."""
+    endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
+    if options.tls_options is None:
+        return endpoint
+    return wrapClientTLS(options.tls_options, endpoint)
+
+
+def _cannot_connect(options: ClientOptions, why: str) -> NoReturn:
+    sys.stderr.write(f"cannot connect to {options['host']}:{options['port']}: {why}\n")
+    raise SystemExit(1) from None
+
+
 async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> None:
     """
     Connect, wire standard input and output to the server, and run until the session ends.
 
-    @raise SystemExit: with 1 when the server cannot be reached or the
-        connection is lost before the user quits; with 3 when, not on a
-        C{terminal}, the server answered any line with an error.
+    @raise SystemExit: with 1 when the server cannot be reached (with TLS:
+        its certificate does not verify) or the connection is lost before
+        the user quits; with 3 when, not on a C{terminal}, the server
+        answered any line with an error.
     """
-    connection = ServerConnection()
-    endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
+    connection = ServerConnection(tls=options.tls_options is not None)
     try:
-        await connectProtocol(endpoint, connection)
+        await connectProtocol(_endpoint(reactor, options), connection)
     except Exception as error:
-        sys.stderr.write(f"cannot connect to {options['host']}:{options['port']}: {error}\n")
-        raise SystemExit(1) from None
+        _cannot_connect(options, str(error))
+    try:
+        await connection.ready
+    except Exception as error:
+        _cannot_connect(options, handshake_failure(error, options["host"], options["cafile"]))
     protocol, screen = _screen(connection, terminal)
     connection.display = screen.show
     StandardIO(protocol, reactor=reactor)

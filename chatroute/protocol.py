@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IHandshakeListener,
     IPushProducer,
     IReactorTime,
     ISSLTransport,
@@ -160,7 +161,7 @@ class _SlowReaderGuard:
         """The connection is closing; nothing to do."""
 
 
-@implementer(IParticipant)
+@implementer(IParticipant, IHandshakeListener)
 class ChatProtocol(LineReceiver, TimeoutMixin):
     """
     One client connection speaking the line protocol.
@@ -194,6 +195,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._bucket: TokenBucket | None = None
         self._admitted = False
+        self._guarded = False
         self._awaiting_nick = True
         self._secure = False
         self._buffer = b""
@@ -243,7 +245,22 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             # Under TLS the bytes wait in the TCP connection the TLS layer writes to.
             socket_transport: Any = getattr(transport, "transport", None) or transport
             socket_transport.bufferSize = limits.max_send_buffer
-            IConsumer(transport).registerProducer(_SlowReaderGuard(self), True)
+            if not ISSLTransport.providedBy(transport):
+                self._watch_send_buffer()
+
+    def handshakeCompleted(self) -> None:
+        """
+        TLS is up (L{IHandshakeListener}): watch the send buffer from now on.
+
+        Before the handshake the TLS layer holds back every write and pauses
+        its producer, which the guard would take for a client not reading.
+        """
+        if self._limits.max_send_buffer and not self._closing:
+            self._watch_send_buffer()
+
+    def _watch_send_buffer(self) -> None:
+        IConsumer(self._out).registerProducer(_SlowReaderGuard(self), True)
+        self._guarded = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Leave every room and free the nickname."""
@@ -301,14 +318,16 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         """
         if not self._awaiting_nick:
             self.resetTimeout()
+        telnet_answer = b""
         if self._telnet is not None or b"\xff" in data:
-            data = self._without_telnet(data)
+            data, telnet_answer = self._split_telnet(data)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
-                return
-            data = data[end + 1 :]
-            self._discarding = False
+                data = b""
+            else:
+                data = data[end + 1 :]
+                self._discarding = False
         if self._buffer:
             data = self._buffer + data
         lines = data.split(b"\n")
@@ -317,6 +336,9 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         outbox.collect(self)
         try:
             self._carry_out(lines)
+            if telnet_answer and not self._closing:
+                # After the lines before it: what a timing mark asks for.
+                self._send(telnet_answer)
         finally:
             outbox.flush()
 
@@ -326,8 +348,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         for line in lines:
             if self._closing:
                 return
-            if bucket is not None and not bucket.take():
-                self.reply_error(Flooding(self._limits.flood_rate, self._limits.flood_burst))
+            if bucket is not None and not self._within_flood_limit(bucket):
                 continue
             if line[-1:] == b"\r":
                 line = line[:-1]
@@ -341,10 +362,19 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
                 self.lineReceived(line)
                 if self._awaiting_nick:
                     self._check_nick()
-        if len(self._buffer) > limit + 1:  # + 1 for a CR that may still come
+        if len(self._buffer) > limit + 1 and not self._closing:  # + 1: a CR may still come
+            # Refused now, before its end arrives: it counts as a line, once.
             self._buffer = b""
             self._discarding = True
-            self.lineLengthExceeded(b"")
+            if bucket is None or self._within_flood_limit(bucket):
+                self.lineLengthExceeded(b"")
+
+    def _within_flood_limit(self, bucket: TokenBucket) -> bool:
+        """Take a token for a line; without one, refuse the line and say why."""
+        if bucket.take():
+            return True
+        self.reply_error(Flooding(self._limits.flood_rate, self._limits.flood_burst))
+        return False
 
     def _check_nick(self) -> None:
         """Once the client has a nickname, the idle timeout replaces the nickname timeout."""
@@ -352,13 +382,11 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             self._awaiting_nick = False
             self.setTimeout(self._limits.idle_timeout or None)
 
-    def _without_telnet(self, data: bytes) -> bytes:
+    def _split_telnet(self, data: bytes) -> tuple[bytes, bytes]:
+        """The data without telnet commands, and the answer to them."""
         if self._telnet is None:
             self._telnet = TelnetFilter()
-        kept, answer = self._telnet.feed(data)
-        if answer:
-            self._send(answer)
-        return kept
+        return self._telnet.feed(data)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the over-long line but keep the connection."""
@@ -409,7 +437,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         self.deliver(Notice(notice))
         self.flush()
         self._closing = True
-        if self._limits.max_send_buffer:
+        if self._guarded:
             IConsumer(self._out).unregisterProducer()
         self._out.loseConnection()
 

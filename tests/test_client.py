@@ -1,17 +1,31 @@
 """The terminal client's parts, over in-memory transports."""
 
+import ipaddress
+from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 import pytest
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import PrivateCertificate
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
+from twisted.test.iosim import connectedServerAndClient
 
+from chatroute.certs import make_certificate
 from chatroute.client import (
     ClientOptions,
     PipeScreen,
     ServerConnection,
+    client_tls,
     conceal,
+    handshake_failure,
     main,
     printable,
 )
@@ -161,3 +175,199 @@ def test_pipe_input_sends_each_line_and_quits_at_end(connection):
 )
 def test_conceal_passwords(line, shown):
     assert conceal(line) == shown
+
+
+def parse(*argv: str) -> ClientOptions:
+    options = ClientOptions()
+    options.parseOptions(list(argv))
+    return options
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> dict[str, Path]:
+    """Self-signed certificates (each with its key) for all of localhost, for its name only."""
+    directory = tmp_path_factory.mktemp("certs")
+    now = datetime.now(UTC)
+    made = {}
+    for name, hosts in [
+        ("loopback", ["localhost", ipaddress.ip_address("127.0.0.1")]),
+        ("name-only", ["localhost"]),
+    ]:
+        key, cert = make_certificate(hosts, 1, now)
+        made[name] = directory / f"{name}.pem"
+        made[name].write_bytes(cert + key)
+    return made
+
+
+def test_plain_tcp_by_default():
+    assert parse().tls_options is None
+    assert not parse()["tls"]
+
+
+def test_tls_options(certificates):
+    assert parse("--tls").tls_options is not None
+    with_cafile = parse("--cafile", str(certificates["loopback"]))
+    assert with_cafile["tls"]
+    assert with_cafile.tls_options is not None
+
+
+def test_cafile_may_hold_several_certificates(certificates, tmp_path):
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"".join(path.read_bytes() for path in certificates.values()))
+    assert parse("--tls", "--cafile", str(bundle)).tls_options is not None
+
+
+def test_a_missing_cafile_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError) as raised:
+        parse("--cafile", str(tmp_path / "nothing.pem"))
+    assert str(raised.value) == (
+        f"cannot read --cafile {tmp_path / 'nothing.pem'}: No such file or directory"
+    )
+
+
+def test_a_cafile_without_a_certificate_is_a_usage_error(tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(UsageError) as raised:
+        parse("--tls", "--cafile", str(junk))
+    assert str(raised.value) == f"--cafile {junk} holds no PEM certificate"
+
+
+def test_a_host_that_cannot_be_checked_against_a_certificate_is_a_usage_error():
+    with pytest.raises(UsageError) as raised:
+        parse("--tls", "--host", "exa mple.org")
+    assert str(raised.value) == "--host 'exa mple.org' is not a valid host name"
+    assert parse("--host", "exa mple.org").tls_options is None
+
+
+def test_plain_connection_is_ready_when_connected(connection):
+    results = []
+    connection.ready.addCallback(results.append)
+    assert results == [None]
+
+
+def test_tls_connection_is_ready_after_the_handshake():
+    connection = ServerConnection(tls=True)
+    results = []
+    connection.ready.addCallback(results.append)
+    connection.makeConnection(StringTransport())
+    assert results == []
+    connection.handshakeCompleted()
+    assert results == [None]
+
+
+def test_connection_lost_before_ready_fails_ready():
+    connection = ServerConnection(tls=True)
+    connection.makeConnection(StringTransport())
+    reason = Failure(SSL.Error([("SSL routines", "", "certificate verify failed")]))
+    connection.connectionLost(reason)
+    failures = []
+    connection.ready.addErrback(failures.append)
+    assert failures == [reason]
+    assert connection.finished.result is False
+
+
+# Twisted hands the server's key and certificate to pyOpenSSL in a form it deprecates.
+_twisted_tls_server = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+
+
+def tls_session(host: str, cafile: Path, served: Path) -> tuple[ServerConnection, list[str]]:
+    """
+    A client connection, set up as the client's options C{--cafile} and
+    C{--host} would, to an in-memory TLS server with the certificate and key
+    in C{served}, which greets it.
+
+    @return: the connection and the lines it received.
+    """
+
+    class Greeter(Protocol):
+        def connectionMade(self):
+            self.transport.write(b"* hello\r\n")
+
+    # The TLS layer gathers small writes and sends them on the next tick of this clock.
+    clock = Clock()
+    server_tls = PrivateCertificate.loadPEM(served.read_text()).options()
+    server = TLSMemoryBIOFactory(server_tls, False, Factory.forProtocol(Greeter), clock=clock)
+    connection = ServerConnection(tls=True)
+    shown: list[str] = []
+    connection.display = shown.append
+    client = TLSMemoryBIOFactory(
+        client_tls(host, str(cafile)), True, Factory.forProtocol(lambda: connection), clock=clock
+    )
+    _, _, pump = connectedServerAndClient(
+        lambda: server.buildProtocol(None), lambda: client.buildProtocol(None), clock=clock
+    )
+    pump.flush()
+    return connection, shown
+
+
+@_twisted_tls_server
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_tls_with_a_trusted_certificate_for_the_host(certificates, host):
+    connection, shown = tls_session(host, certificates["loopback"], certificates["loopback"])
+    assert connection.ready.called
+    assert shown == ["* hello"]
+
+
+@_twisted_tls_server
+def test_tls_refuses_a_certificate_signed_by_another(certificates):
+    connection, shown = tls_session(
+        "localhost", certificates["name-only"], certificates["loopback"]
+    )
+    failures = []
+    connection.ready.addErrback(failures.append)
+    assert failures[0].check(SSL.Error)
+    assert shown == []
+
+
+@_twisted_tls_server
+def test_tls_refuses_a_certificate_for_another_host(certificates):
+    connection, shown = tls_session(
+        "127.0.0.1", certificates["name-only"], certificates["name-only"]
+    )
+    failures = []
+    connection.ready.addErrback(failures.append)
+    assert failures[0].check(VerificationError)
+    assert shown == []
+
+
+@pytest.mark.parametrize(
+    ("error", "cafile", "message"),
+    [
+        (
+            VerificationError(errors=[]),
+            "cert.pem",
+            "TLS certificate not trusted: it is not valid for 127.0.0.1",
+        ),
+        (
+            SSL.Error([("SSL routines", "", "certificate verify failed")]),
+            None,
+            "TLS certificate not trusted: certificate verify failed (checked against this "
+            "system's certificate authorities; for a self-signed certificate use --cafile)",
+        ),
+        (
+            SSL.Error([("SSL routines", "", "certificate verify failed")]),
+            "cert.pem",
+            "TLS certificate not trusted: certificate verify failed (checked against cert.pem)",
+        ),
+        (
+            SSL.Error([("SSL routines", "", "wrong version number")]),
+            None,
+            "TLS handshake failed: wrong version number (is this the server's TLS port?)",
+        ),
+        (
+            SSL.Error([("SSL routines", "", "no shared cipher"), ("x", "", "y")]),
+            None,
+            "TLS handshake failed: no shared cipher; y",
+        ),
+        (SSL.Error("odd"), None, "TLS handshake failed: odd"),
+        (
+            ConnectionLost("Connection lost"),
+            None,
+            "the server closed the connection during the TLS handshake",
+        ),
+        (ValueError("odd"), None, "TLS handshake failed: odd"),
+    ],
+)
+def test_handshake_failures_are_explained(error, cafile, message):
+    assert handshake_failure(error, "127.0.0.1", cafile) == message

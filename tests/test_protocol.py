@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import capturedLogs
+from zope.interface import implementer
 
 from chatroute.limits import Limits
 from chatroute.lines import HELP
@@ -477,3 +479,28 @@ def test_passwords_over_plain_tcp_only_from_this_machine(limited, host, accepted
         ]
         assert guest.say("#alice secret123") == replies
         assert guest.say("/password a secret123") == replies
+
+
+@implementer(ISSLTransport)
+class TLSTransport(StringTransportWithDisconnection):
+    """An in-memory transport that says it is TLS."""
+
+    def setTcpNoDelay(self, enabled):
+        pass
+
+
+def test_under_tls_the_send_buffer_is_watched_once_the_handshake_is_done(chat):
+    factory = ChatServerFactory(
+        chat.router,
+        chat.accounts,
+        chat.clock,
+        64,
+        dataclasses.replace(NO_LIMITS, max_send_buffer=9),
+    )
+    protocol = factory.buildProtocol(None)
+    transport = TLSTransport()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    assert transport.producer is None
+    protocol.handshakeCompleted()
+    assert transport.producer is not None

@@ -14,6 +14,7 @@ import re
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -32,6 +33,8 @@ _LOG_POLL_INTERVAL = 0.02
 
 _BIN = Path(sys.executable).parent
 _STARTED = re.compile(r"ChatServerFactory starting on (\d+)")
+# A TLS listener's factory is wrapped, and logs itself so; the plain pattern misses it.
+TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
 
 
 def client_command() -> list[str]:
@@ -71,6 +74,7 @@ class LineReader:
         fd: int,
         read: Callable[[int], bytes],
         ending: bytes = b"\n",
+        pending: Callable[[], int] = lambda: 0,
     ) -> None:
         """
         @param name: what to call this stream in failure messages.
@@ -79,6 +83,8 @@ class LineReader:
             C{fd} is readable.
         @param ending: what every line must end with (C{b"\\r\\n"} for the
             server, C{b"\\n"} for the client's output).
+        @param pending: how many bytes C{read} has at hand without C{fd}
+            being readable (a TLS socket's decrypted bytes).
         """
         self.name = name
         self.received: list[str] = []
@@ -86,6 +92,7 @@ class LineReader:
         self._fd = fd
         self._read = read
         self._ending = ending
+        self._pending = pending
         self._buffer = b""
 
     def describe(self) -> str:
@@ -99,10 +106,11 @@ class LineReader:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or self.eof:
             return False
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._fd, selectors.EVENT_READ)
-            if not selector.select(remaining):
-                return False
+        if not self._pending():
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._fd, selectors.EVENT_READ)
+                if not selector.select(remaining):
+                    return False
         try:
             data = self._read(65536)
         except OSError as error:
@@ -173,15 +181,31 @@ class LineReader:
 class ChatConnection(LineReader):
     """A raw loopback connection to the server, like C{nc} or C{telnet}."""
 
-    def __init__(self, port: int, name: str, newline: str = "\n") -> None:
+    def __init__(
+        self,
+        port: int,
+        name: str,
+        newline: str = "\n",
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str = "localhost",
+    ) -> None:
         """
         Connect and read the greeting.
 
         @param newline: what L{send} ends lines with: C{"\\n"} like netcat,
             C{"\\r\\n"} like telnet.
+        @param tls: talk TLS with these settings, like C{openssl s_client};
+            the server's certificate must be valid for C{server_hostname}.
         """
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
-        super().__init__(name, self.sock.fileno(), self.sock.recv, ending=b"\r\n")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+        if tls is None:
+            self.sock = sock
+            super().__init__(name, sock.fileno(), sock.recv, ending=b"\r\n")
+        else:
+            self.sock = tls.wrap_socket(sock, server_hostname=server_hostname)
+            super().__init__(
+                name, self.sock.fileno(), self.sock.recv, ending=b"\r\n", pending=self.sock.pending
+            )
         self.newline = newline
         self.nick = ""
         host, local_port = self.sock.getsockname()[:2]
@@ -266,11 +290,20 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def _wait_for_port(self) -> int:
+        return int(self.wait_for_log(_STARTED)[0].group(1))
+
+    def wait_for_log(self, pattern: re.Pattern[str], count: int = 1) -> list[re.Match[str]]:
+        """
+        Wait until the log has C{count} lines matching C{pattern}, such as
+        L{TLS_STARTED} once for each TLS listener, in the order listened on.
+
+        @return: the first C{count} matches, in order.
+        """
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            match = _STARTED.search(self.log())
-            if match:
-                return int(match.group(1))
+            matches = list(pattern.finditer(self.log()))
+            if len(matches) >= count:
+                return matches[:count]
             if self.process.poll() is not None:
                 pytest.fail(
                     f"twistd exited with {self.process.returncode} before listening; "
