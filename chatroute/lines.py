@@ -163,7 +163,7 @@ CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _room_argument(command: str, argument: str) -> str:
-    if not argument or " " in argument:
+    if len(argument.split()) != 1:
         raise MalformedLine(f"usage: /{command} #room")
     return argument
 
@@ -190,9 +190,9 @@ def _history(argument: str) -> History:
 
 
 def _parse_command(line: str) -> Command:
-    name, _, argument = line[1:].partition(" ")
-    name = name.lower()
-    argument = argument.strip()
+    words = line[1:].split(None, 1)
+    name = words[0].lower() if words else ""
+    argument = words[1].strip() if len(words) == 2 else ""
     match name:
         case "login":
             nick, password = _words(name, argument, "name password", 2)

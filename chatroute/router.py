@@ -54,8 +54,12 @@ log = Logger()
 
 
 def _key(name: str) -> str:
-    """Names are unique case-insensitively; this is the form they are compared in."""
-    return name.lower()
+    """
+    Names are unique ignoring ASCII letter case; this is the form they are
+    compared in. Valid names are ASCII; any other is left as it is, so that
+    no Unicode case folding (U+212A KELVIN SIGN to "k") makes it match one.
+    """
+    return name.lower() if name.isascii() else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +256,7 @@ class Router:
         sender = session.nick
         if sender is None or (session.account is False and self.settings.require_account):
             sender = self._sender(session)
-        recipient = self._users.get(to.lower())
+        recipient = self._users.get(to.lower() if to.isascii() else to)
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text))
             return None
