@@ -43,6 +43,7 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
     IReactorTCP,
+    IReactorTime,
     IStreamClientEndpoint,
     ITransport,
 )
@@ -54,7 +55,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.internet.stdio import StandardIO
-from twisted.internet.task import react
+from twisted.internet.task import LoopingCall, react
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -199,6 +200,10 @@ def _transport(protocol: Protocol) -> ITransport:
     return transport
 
 
+KEEPALIVE_INTERVAL = 240.0
+"""Seconds of silence after which the client pings (the server's default idle timeout is 900)."""
+
+
 @implementer(IHandshakeListener)
 class ServerConnection(LineReceiver):
     """
@@ -227,6 +232,9 @@ class ServerConnection(LineReceiver):
         self.refused = 0
         self._quitting = False
         self._tls = tls
+        self._keepalive: LoopingCall | None = None
+        self._sent_lately = False
+        self._pongs_owed = 0
 
     def connectionMade(self) -> None:
         """Over plain TCP, the connection is ready at once."""
@@ -237,15 +245,35 @@ class ServerConnection(LineReceiver):
         """The server's certificate verified: the connection is ready."""
         self.ready.callback(None)
 
+    def keep_alive(self, clock: IReactorTime, interval: float = KEEPALIVE_INTERVAL) -> None:
+        """
+        Send C{/ping} whenever C{interval} seconds pass with nothing sent, so
+        that the server's idle timeout does not close a quiet session. The
+        C{* pong} answers are not shown.
+        """
+        self._keepalive = LoopingCall(self._ping_if_quiet)
+        self._keepalive.clock = clock
+        self._keepalive.start(interval, now=False)
+
+    def _ping_if_quiet(self) -> None:
+        if not self._sent_lately:
+            self._pongs_owed += 1
+            _transport(self).write(b"/ping\r\n")
+        self._sent_lately = False
+
     def lineReceived(self, line: bytes) -> None:
         """Show one line from the server, counting errors."""
         text = printable(line.rstrip(b"\r").decode(errors="replace"))
+        if text == "* pong" and self._pongs_owed:
+            self._pongs_owed -= 1
+            return
         if text.startswith("! "):
             self.refused += 1
         self.display(text)
 
     def send(self, line: bytes) -> None:
         """Send one line the user typed; C{exit} or C{/quit} ends the session."""
+        self._sent_lately = True
         word = line.strip().lower()
         if word in QUIT_WORDS:
             self.quit()
@@ -260,6 +288,8 @@ class ServerConnection(LineReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Report why the connection never became ready, or whether the session ended as asked."""
+        if self._keepalive is not None and self._keepalive.running:
+            self._keepalive.stop()
         if not self.ready.called:
             self.ready.errback(reason)
         self.finished.callback(self._quitting)
@@ -409,6 +439,7 @@ async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> N
         _cannot_connect(options, handshake_failure(error, options["host"], options["cafile"]))
     protocol, screen = _screen(connection, terminal)
     connection.display = screen.show
+    connection.keep_alive(IReactorTime(reactor))
     StandardIO(protocol, reactor=reactor)
     if options["nick"]:
         connection.send(b"#" + options["nick"].encode())

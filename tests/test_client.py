@@ -371,3 +371,23 @@ def test_tls_refuses_a_certificate_for_another_host(certificates):
 )
 def test_handshake_failures_are_explained(error, cafile, message):
     assert handshake_failure(error, "127.0.0.1", cafile) == message
+
+
+def test_keeps_a_quiet_session_alive_without_showing_the_pongs(connection):
+    clock = Clock()
+    shown = []
+    connection.display = shown.append
+    connection.keep_alive(clock, interval=100)
+    clock.advance(100)
+    assert sent(connection) == b"/ping\r\n"
+    connection.dataReceived(b"* pong\r\n")
+    assert shown == []
+    connection.transport.clear()
+    connection.send(b"@bob:hi")
+    clock.advance(100)
+    assert sent(connection) == b"@bob:hi\r\n", "no ping after something was sent"
+    connection.send(b"/ping")
+    connection.dataReceived(b"* pong\r\n")
+    assert shown == ["* pong"], "the user's own pings are answered on screen"
+    connection.connectionLost(Failure(ConnectionError("gone")))
+    assert not clock.getDelayedCalls()
