@@ -182,8 +182,9 @@ class Flooding(ChatError):
     """The connection sends lines faster than the flood limit."""
 
     def __init__(self, rate: float, burst: int) -> None:
+        lines = "line" if rate == 1 else "lines"
         super().__init__(
-            f"flood limit: at most {rate:g} lines a second (bursts of {burst}); line discarded"
+            f"flood limit: at most {rate:g} {lines} a second (bursts of {burst}); line discarded"
         )
 
 

@@ -251,8 +251,10 @@ def parse_line(line: str) -> Command | None:
             return SendRoom(target, text)
         return SendDirect(target, text)
     if first == "#":
-        nick, _, password = line[1:].partition(" ")
-        return Register(nick, password.strip() or None)
+        words = line[1:].split(None, 1)
+        if len(words) == 2:
+            return Register(words[0], words[1].strip())
+        return Register(line[1:].strip())
     if first == "/":
         return _parse_command(line)
     raise MalformedLine("unrecognised line: start with #name, @name:, @#room: or / (try /help)")
