@@ -1,0 +1,217 @@
+"""The bench's table, scaling table and floors, from the report that L{bench.run} builds."""
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.servers import CHATROUTE_RELAXED
+
+Report = dict[str, Any]
+Figures = dict[str, Any]
+
+Metric = tuple[str, Callable[[Figures], str]]
+
+
+def _num(key: str, scale: float = 1.0, digits: int = 0) -> Callable[[Figures], str]:
+    def show(figures: Figures) -> str:
+        value = figures.get(key)
+        if value is None:
+            return "-"
+        return f"{value / scale:,.{digits}f}"
+
+    return show
+
+
+def _yes(key: str) -> Callable[[Figures], str]:
+    return lambda figures: "-" if key not in figures else "yes" if figures[key] else "no"
+
+
+def _registered(figures: Figures) -> str:
+    if "registered" not in figures:
+        return "-"
+    if not figures.get("server_alive"):
+        return f"{figures['registered']:.0f} crashed"
+    return f"{figures['registered']:.0f}/{figures['connections']:.0f}"
+
+
+CPU = ("server CPU ms / 1000", _num("cpu_ms_per_1000", digits=2))
+LOSSES = ("losses (worst run)", _num("losses"))
+LOADGEN = (
+    "loadgen CPU % / other %",
+    lambda f: f"{_num('loadgen_cpu_pct')(f)} / {_num('other_cpu_pct')(f)}",
+)
+
+METRICS: dict[str, list[Metric]] = {
+    "dm-throughput": [
+        ("messages / s", _num("msgs_per_s")),
+        CPU,
+        ("server RSS MiB", _num("rss_kib", 1024, 1)),
+        LOSSES,
+        LOADGEN,
+    ],
+    "dm-latency": [
+        ("p50 ms", _num("p50_ms", digits=3)),
+        ("p99 ms", _num("p99_ms", digits=3)),
+        ("max ms", _num("max_ms", digits=3)),
+        CPU,
+        ("server RSS MiB", _num("rss_kib", 1024, 1)),
+        LOSSES,
+        LOADGEN,
+    ],
+    "room-fanout": [
+        ("deliveries / s", _num("deliveries_per_s")),
+        CPU,
+        ("server RSS MiB", _num("rss_kib", 1024, 1)),
+        LOSSES,
+        LOADGEN,
+    ],
+    "idle-connections": [
+        ("registered", _registered),
+        ("KiB RSS / connection", _num("kib_per_conn", digits=2)),
+        ("seconds to accept all", _num("accept_s", digits=2)),
+        ("server RSS MiB", _num("rss_after_kib", 1024, 1)),
+    ],
+    "slow-reader": [
+        ("others p50 ms", _num("p50_ms", digits=3)),
+        ("others p99 ms", _num("p99_ms", digits=3)),
+        ("others max ms", _num("max_ms", digits=3)),
+        ("RSS start MiB", _num("rss_start_kib", 1024, 1)),
+        ("RSS peak MiB", _num("rss_peak_kib", 1024, 1)),
+        ("flood MiB accepted", _num("flood_mib_written", digits=1)),
+        ("victim dropped", _yes("victim_dropped")),
+        ("others' losses (worst)", _num("losses")),
+    ],
+}
+
+
+def _cell(entry: dict[str, Any], show: Callable[[Figures], str]) -> str:
+    status = entry.get("status", "")
+    if "median" not in entry:
+        return status.split()[0].rstrip(":") if status else "-"
+    shown = show(entry["median"])
+    if shown == "-" and status != "ok":
+        return "failed" if entry["median"].get("server_alive") else "crashed"
+    return shown
+
+
+def print_table(report: Report, peers: list[str]) -> None:
+    """Scenario x server table of medians, then notes on failed or partial runs."""
+    width = 16
+    print(f"\n{'scenario':<22}{'figure':<26}" + "".join(f"{p:>{width}}" for p in peers))
+    notes = []
+    for label, by_peer in report["results"].items():
+        scenario = report["params"][label]["scenario"]
+        print("-" * (48 + width * len(peers)))
+        for row, (name, show) in enumerate(METRICS[scenario]):
+            cells = "".join(f"{_cell(by_peer.get(p, {}), show):>{width}}" for p in peers)
+            print(f"{label if row == 0 else '':<22}{name:<26}{cells}")
+        for peer in peers:
+            entry = by_peer.get(peer, {})
+            status = entry.get("status", "ok")
+            if status != "ok":
+                notes.append(f"  {label} / {peer}: {status}")
+            figures = entry.get("median", {})
+            if figures.get("loadgen_cpu_pct", 0) >= 90:
+                notes.append(
+                    f"  {label} / {peer}: load generator near saturation "
+                    f"({figures['loadgen_cpu_pct']:.0f}% of its core); rate is a lower bound"
+                )
+            if figures.get("other_cpu_pct", 0) >= 25:
+                notes.append(
+                    f"  {label} / {peer}: other processes used up to "
+                    f"{figures['other_cpu_pct']:.0f}% CPU during a run; figures disturbed"
+                )
+    if "chatroute" in peers:
+        notes.append(
+            "  chatroute runs with storage on (SQLite) and these limits lifted: "
+            + " ".join(CHATROUTE_RELAXED)
+        )
+    if notes:
+        print("\nnotes:")
+        print("\n".join(notes))
+
+
+def print_scaling(report: Report) -> None:
+    """How CPU per message grows with pairs, and per delivery with room members."""
+    results = report["results"]
+    peers: list[str] = sorted({peer for by_peer in results.values() for peer in by_peer})
+    print(f"\n{'work':<22}{'figure':<26}" + "".join(f"{p:>16}" for p in peers))
+    for label, by_peer in results.items():
+        for name, show in (CPU, ("throughput / s", _throughput), LOSSES):
+            cells = "".join(f"{_cell(by_peer.get(p, {}), show):>16}" for p in peers)
+            print(f"{label if name == CPU[0] else '':<22}{name:<26}{cells}")
+
+
+def _throughput(figures: Figures) -> str:
+    return (
+        _num("msgs_per_s")(figures)
+        if "msgs_per_s" in figures
+        else _num("deliveries_per_s")(figures)
+    )
+
+
+def _figure(report: Report, label: str, peer: str, key: str) -> Any:
+    entry = report["results"].get(label, {}).get(peer, {})
+    return entry.get("median", {}).get(key)
+
+
+def floors(report: Report, big: bool) -> list[dict[str, Any]]:
+    """Check chatroute against the floors of the issue; print and return the verdicts."""
+    verdicts: list[dict[str, Any]] = []
+
+    def judge(name: str, ok: bool | None, detail: str) -> None:
+        verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
+        verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
+
+    def fig(label: str, peer: str, key: str) -> Any:
+        return _figure(report, label, peer, key)
+
+    ours, tutorial = (
+        fig("dm-throughput", "chatroute", "cpu_ms_per_1000"),
+        fig("dm-throughput", "tutorial", "cpu_ms_per_1000"),
+    )
+    judge(
+        "DM CPU <= tutorial",
+        None if ours is None or tutorial is None else ours <= tutorial,
+        f"chatroute {ours} vs tutorial {tutorial} ms / 1000 DMs",
+    )
+    ours, mini = (
+        fig("room-fanout", "chatroute", "cpu_ms_per_1000"),
+        fig("room-fanout", "miniircd", "cpu_ms_per_1000"),
+    )
+    judge(
+        "fan-out CPU <= 1.5x miniircd",
+        None if ours is None or mini is None else ours <= 1.5 * mini,
+        f"chatroute {ours} vs 1.5 x {mini} ms / 1000 deliveries",
+    )
+    p99 = fig("dm-latency", "chatroute", "p99_ms")
+    judge("p99 at 2,000 DM/s <= 2.5 ms", None if p99 is None else p99 <= 2.5, f"p99 {p99} ms")
+    per_conn = fig("idle-connections", "chatroute", "kib_per_conn")
+    judge(
+        "<= 3 KiB RSS per idle connection (2,000)",
+        None if per_conn is None else per_conn <= 3.0,
+        f"{per_conn} KiB / connection",
+    )
+    if big:
+        registered = fig("idle-connections-10k", "chatroute", "registered")
+        refused = fig("idle-connections-10k", "chatroute", "refused")
+        judge(
+            "10,000 idle connections, none refused",
+            None if registered is None else registered >= 10000 and not refused,
+            f"{registered} registered, {refused} refused",
+        )
+    losses = {label: fig(label, "chatroute", "losses") for label in report["results"]}
+    lost = {label: n for label, n in losses.items() if n}
+    dropped = {
+        label: fig(label, "chatroute", "lost_connections")
+        for label in report["results"]
+        if fig(label, "chatroute", "lost_connections")
+    }
+    judge(
+        "0 losses in every scenario",
+        None if all(n is None for n in losses.values()) else not lost and not dropped,
+        f"losses {lost or 0}, dropped connections {dropped or 0}",
+    )
+    print("\nfloors (chatroute, medians):")
+    for v in verdicts:
+        print(f"  {v['verdict']:<5} {v['floor']:<42} {v['detail']}")
+    return verdicts

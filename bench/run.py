@@ -1,0 +1,358 @@
+"""
+Run the benchmark suite: every scenario against chatroute and its peers.
+
+    bench/run [--quick] [--big] [--scaling] [--only SCENARIO,...] [--peers NAME,...]
+
+Each figure is the median of C{--runs} (3) runs; each run starts a fresh
+server on CPU 0 and a fresh load generator on CPU 1. Prints a table and the
+floors' PASS/FAIL lines for chatroute, and writes everything as JSON to
+C{bench/results/<timestamp>.json}. See docs/performance.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.loadgen import machine_busy_seconds
+from bench.report import floors, print_scaling, print_table
+from bench.servers import (
+    BENCH,
+    LOADGEN_CPU,
+    PEERS,
+    PYTHON,
+    ROOT,
+    Running,
+    Unavailable,
+    install_missing,
+    python_info,
+)
+
+Params = dict[str, Any]
+
+FULL: dict[str, Params] = {
+    "dm-throughput": {"pairs": 50, "messages": 2000, "window": 100},
+    "dm-latency": {"pairs": 50, "rate": 2000, "duration": 10},
+    "room-fanout": {"members": 200, "messages": 500, "window": 10},
+    "idle-connections": {"connections": 2000},
+    "idle-connections-10k": {"connections": 10000},
+    "slow-reader": {
+        "pairs": 10,
+        "rate": 500,
+        "duration": 10,
+        "flooders": 4,
+        "flood_message": 400,
+        "flood_mib": 64,
+    },
+}
+QUICK: dict[str, Params] = {
+    **FULL,
+    "dm-latency": {"pairs": 50, "rate": 2000, "duration": 3},
+    "slow-reader": {**FULL["slow-reader"], "duration": 4, "flood_mib": 16},
+}
+QUIET_CPU = 0.15  # of one core, used by other processes before a run starts
+QUIET_WAIT_S = 15.0
+STANDARD = ["dm-throughput", "dm-latency", "room-fanout", "idle-connections", "slow-reader"]
+SCALE_POINTS = [10, 100, 1000]
+
+
+def scaling_params(quick: bool) -> dict[str, tuple[str, Params]]:
+    """Scenario runs of the scaling mode: C{label -> (scenario, params)}."""
+    # Enough work for ~1 s of server CPU: /proc/PID/stat counts in 10 ms ticks.
+    dm_total = 50_000 if quick else 200_000
+    deliveries = 100_000 if quick else 400_000
+    runs: dict[str, tuple[str, Params]] = {}
+    for n in SCALE_POINTS:
+        per_pair = max(10, dm_total // n)
+        runs[f"dm-{n}-pairs"] = (
+            "dm-throughput",
+            {"pairs": n, "messages": per_pair, "window": min(100, per_pair)},
+        )
+    for n in SCALE_POINTS:
+        runs[f"fanout-{n}-members"] = (
+            "room-fanout",
+            {"members": n, "messages": max(20, deliveries // n), "window": 10},
+        )
+    return runs
+
+
+class Bench:
+    """Runs scenarios against peers, one fresh server per run, and keeps every result."""
+
+    def __init__(self, runs: int, log_path: Path, quiet_wait: float = QUIET_WAIT_S) -> None:
+        self.runs = runs
+        self.quiet_wait = quiet_wait
+        self.log_path = log_path
+        self.unavailable: dict[str, str] = {}
+        self._server: Running | None = None
+        self._loadgen: subprocess.Popen[str] | None = None
+
+    def log(self, message: str) -> None:
+        """Progress on stderr, so the table on stdout stays clean."""
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def measure(
+        self, label: str, scenario: str, params: Params, peers: list[str]
+    ) -> dict[str, Any]:
+        """All runs of one scenario: C{peer -> {"median": ..., "runs": [...]}}."""
+        results: dict[str, list[dict[str, Any]]] = {peer: [] for peer in peers}
+        for number in range(1, self.runs + 1):
+            for peer in peers:  # interleaved, so drift in the machine hits every peer alike
+                if peer in self.unavailable:
+                    continue
+                if scenario == "room-fanout" and not PEERS[peer].has_rooms:
+                    continue
+                self.log(f"{label} run {number}/{self.runs}: {peer}")
+                results[peer].append(self.one_run(peer, scenario, params))
+        summary: dict[str, Any] = {}
+        for peer, runs in results.items():
+            if peer in self.unavailable:
+                summary[peer] = {"status": f"skipped: {self.unavailable[peer]}"}
+            elif not runs:
+                summary[peer] = {"status": "n/a (no rooms)"}
+            else:
+                summary[peer] = {"status": _status(runs), "median": _median(runs), "runs": runs}
+        return summary
+
+    def one_run(self, peer: str, scenario: str, params: Params) -> dict[str, Any]:
+        """Start the server, run the load generator once, stop the server."""
+        self.wait_quiet()
+        try:
+            self._server = server = PEERS[peer].start()
+        except Unavailable as reason:
+            self.unavailable[peer] = str(reason)
+            self.log(f"{peer} skipped: {reason}")
+            return {"error": str(reason)}
+        except RuntimeError as error:
+            return {"error": f"server did not start: {error}"}
+        try:
+            result = self._loadgen_run(server, scenario, params)
+            time.sleep(0.2)
+            if not server.alive():
+                result["server_alive"] = False
+                result["server_exit"] = server.process.returncode
+                result["server_log"] = server.log_tail()
+            return result
+        finally:
+            self.stop()
+
+    def wait_quiet(self) -> None:
+        """
+        Wait (at most C{quiet_wait} s) until other processes use less than
+        C{QUIET_CPU} of a core, so that they disturb the figures less.
+        """
+        limit = self.quiet_wait
+        deadline = time.monotonic() + limit
+        said = False
+        while True:
+            before = machine_busy_seconds()
+            time.sleep(0.5)
+            busy = (machine_busy_seconds() - before) / 0.5
+            if busy < QUIET_CPU or time.monotonic() > deadline:
+                return
+            if not said:
+                self.log(f"machine busy ({busy:.0%} of a core); waiting up to {limit:.0f} s")
+                said = True
+
+    def _loadgen_run(self, server: Running, scenario: str, params: Params) -> dict[str, Any]:
+        argv = [
+            "taskset",
+            "-c",
+            str(LOADGEN_CPU),
+            str(PYTHON),
+            "-m",
+            "bench.loadgen",
+            "--protocol",
+            PEERS[server.name].protocol,
+            "--port",
+            str(server.port),
+            "--server-pid",
+            str(server.pid),
+            "--scenario",
+            scenario,
+            "--params",
+            json.dumps(params),
+        ]
+        with self.log_path.open("a") as errors:
+            self._loadgen = loadgen = subprocess.Popen(
+                argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
+            )
+            try:
+                out, _ = loadgen.communicate(timeout=900)
+            except subprocess.TimeoutExpired:
+                loadgen.kill()
+                loadgen.communicate()
+                return {"error": "load generator timed out after 900 s"}
+            finally:
+                self._loadgen = None
+        try:
+            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            return {
+                "error": f"load generator failed (exit {loadgen.returncode}); see {errors.name}"
+            }
+        return result
+
+    def stop(self) -> None:
+        """Stop whatever this bench started and is still running."""
+        if self._loadgen is not None and self._loadgen.poll() is None:
+            self._loadgen.kill()
+            self._loadgen.wait(5)
+        self._loadgen = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
+
+
+def _status(runs: list[dict[str, Any]]) -> str:
+    """ "ok", or what went wrong in how many runs."""
+    problems = []
+    for run in runs:
+        if "error" in run:
+            problems.append(run["error"])
+        elif not run.get("server_alive", True):
+            problems.append("server crashed")
+        elif run.get("lost_connections"):
+            problems.append(f"{run['lost_connections']} connections dropped by the server")
+    if not problems:
+        return "ok"
+    return f"{len(problems)}/{len(runs)} runs: {problems[0]}"
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each numeric figure over the runs; losses are the worst run's, not the median."""
+    median: dict[str, Any] = {}
+    keys = {key for run in runs for key in run}
+    for key in sorted(keys):
+        flags = [run[key] for run in runs if isinstance(run.get(key), bool)]
+        if flags:
+            median[key] = any(flags)  # e.g. victim_dropped: did it happen in any run
+            continue
+        values = [run[key] for run in runs if isinstance(run.get(key), int | float)]
+        values = [v for v in values if v == v]  # no NaN
+        if not values:
+            continue
+        if key in ("losses", "lost_connections", "refused", "disorder", "other_cpu_pct"):
+            median[key] = max(values)
+        else:
+            median[key] = statistics.median(values)
+    median["server_alive"] = all(run.get("server_alive", False) for run in runs)
+    return median
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="shorter timed phases")
+    parser.add_argument("--big", action="store_true", help="also 10,000 idle connections")
+    parser.add_argument("--scaling", action="store_true", help="measure cost against work size")
+    parser.add_argument("--only", default="", help="comma-separated scenarios")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated servers")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=QUIET_WAIT_S,
+        help="seconds to wait before each run for other processes to go quiet (0: never)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<time>)")
+    args = parser.parse_args()
+    unknown = [peer for peer in args.peers.split(",") if peer not in PEERS]
+    if unknown:
+        parser.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
+    return args
+
+
+def _plan(args: argparse.Namespace) -> dict[str, tuple[str, Params]]:
+    if args.scaling:
+        plan = scaling_params(args.quick)
+    else:
+        table = QUICK if args.quick else FULL
+        names = STANDARD + (["idle-connections-10k"] if args.big else [])
+        plan = {name: (name.removesuffix("-10k"), table[name]) for name in names}
+    if args.only:
+        wanted = args.only.split(",")
+        plan = {label: run for label, run in plan.items() if label in wanted or run[0] in wanted}
+    return plan
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Run the suite; exit status 1 if a chatroute floor failed, 2 if interrupted."""
+    args = _parse()
+    peers = args.peers.split(",")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    output = args.output or BENCH / "results" / f"{stamp}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args.runs, output.with_suffix(".log"), args.quiet_wait)
+    signal.signal(signal.SIGTERM, _terminate)
+    install_missing(peers, bench.log)
+    plan = _plan(args)
+    commit = _commit()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    try:
+        for label, (scenario, params) in plan.items():
+            results[label] = bench.measure(label, scenario, params, peers)
+    except KeyboardInterrupt:
+        bench.log("interrupted; stopping servers")
+        return 2
+    finally:
+        bench.stop()
+    report = {
+        "started": stamp,
+        "duration_s": round(time.monotonic() - started, 1),
+        "mode": "scaling" if args.scaling else "quick" if args.quick else "full",
+        "runs": args.runs,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": python_info(),
+            "server_cpu": "0",
+            "loadgen_cpu": str(LOADGEN_CPU),
+        },
+        # The code measured: others may change it while the bench runs.
+        "commit": commit if commit == _commit() else f"{commit} (then {_commit()})",
+        "params": {label: {"scenario": s, **p} for label, (s, p) in plan.items()},
+        "results": results,
+    }
+    if args.scaling:
+        print_scaling(report)
+        verdicts: list[dict[str, Any]] = []
+    else:
+        print_table(report, peers)
+        verdicts = floors(report, big=args.big)
+    report["floors"] = verdicts
+    output.write_text(json.dumps(report, indent=1))
+    print(f"\nchatroute at {report['commit']}; results: {output.relative_to(ROOT)}", end="")
+    print(f" ({report['duration_s']:.0f} s)")
+    return 1 if any(v["verdict"] == "FAIL" for v in verdicts) else 0
+
+
+def _commit() -> str:
+    """The checked-out commit, plus "+dirty" if the server's code differs from it (read only)."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "diff", "--quiet", "HEAD", "--", "chatroute", "twisted"], check=False
+        ).returncode
+    except OSError:
+        return ""
+    return f"{head}+dirty" if dirty else head
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""
+The bench scenarios, run inside the load generator (L{bench.loadgen}).
+
+Each is C{async def scenario(gen, params) -> dict}: it connects its clients,
+measures one phase with a L{Meter} and returns plain numbers. Every loop is
+bounded in count and in time; a server that stops making progress ends the
+phase (after C{stall} seconds) and shows up as losses.
+"""
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.loadgen import Client, LoadGen, Meter, Tracker, payload
+
+Params = dict[str, Any]
+Result = dict[str, Any]
+
+MESSAGE_SIZE = 64
+_VICTIM = re.compile(r"\bvictim\b")
+STALL_S = 10.0
+
+
+class Flow:
+    """Messages from one sender to one target, at most C{window} unanswered."""
+
+    def __init__(self, number: int, sender: Client, prefix: bytes, quota: int, window: int) -> None:
+        self.number = number
+        self.sender = sender
+        self.prefix = prefix
+        self.quota = quota
+        self.window = window
+        self.sent = 0
+        self.done = 0  # messages fully delivered
+
+    def pump(self, size: int = MESSAGE_SIZE) -> None:
+        """Send as many messages as the window allows, in one write."""
+        count = min(self.window - (self.sent - self.done), self.quota - self.sent)
+        if count <= 0:
+            return
+        first = self.sent
+        self.sent += count
+        self.sender.write(
+            b"".join(
+                self.prefix + payload(self.number, seq, size) + b"\r\n"
+                for seq in range(first, first + count)
+            )
+        )
+
+    def send_one(self, size: int = MESSAGE_SIZE) -> None:
+        """Send the next message on its own, regardless of the window."""
+        self.sender.write(self.prefix + payload(self.number, self.sent, size) + b"\r\n")
+        self.sent += 1
+
+
+def _losses(expected: int, tracker: Tracker) -> int:
+    return max(0, expected - tracker.delivered)
+
+
+def _cost(measured: dict[str, float], count: int) -> float | None:
+    """Server CPU ms per 1,000 of C{count}."""
+    if not count:
+        return None
+    return round(measured["server_cpu_s"] * 1e6 / count, 2)
+
+
+async def _pairs(gen: LoadGen, pairs: int, quota: int, window: int) -> tuple[list[Flow], list[str]]:
+    """Connect C{pairs} sender/receiver pairs; flow i goes from C{s<i>} to C{r<i>}."""
+    nicks = [(f"s{i}", True) for i in range(pairs)] + [(f"r{i}", False) for i in range(pairs)]
+    clients, failures = await gen.connect(nicks)
+    flows = [
+        Flow(i, clients[i], gen.adapter.dm_prefix(f"r{i}"), quota, window) for i in range(pairs)
+    ]
+    return flows, failures
+
+
+async def dm_throughput(gen: LoadGen, params: Params) -> Result:
+    """C{pairs} pairs each send C{messages} DMs, at most C{window} in flight per pair."""
+    pairs, quota, window = params["pairs"], params["messages"], params["window"]
+    flows, failures = await _pairs(gen, pairs, quota, window)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    tracker = Tracker()
+    dirty: set[Flow] = set()
+
+    def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
+        tracker.record(client, flow, seq, sent, now)
+        flows[flow].done += 1
+        dirty.add(flows[flow])
+
+    def after_data() -> None:
+        for flow in dirty:
+            flow.pump()
+        dirty.clear()
+
+    gen.on_message, gen.after_data = on_message, after_data
+    expected = pairs * quota
+    meter = Meter(gen.server_pid)
+    for flow in flows:
+        flow.pump()
+    await gen.wait_for(
+        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
+    )
+    measured = meter.read()
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": expected,
+        "losses": _losses(expected, tracker),
+        "disorder": tracker.disorder,
+        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
+async def _paced(flows: list[Flow], rate: float, duration: float) -> int:
+    """Send DMs round-robin over C{flows} at C{rate} per second for C{duration} seconds."""
+    total = int(rate * duration)
+    start = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            flows[sent % len(flows)].send_one()
+            sent += 1
+        await asyncio.sleep(0.001)
+    return sent
+
+
+async def dm_latency(gen: LoadGen, params: Params) -> Result:
+    """C{pairs} pairs send DMs at a fixed total C{rate} for C{duration} s."""
+    pairs, rate, duration = params["pairs"], params["rate"], params["duration"]
+    flows, failures = await _pairs(gen, pairs, 0, 0)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    tracker = Tracker()
+    gen.on_message = tracker.record
+    meter = Meter(gen.server_pid)
+    sent = await _paced(flows, rate, duration)
+    await gen.wait_for(lambda: tracker.delivered >= sent, lambda: tracker.delivered, 5.0, 5.0)
+    measured = meter.read()
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": sent,
+        "losses": _losses(sent, tracker),
+        "disorder": tracker.disorder,
+        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
+async def room_fanout(gen: LoadGen, params: Params) -> Result:
+    """C{members} join one room; one of them sends C{messages}, at most C{window} in flight."""
+    members, messages, window = params["members"], params["messages"], params["window"]
+    nicks = [(f"m{i}", i == 0) for i in range(members)]
+    clients, failures = await gen.connect(nicks)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    room = "bench"
+    for client in clients:  # one at a time: a join tells every member so far
+        client.joined = gen.loop.create_future()
+        client.write(gen.adapter.join(room))
+        await asyncio.wait_for(client.joined, 30)
+    await asyncio.sleep(1.0)  # let the join notices drain before measuring
+    receivers = members if gen.adapter.echoes_room_messages else members - 1
+    flow = Flow(0, clients[0], gen.adapter.room_prefix(room), messages, window)
+    counts = [0] * messages
+    tracker = Tracker()
+    wake = False
+
+    def on_message(client: Client, number: int, seq: int, sent: int, now: int) -> None:
+        nonlocal wake
+        tracker.record(client, number, seq, sent, now)
+        counts[seq] += 1
+        if counts[seq] == receivers:
+            flow.done += 1
+            wake = True
+
+    def after_data() -> None:
+        nonlocal wake
+        if wake:
+            wake = False
+            flow.pump()
+
+    gen.on_message, gen.after_data = on_message, after_data
+    expected = messages * receivers
+    meter = Meter(gen.server_pid)
+    flow.pump()
+    await gen.wait_for(
+        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
+    )
+    measured = meter.read()
+    return {
+        **measured,
+        "members": members,
+        "receivers_per_message": receivers,
+        "delivered": tracker.delivered,
+        "expected": expected,
+        "losses": _losses(expected, tracker),
+        "disorder": tracker.disorder,
+        "deliveries_per_s": round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
+async def idle_connections(gen: LoadGen, params: Params) -> Result:
+    """Open and register C{connections} clients that then stay idle; RSS per connection."""
+    count = params["connections"]
+    rss_before = gen.server_rss_kib()
+    start = time.perf_counter()
+    _, failures = await gen.connect([(f"i{i}", False) for i in range(count)], timeout=60)
+    accept_s = time.perf_counter() - start
+    await asyncio.sleep(1.0)
+    rss_after = gen.server_rss_kib()
+    registered = count - len(failures)
+    result: Result = {
+        "connections": count,
+        "registered": registered,
+        "refused": len(failures),
+        "losses": len(failures),
+        "accept_s": round(accept_s, 3),
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "rss_kib": rss_after,
+        "kib_per_conn": None,
+    }
+    if rss_before is not None and rss_after is not None and registered:
+        result["kib_per_conn"] = round((rss_after - rss_before) / registered, 2)
+    if failures:
+        result["first_failure"] = failures[0][:200]
+    return result
+
+
+async def slow_reader(gen: LoadGen, params: Params) -> Result:
+    """
+    A receiver stops reading while C{flooders} send it C{flood_mib} MiB; meanwhile
+    C{pairs} other pairs exchange DMs at C{rate}/s. Latency of the others, server RSS.
+    """
+    pairs, rate, duration = params["pairs"], params["rate"], params["duration"]
+    flooders, size = params["flooders"], params["flood_message"]
+    quota = params["flood_mib"] * 1024 * 1024 // size // flooders
+    flows, failures = await _pairs(gen, pairs, 0, 0)
+    nicks = [("victim", False)] + [(f"f{i}", True) for i in range(flooders)]
+    others, more_failures = await gen.connect(nicks)
+    if failures or more_failures:
+        first = (failures + more_failures)[0]
+        return {"error": f"{len(failures + more_failures)} clients failed to register: {first}"}
+    victim = others[0]
+    assert victim.transport is not None
+    victim.transport.pause_reading()
+    floods = [
+        Flow(pairs + i, client, gen.adapter.dm_prefix("victim"), quota, 0)
+        for i, client in enumerate(others[1:])
+    ]
+    tracker = Tracker()
+    gen.on_message = tracker.record
+    samples: list[tuple[float, int | None]] = []
+    meter = Meter(gen.server_pid)
+    start = time.perf_counter()
+    stop = start + duration
+
+    async def flood() -> None:
+        while time.perf_counter() < stop:
+            for f in floods:
+                transport = f.sender.transport
+                while (
+                    transport is not None
+                    and not f.sender.closed
+                    and transport.get_write_buffer_size() < 256 * 1024
+                    and f.sent < f.quota
+                ):
+                    for _ in range(32):
+                        f.send_one(size)
+            await asyncio.sleep(0.001)
+
+    async def sample() -> None:
+        while time.perf_counter() < stop + 5:
+            samples.append((round(time.perf_counter() - start, 2), gen.server_rss_kib()))
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.ensure_future(sample())
+    _, sent = await asyncio.gather(flood(), _paced(flows, rate, duration))
+    await gen.wait_for(lambda: tracker.delivered >= sent, lambda: tracker.delivered, 5.0, 5.0)
+    measured = meter.read()
+    sampler.cancel()
+    unsent = sum(
+        f.sender.transport.get_write_buffer_size()
+        for f in floods
+        if f.sender.transport is not None and not f.sender.closed
+    )
+    rss = [kib for _, kib in samples if kib is not None]
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": sent,
+        "losses": _losses(sent, tracker),
+        "disorder": tracker.disorder,
+        **tracker.latency_ms(),
+        "flood_mib_written": round((sum(f.sent for f in floods) * size - unsent) / 2**20, 1),
+        # A server that drops the victim says so to the flooders (IRC 401 No such nick).
+        "victim_dropped": victim.closed or any(_VICTIM.search(e) for e in gen.server_errors),
+        "rss_start_kib": rss[0] if rss else None,
+        "rss_peak_kib": max(rss) if rss else None,
+        "rss_end_kib": rss[-1] if rss else None,
+        "rss_kib": max(rss) if rss else None,
+        "rss_samples": samples[::2],
+    }
+
+
+SCENARIOS: dict[str, Callable[[LoadGen, Params], Awaitable[Result]]] = {
+    "dm-throughput": dm_throughput,
+    "dm-latency": dm_latency,
+    "room-fanout": room_fanout,
+    "idle-connections": idle_connections,
+    "slow-reader": slow_reader,
+}
