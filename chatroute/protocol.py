@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IHandshakeListener,
     IPushProducer,
     IReactorTime,
@@ -64,6 +65,8 @@ from chatroute.sending import sender
 from chatroute.telnet import TelnetFilter
 
 DEFAULT_MAX_LINE_LENGTH = 4096
+CLOSE_GRACE = 10.0
+"""Seconds a client gets to complete a close the server started, before it is aborted."""
 
 
 def describe_peer(address: IAddress) -> str:
@@ -196,6 +199,8 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         self._bucket: TokenBucket | None = None
         self._admitted = False
         self._guarded = False
+        self._paused: IPushProducer | None = None
+        self._abort_later: IDelayedCall | None = None
         self._awaiting_nick = True
         self._secure = False
         self._buffer = b""
@@ -265,12 +270,16 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Leave every room and free the nickname."""
         self.setTimeout(None)
+        if self._abort_later is not None:
+            self._abort_later.cancel()
+            self._abort_later = None
         self._queued = None
         if self._admitted:
             self._admitted = False
             self.factory.connections.release(self._host)
         if self._session is not None:
-            self._log.info("{peer} ({nick}) disconnected", peer=self._peer, nick=self._session.nick)
+            nick = self._session.nick or "no nickname"
+            self._log.info("{peer} ({nick}) disconnected", peer=self._peer, nick=nick)
             self._router.disconnect(self._session)
             self._session = None
 
@@ -280,7 +289,6 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             reason = f"no nickname after {self._limits.register_timeout:g} s"
         else:
             reason = f"nothing received for {self._limits.idle_timeout:g} s"
-        self._log.info("closing {peer}: {reason}", peer=self._peer, reason=reason)
         self._say_goodbye(f"{reason}; closing")
 
     def not_reading(self) -> None:
@@ -412,8 +420,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
 
     def close(self, reason: str) -> None:
         """Tell the client why, then close the connection (L{IParticipant})."""
-        self._log.info("closing {peer}: {reason}", peer=self._peer, reason=reason)
-        self._session = None
+        self._session = None  # The router has already let it go.
         self._say_goodbye(f"{reason}; closing")
 
     def flush(self) -> None:
@@ -433,13 +440,33 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             self._held.append(data)
 
     def _say_goodbye(self, notice: str) -> None:
-        """Send a last notice and close, ignoring anything the client sends after."""
+        """
+        Send a last notice and close, ignoring anything the client sends after.
+
+        The session ends at once (the name is free, rooms are told), not when
+        the connection is finally gone; a close that the client does not
+        complete (TLS waits for its close message) is aborted after
+        L{CLOSE_GRACE} seconds.
+        """
         self.deliver(Notice(notice))
         self.flush()
         self._closing = True
+        self._log.info("{peer}: {notice}", peer=self._peer, notice=notice)
+        session, self._session = self._session, None
+        if session is not None:
+            self._router.disconnect(session)
         if self._guarded:
             IConsumer(self._out).unregisterProducer()
+        self._read_again()
         self._out.loseConnection()
+        self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_later = None
+        abort = getattr(self._out, "abortConnection", None)
+        if abort is not None:
+            self._log.info("{peer} did not close; aborting", peer=self._peer)
+            abort()
 
     def _failed(self, failure: Failure) -> None:
         """Answer a request that failed: its own error, or a generic one for a bug."""
@@ -460,12 +487,12 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             pending.addErrback(self._failed)
             return
         self._waiting = True
-        producer = IPushProducer(self._out, None)
-        if producer is not None:
-            producer.pauseProducing()
-        pending.addErrback(self._failed).addBoth(self._resume, producer)
+        self._paused = IPushProducer(self._out, None)
+        if self._paused is not None:
+            self._paused.pauseProducing()
+        pending.addErrback(self._failed).addBoth(self._resume)
 
-    def _resume(self, _: object, producer: IPushProducer | None) -> None:
+    def _resume(self, _: object) -> None:
         self._waiting = False
         if self._awaiting_nick:
             self._check_nick()
@@ -473,8 +500,14 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             self.lineReceived(self._queued.popleft())
             if self._awaiting_nick:
                 self._check_nick()
-        if not self._waiting and producer is not None and not self._closing:
-            producer.resumeProducing()
+        if not self._waiting:
+            self._read_again()
+
+    def _read_again(self) -> None:
+        """Undo L{_wait_for}'s pause: also when closing, as a TLS close must read the peer's."""
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.resumeProducing()
 
     def _carry_out_line(self, text: str) -> Deferred[None] | None:
         """Carry out one line; a Deferred if it finishes later."""

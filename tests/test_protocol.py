@@ -8,13 +8,13 @@ import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.logger import capturedLogs
 from zope.interface import implementer
 
 from chatroute.limits import Limits
 from chatroute.lines import HELP
-from chatroute.protocol import ChatProtocol, ChatServerFactory, describe_peer
+from chatroute.protocol import CLOSE_GRACE, ChatProtocol, ChatServerFactory, describe_peer
 
 
 class Client:
@@ -504,3 +504,26 @@ def test_under_tls_the_send_buffer_is_watched_once_the_handshake_is_done(chat):
     assert transport.producer is None
     protocol.handshakeCompleted()
     assert transport.producer is not None
+
+
+def test_quit_behind_a_waiting_line_reads_again_and_frees_the_name(connect, chat, monkeypatch):
+    alice = connect("alice")
+    pending = Deferred()
+    monkeypatch.setattr(chat.storage, "get_account", lambda name: pending)
+    alice.send(b"@nobody:hi\n/quit\n")
+    assert alice.transport.producerState == "paused"
+    pending.callback(None)
+    assert alice.lines() == ["! no such user: nobody", "* bye"]
+    assert alice.transport.producerState == "producing", "a TLS close has to read"
+    assert chat.router.who().nicks == ()
+
+
+def test_a_close_the_client_does_not_complete_is_aborted(factory, chat):
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"#alice\n/quit\n")
+    assert transport.disconnecting
+    assert chat.router.who().nicks == (), "the name is free before the close completes"
+    chat.clock.advance(CLOSE_GRACE)
+    assert transport.disconnected

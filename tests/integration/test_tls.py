@@ -205,6 +205,25 @@ def test_python_ssl_socket(listeners, certificates, plain):
         carol.close()
 
 
+def test_quit_after_a_login_over_tls_frees_the_name(listeners, certificates, plain):
+    """A /quit right behind a line that waits for the database closes the session at once."""
+    context = ssl.create_default_context(cafile=certificates.cert("loopback"))
+    dave = ChatConnection(listeners.loopback, "dave", tls=context, server_hostname="127.0.0.1")
+    try:
+        dave.register("dave")
+        dave.send("/register secret123")
+        dave.send("/quit")
+        dave.expect("* dave is now a registered account; log in with #dave <password>")
+        dave.expect("* bye")
+        bob = plain("bob")
+        bob.register("bob")
+        bob.sync(["bob"])
+        bob.send("@dave:later")
+        bob.expect("* dave is offline; message stored for delivery at login")
+    finally:
+        dave.close()
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 def test_openssl_s_client(listeners, certificates):
     """The README's TLS equivalent of C{nc}."""
