@@ -166,8 +166,8 @@ class ClientOptions(usage.Options):
         """Take C{--nick #alice} as C{--nick alice}; set up TLS, which C{--cafile} implies."""
         if self["nick"] is not None:
             self["nick"] = self["nick"].removeprefix("#")
-            if not self["nick"]:
-                raise usage.UsageError("--nick needs a name")
+            if not self["nick"] or any(c.isspace() for c in self["nick"]):
+                raise usage.UsageError("--nick needs one name, without spaces")
         if self["cafile"] is not None:
             self["tls"] = True
         if self["tls"]:
@@ -214,7 +214,10 @@ class ServerConnection(LineReceiver):
         over TLS; fails with the reason the connection was lost before that.
     @ivar display: called with each line from the server, as text.
     @ivar finished: fires when the connection closes: with True if the
-        user asked to quit, False if the connection was lost.
+        user asked to quit and the server said goodbye, else False.
+    @ivar heard: whether any line came from the server.
+    @ivar closing_reason: why the server said it was closing the connection
+        (from a C{* REASON; closing} notice), if it did.
     @ivar refused: how many lines the server answered with an error (C{! ...}).
     """
 
@@ -233,6 +236,9 @@ class ServerConnection(LineReceiver):
         self._quitting = False
         self._tls = tls
         self._keepalive: LoopingCall | None = None
+        self._said_bye = False
+        self.heard = False
+        self.closing_reason: str | None = None
         self._sent_lately = False
         self._pongs_owed = 0
 
@@ -262,8 +268,13 @@ class ServerConnection(LineReceiver):
         self._sent_lately = False
 
     def lineReceived(self, line: bytes) -> None:
-        """Show one line from the server, counting errors."""
+        """Show one line from the server, counting errors and noting goodbyes."""
         text = printable(line.rstrip(b"\r").decode(errors="replace"))
+        self.heard = True
+        if text == "* bye" and self._quitting:
+            self._said_bye = True
+        elif text.startswith("* ") and text.endswith("; closing"):
+            self.closing_reason = text[2 : -len("; closing")]
         if text == "* pong" and self._pongs_owed:
             self._pongs_owed -= 1
             return
@@ -292,7 +303,7 @@ class ServerConnection(LineReceiver):
             self._keepalive.stop()
         if not self.ready.called:
             self.ready.errback(reason)
-        self.finished.callback(self._quitting)
+        self.finished.callback(self._quitting and self._said_bye)
 
 
 def _openssl_reason(error: SSL.Error) -> str:
@@ -414,9 +425,26 @@ def _endpoint(reactor: IReactorTCP, options: ClientOptions) -> IStreamClientEndp
     return wrapClientTLS(options.tls_options, endpoint)
 
 
+def _address(options: ClientOptions) -> str:
+    host = options["host"]
+    return f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
+
+
 def _cannot_connect(options: ClientOptions, why: str) -> NoReturn:
-    sys.stderr.write(f"cannot connect to {options['host']}:{options['port']}: {why}\n")
+    sys.stderr.write(f"cannot connect to {_address(options)}: {why}\n")
     raise SystemExit(1) from None
+
+
+def _why_it_ended(connection: ServerConnection, options: ClientOptions) -> str:
+    """The line telling the user why a session ended that they did not end."""
+    if connection.closing_reason is not None:
+        return f"the server closed the connection: {connection.closing_reason}\n"
+    if not connection.heard and options.tls_options is None:
+        return (
+            f"{_address(options)} closed the connection without a word "
+            "(is it a TLS port? then use --tls)\n"
+        )
+    return "connection to the server was lost\n"
 
 
 async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> None:
@@ -446,7 +474,7 @@ async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> N
     clean = await connection.finished
     await screen.close()
     if not clean:
-        sys.stderr.write("connection to the server was lost\n")
+        sys.stderr.write(_why_it_ended(connection, options))
         raise SystemExit(1)
     if connection.refused and not terminal:
         sys.stderr.write(f"lines refused by the server: {connection.refused}\n")

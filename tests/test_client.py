@@ -138,14 +138,25 @@ def test_send_and_quit_words(connection):
     assert sent(connection) == b"/quit\r\n"
 
 
-@pytest.mark.parametrize(("quit_first", "clean"), [(True, True), (False, False)])
-def test_finished_tells_whether_the_user_quit(connection, quit_first, clean):
+@pytest.mark.parametrize(
+    ("quit_first", "answer", "clean"),
+    [(True, b"* bye\r\n", True), (True, b"", False), (False, b"* bye\r\n", False)],
+)
+def test_finished_tells_whether_the_user_quit_and_the_server_said_goodbye(
+    connection, quit_first, answer, clean
+):
     results = []
     connection.finished.addCallback(results.append)
     if quit_first:
         connection.quit()
+    connection.dataReceived(answer)
     connection.connectionLost(Failure(ConnectionError("gone")))
     assert results == [clean]
+
+
+def test_a_closing_notice_gives_the_reason(connection):
+    connection.dataReceived(b"* logged in from another connection; closing\r\n")
+    assert connection.closing_reason == "logged in from another connection"
 
 
 def test_pipe_input_sends_each_line_and_quits_at_end(connection):

@@ -113,7 +113,7 @@ def test_two_clients_talk_both_ways_at_once(start_client):
     assert alice.wait() == 0, alice.stderr()
 
 
-def test_client_reports_a_lost_server_and_fails(server, start_client):
+def test_client_reports_a_stopped_server_and_fails(server, start_client):
     carol = start_client("carol", "--nick", "carol")
     carol.stdout.expect_match(GREETING)
     carol.stdout.expect("* registered as carol")
@@ -122,7 +122,22 @@ def test_client_reports_a_lost_server_and_fails(server, start_client):
 
     assert carol.wait() == 1
     assert carol.stdout.read_until_eof() == ["* the server is shutting down; closing"]
-    assert carol.stderr() == "connection to the server was lost\n"
+    assert carol.stderr() == "the server closed the connection: the server is shutting down\n"
+
+
+def test_client_reports_a_connection_lost_without_a_word(spawn_client):
+    """A server that closes at once, as a TLS port does on a plain client's line."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        client = spawn_client("dan", "--host", "127.0.0.1", "--port", str(port))
+        accepted, _ = silent.accept()
+        accepted.close()
+        assert client.wait() == 1
+    assert "closed the connection without a word (is it a TLS port? then use --tls)" in (
+        client.stderr()
+    )
 
 
 def test_client_fails_clearly_when_nothing_listens(spawn_client):
