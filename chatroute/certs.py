@@ -195,11 +195,15 @@ def usage_hint(key: Path, cert: Path, hosts: Sequence[Host]) -> str:
     host = next((host for host in hosts if isinstance(host, str) and "*" not in host), None)
     host = host or str(hosts[0])
     listen = listen_description(key, cert, TLS_PORT)
+    # The commands sit beside this Python (the virtual environment's bin/),
+    # which need not be on PATH.
+    bin_dir = Path(sys.executable).parent
+    twistd, client = (shlex.quote(str(bin_dir / name)) for name in ("twistd", "chatroute-client"))
     return (
         "Run the server with a plain and a TLS listener:\n"
-        f"  twistd -n chatroute --port 12345 --listen {shlex.quote(listen)}\n"
+        f"  {twistd} -n chatroute --port 12345 --listen {shlex.quote(listen)}\n"
         "Connect to its TLS port:\n"
-        f"  chatroute-client --tls --cafile {shlex.quote(str(cert))} "
+        f"  {client} --tls --cafile {shlex.quote(str(cert))} "
         f"--host {shlex.quote(host)} --port {TLS_PORT}\n"
         f"  openssl s_client -connect {shlex.quote(_host_port(host))} "
         f"-CAfile {shlex.quote(str(cert))} -quiet\n"

@@ -142,10 +142,14 @@ def test_prints_the_files_and_the_commands_that_use_them(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert f"Wrote the private key {key} (keep it secret)\n" in shown
     assert "for localhost, 127.0.0.1, ::1, valid for 365 days.\n" in shown
+    bin_dir = Path(sys.executable).parent
     assert (
-        f"  twistd -n chatroute --port 12345 --listen ssl:6697:privateKey={key}:certKey={cert}\n"
+        f"  {bin_dir}/twistd -n chatroute --port 12345"
+        f" --listen ssl:6697:privateKey={key}:certKey={cert}\n"
     ) in shown
-    assert f"  chatroute-client --tls --cafile {cert} --host localhost --port 6697\n" in shown
+    assert (
+        f"  {bin_dir}/chatroute-client --tls --cafile {cert} --host localhost --port 6697\n"
+    ) in shown
     assert f"  openssl s_client -connect localhost:6697 -CAfile {cert} -quiet\n" in shown
 
 
