@@ -186,6 +186,36 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
     delimiter = b"\r\n"
     _log = Logger()
 
+    # Slots keep an idle connection small: Twisted's attributes stay in the
+    # instance dict, which stays under the size at which CPython stops
+    # sharing the keys of instance dicts.
+    __slots__ = (
+        "_abort_later",
+        "_accounts",
+        "_admitted",
+        "_awaiting_nick",
+        "_bucket",
+        "_buffer",
+        "_closing",
+        "_discarding",
+        "_encoder",
+        "_guarded",
+        "_held",
+        "_host",
+        "_limits",
+        "_out",
+        "_outbox",
+        "_paused",
+        "_peer",
+        "_queued",
+        "_router",
+        "_secure",
+        "_session",
+        "_telnet",
+        "_waiting",
+        "_write",
+    )
+
     def __init__(self, factory: "ChatServerFactory") -> None:
         self.factory = factory
         self._router = factory.router

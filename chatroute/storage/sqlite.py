@@ -57,6 +57,14 @@ SCHEMA_VERSION = 1
 MAX_BATCH = 1000
 """The most writes committed in one transaction."""
 
+SERVER_LINGER = 0.01
+"""
+Seconds the server's batches wait for more writes before they start: at a
+thousand room messages a second this puts about ten in each transaction
+instead of one or two (the commit, not the row, is what costs), for at most
+10 ms more before a stored message is acknowledged.
+"""
+
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock held by another process (say, a backup) before failing."""
 
@@ -170,7 +178,7 @@ def connect_sqlite(path: str, reactor: IReactorTime) -> "SQLiteStorage":
     Its thread starts with the reactor; what is asked of it before then
     waits for that.
     """
-    return SQLiteStorage(_pool(path, reactor), reactor)
+    return SQLiteStorage(_pool(path, reactor), reactor, linger=SERVER_LINGER)
 
 
 def _pool(path: str, reactor: IReactorTime) -> ConnectionPool:
@@ -279,15 +287,20 @@ class SQLiteStorage:
     """L{IStorage} in an SQLite database; get one from L{open_sqlite}."""
 
     def __init__(
-        self, pool: ConnectionPool, clock: IReactorTime, max_batch: int = MAX_BATCH
+        self,
+        pool: ConnectionPool,
+        clock: IReactorTime,
+        max_batch: int = MAX_BATCH,
+        linger: float = 0.0,
     ) -> None:
         """
         @param pool: a one-connection pool on a database with the current schema.
         @param clock: schedules the start of each batch.
         @param max_batch: the most writes committed in one transaction.
+        @param linger: seconds a batch waits for more writes before it starts.
         """
         self._pool = pool
-        self._writer = _BatchWriter(pool, clock, max_batch)
+        self._writer = _BatchWriter(pool, clock, max_batch, linger)
         self._closed = False
 
     @property
@@ -385,10 +398,13 @@ class _BatchWriter:
     batch at a time, firing each write's Deferred after its batch commits.
     """
 
-    def __init__(self, pool: ConnectionPool, clock: IReactorTime, max_batch: int) -> None:
+    def __init__(
+        self, pool: ConnectionPool, clock: IReactorTime, max_batch: int, linger: float
+    ) -> None:
         self._pool = pool
         self._clock = clock
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: deque[_Write] = deque()
         self._start_call: IDelayedCall | None = None
         self._committing = False
@@ -407,10 +423,15 @@ class _BatchWriter:
         done: Deferred[_T] = Deferred()
         self._queue.append(_Write(operation, done))
         if not self._committing and self._start_call is None:
-            # Start at the end of this reactor turn, so that every write asked
-            # for in the turn joins the batch.
-            self._start_call = self._clock.callLater(0, self._start_batch)
+            self._schedule()
         return done
+
+    def _schedule(self) -> None:
+        """
+        Start the next batch after the linger, or at least at the end of this
+        reactor turn, so that every write asked for meanwhile joins it.
+        """
+        self._start_call = self._clock.callLater(self._linger, self._start_batch)
 
     def drain(self) -> Deferred[None]:
         """Deferred firing once no write is queued or being committed."""
@@ -439,7 +460,10 @@ class _BatchWriter:
         if self._queue:
             # Writes that came in during the commit; their batch goes first,
             # so that it commits while this one's callbacks run.
-            self._start_batch()
+            if self._linger:
+                self._schedule()
+            else:
+                self._start_batch()
         if isinstance(outcomes, Failure):
             log.failure("committing a batch of {count} writes failed", outcomes, count=len(batch))
             outcomes = [outcomes] * len(batch)
