@@ -297,6 +297,25 @@ def test_writes_asked_for_during_a_commit_form_the_next_batch(pool, clock):
     assert storage.commits == 2
 
 
+def test_a_lingering_writer_gathers_the_writes_of_several_turns(pool, clock):
+    storage = SQLiteStorage(pool, clock, linger=0.01)
+    first = [storage.append_history("#room", "alice", "a", 1.0)]
+    clock.advance(0.005)
+    first.append(storage.append_history("#room", "alice", "b", 1.0))
+    assert pool.batch_sizes() == []
+    clock.advance(0.005)
+    assert pool.batch_sizes() == [2]
+    later = storage.append_history("#room", "alice", "c", 1.0)
+    pool.run_next()
+    assert all(write.called for write in first)
+    assert pool.batch_sizes() == [], "the next batch lingers too"
+    clock.advance(0.01)
+    assert pool.batch_sizes() == [1]
+    pool.run_next()
+    assert later.called
+    assert storage.commits == 2
+
+
 def test_batches_are_bounded(pool, clock):
     storage = stepped(pool, clock, max_batch=2)
     for n in range(5):
