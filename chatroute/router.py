@@ -47,19 +47,11 @@ from chatroute.events import (
     UserList,
 )
 from chatroute.interfaces import IParticipant, IStorage
+from chatroute.storage import name_key
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}", re.ASCII)
 
 log = Logger()
-
-
-def _key(name: str) -> str:
-    """
-    Names are unique ignoring ASCII letter case; this is the form they are
-    compared in. Valid names are ASCII; any other is left as it is, so that
-    no Unicode case folding (U+212A KELVIN SIGN to "k") makes it match one.
-    """
-    return name.lower() if name.isascii() else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +108,7 @@ def _deliver_all(sessions: list[Session], event: Event) -> None:
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:
-    return tuple(sorted(names, key=_key))
+    return tuple(sorted(names, key=name_key))
 
 
 def _log_failure(failure: Failure, what: str) -> None:
@@ -163,7 +155,7 @@ class Router:
             return
         for room in list(session.rooms.values()):
             self._remove_member(session, room, disconnected=True)
-        del self._users[_key(nick)]
+        del self._users[name_key(nick)]
         session.nick = None
         session.account = False
 
@@ -190,7 +182,7 @@ class Router:
         if not _NAME.fullmatch(nick):
             raise InvalidNickname(nick)
         self._check_free(session, nick)
-        if session.account and session.nick is not None and _key(session.nick) == _key(nick):
+        if session.account and name_key(session.nick or "") == name_key(nick):
             self._claim(session, nick, account=True)
             session.participant.deliver(Registered(nick))
             return None
@@ -215,7 +207,7 @@ class Router:
 
         @return: Deferred firing once the kept messages are delivered.
         """
-        holder = self._users.get(_key(name))
+        holder = self._users.get(name_key(name))
         if holder is not None and holder is not session:
             self.disconnect(holder)
             holder.participant.close("logged in from another connection")
@@ -237,7 +229,7 @@ class Router:
 
     def mark_account(self, session: Session, name: str) -> None:
         """The session's nickname C{name} has just been made an account."""
-        if session.nick is not None and _key(session.nick) == _key(name):
+        if session.nick is not None and name_key(session.nick) == name_key(name):
             session.account = True
 
     def send_direct(self, session: Session, to: str, text: str) -> Deferred[None] | None:
@@ -252,11 +244,11 @@ class Router:
             with L{NoSuchUser} if C{to} is neither online nor an account, or
             with L{chatroute.errors.MailboxFull}.
         """
-        # The checks of _sender and the key of _key, spelled out: this is the hot path.
+        # The checks of _sender, spelled out: this is the hot path.
         sender = session.nick
         if sender is None or (session.account is False and self.settings.require_account):
             sender = self._sender(session)
-        recipient = self._users.get(to.lower() if to.isascii() else to)
+        recipient = self._users.get(name_key(to))
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text))
             return None
@@ -264,7 +256,7 @@ class Router:
 
     async def _keep(self, session: Session, sender: str, to: str, text: str) -> None:
         account = await self._storage.get_account(to)
-        recipient = self._users.get(_key(to))
+        recipient = self._users.get(name_key(to))
         if recipient is not None:  # logged in while we looked
             recipient.participant.deliver(DirectMessage(sender, text))
             return
@@ -287,7 +279,7 @@ class Router:
         """
         sender = self._sender(session)
         room = self._room(room_name)
-        if _key(sender) not in room.members:
+        if name_key(sender) not in room.members:
             raise NotInRoom(room.name)
         _deliver_all(list(room.members.values()), RoomMessage(room.name, sender, text))
         self._storage.append_history(room.name, sender, text, self._clock.seconds()).addErrback(
@@ -310,14 +302,14 @@ class Router:
         nick = self._sender(session)
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
-        room_key = _key(room_name)
+        room_key = name_key(room_name)
         room = self._rooms.get(room_key)
         if room is None:
             room = self._rooms[room_key] = Room(room_name)
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
-        elif _key(nick) in room.members:
+        elif name_key(nick) in room.members:
             raise AlreadyInRoom(room.name)
-        room.members[_key(nick)] = session
+        room.members[name_key(nick)] = session
         session.rooms[room_key] = room
         _deliver_all(list(room.members.values()), Joined(room.name, nick))
         session.participant.deliver(self.who(room.name))
@@ -338,7 +330,7 @@ class Router:
         """
         nick = self._sender(session)
         room = self._room(room_name)
-        if _key(nick) not in room.members:
+        if name_key(nick) not in room.members:
             raise NotInRoom(room.name)
         wanted = self.settings.join_history if count is None else count
         return Deferred.fromCoroutine(
@@ -370,14 +362,14 @@ class Router:
         """
         nick = self._nick(session)
         room = self._room(room_name)
-        if _key(nick) not in room.members:
+        if name_key(nick) not in room.members:
             raise NotInRoom(room.name)
         session.participant.deliver(Left(room.name, nick))
         self._remove_member(session, room, disconnected=False)
 
     def rooms(self) -> RoomList:
         """Every room with its member count, by name."""
-        listed = sorted(self._rooms.values(), key=lambda room: _key(room.name))
+        listed = sorted(self._rooms.values(), key=lambda room: name_key(room.name))
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
     def who(self, room_name: str | None = None) -> UserList:
@@ -392,16 +384,16 @@ class Router:
         return UserList(room.name, _sorted_names([s.nick for s in room.members.values() if s.nick]))
 
     def _check_free(self, session: Session, nick: str) -> None:
-        holder = self._users.get(_key(nick))
+        holder = self._users.get(name_key(nick))
         if holder is not None and holder is not session:
             raise NicknameTaken(holder.nick or nick)
 
     def _claim(self, session: Session, nick: str, account: bool) -> None:
         """Give the session C{nick} (free, or its own), keeping its rooms."""
-        key = _key(nick)
+        key = name_key(nick)
         old = session.nick
         if old is not None:
-            old_key = _key(old)
+            old_key = name_key(old)
             del self._users[old_key]
             for room in session.rooms.values():
                 del room.members[old_key]
@@ -430,7 +422,7 @@ class Router:
         """The room named C{room_name}; a name without C{#} is refused as such."""
         if room_name[:1] != "#":
             raise InvalidRoomName(room_name)
-        room = self._rooms.get(_key(room_name))
+        room = self._rooms.get(name_key(room_name))
         if room is None:
             raise NoSuchRoom(room_name)
         return room
@@ -446,10 +438,10 @@ class Router:
 
     def _remove_member(self, session: Session, room: Room, disconnected: bool) -> None:
         nick = self._nick(session)
-        del room.members[_key(nick)]
-        del session.rooms[_key(room.name)]
+        del room.members[name_key(nick)]
+        del session.rooms[name_key(room.name)]
         if room.members:
             _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
         else:
-            del self._rooms[_key(room.name)]
+            del self._rooms[name_key(room.name)]
             log.info("room {room} closed", room=room.name)
