@@ -398,8 +398,6 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
                 self._queued.append(line)
             else:
                 self.lineReceived(line)
-                if self._awaiting_nick:
-                    self._check_nick()
         if len(self._buffer) > limit + 1 and not self._closing:  # + 1: a CR may still come
             # Refused now, before its end arrives: it counts as a line, once.
             self._buffer = b""
@@ -443,6 +441,8 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             return
         if pending is not None:
             self._wait_for(pending)
+        if self._awaiting_nick:
+            self._check_nick()
 
     def deliver(self, event: Event) -> None:
         """Send one event to the client (L{IParticipant})."""
@@ -528,8 +528,6 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             self._check_nick()
         while self._queued and not self._waiting and not self._closing:
             self.lineReceived(self._queued.popleft())
-            if self._awaiting_nick:
-                self._check_nick()
         if not self._waiting:
             self._read_again()
 

@@ -43,8 +43,7 @@ def log_in(server: ServerProcess, password: str = "secret123") -> tuple[ChatConn
 
 
 def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
-    directory = tmp_path
-    server = start(directory, 1)
+    server = start(tmp_path, 1)
     try:
         alice = ChatConnection(server.port, "alice")
         alice.register("alice")
@@ -65,7 +64,7 @@ def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
         server.kill()
     bob.close()
 
-    server = start(directory, 2)
+    server = start(tmp_path, 2)
     try:
         alice, kept = log_in(server)
         assert kept[: len(acknowledged)] == acknowledged
@@ -80,8 +79,7 @@ def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
 
 
 def test_room_history_survives_a_restart(tmp_path):
-    directory = tmp_path
-    server = start(directory, 1)
+    server = start(tmp_path, 1)
     try:
         carol = ChatConnection(server.port, "carol")
         carol.register("carol")
@@ -95,7 +93,7 @@ def test_room_history_survives_a_restart(tmp_path):
     finally:
         server.stop()
 
-    server = start(directory, 2)
+    server = start(tmp_path, 2)
     try:
         dave = ChatConnection(server.port, "dave")
         dave.register("dave")
