@@ -21,6 +21,7 @@ each error and carried on, so a session there ends with 0.
 """
 
 import os
+import random
 import re
 import sys
 import termios
@@ -28,16 +29,16 @@ import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 from typing import Protocol as TypingProtocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from service_identity import VerificationError
-from twisted.internet.defer import Deferred
+from twisted.internet import error as neterror
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
-from twisted.internet.error import ConnectionClosed
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -55,13 +56,15 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.internet.stdio import StandardIO
-from twisted.internet.task import LoopingCall, react
+from twisted.internet.task import LoopingCall, deferLater, react
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatroute import lines
 from chatroute.lines import CONTROL_CHARACTERS
+from chatroute.pacing import Pacer
 from chatroute.terminal import Keyboard, TerminalScreen
 
 QUIT_WORDS = (b"exit", b"/quit")
@@ -136,6 +139,12 @@ class ClientOptions(usage.Options):
     )
     optFlags: ClassVar[list[list[str | None]]] = [
         ["tls", None, "Connect with TLS; the server's certificate must verify for --host."],
+        [
+            "no-reconnect",
+            None,
+            "On a terminal, exit when the connection is lost instead of reconnecting "
+            "(piped input never reconnects).",
+        ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
         ["host", None, "localhost", "Server host name or address."],
@@ -174,19 +183,19 @@ class ClientOptions(usage.Options):
             self.tls_options = client_tls(self["host"], self["cafile"])
 
 
-_PASSWORD_LINES = re.compile(
-    rb"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password)\s+)(?P<secret>.+)",
-    re.IGNORECASE | re.DOTALL,
-)
+def split_password(line: bytes) -> tuple[bytes, bytes] | None:
+    """C{line} cut where its password starts, as (before, password); None if it carries none."""
+    parts = lines.split_password(line.decode(errors="replace"))
+    if parts is None:
+        return None
+    before = parts[0].encode()
+    return before, line[len(before) :]
 
 
 def conceal(line: bytes) -> bytes:
-    """C{line} with the passwords in C{#name pw}, C{/login}, C{/register}, C{/password} hidden."""
-    found = _PASSWORD_LINES.fullmatch(line)
-    if found is None:
-        return line
-    hidden = re.sub(rb"\S", b"*", found["secret"])
-    return found["keep"] + hidden
+    """C{line} with the password in C{#name pw}, C{/login}, C{/register}, C{/password} masked."""
+    parts = split_password(line)
+    return line if parts is None else parts[0] + lines.PASSWORD_MASK.encode()
 
 
 def printable(text: str) -> str:
@@ -201,7 +210,16 @@ def _transport(protocol: Protocol) -> ITransport:
 
 
 KEEPALIVE_INTERVAL = 240.0
-"""Seconds of silence after which the client pings (the server's default idle timeout is 900)."""
+"""Seconds of silence after which the client pings, at most (the server's idle timeout is 900)."""
+
+DEFAULT_FLOOD_LIMIT = (10.0, 20)
+"""The server's default flood rate and burst, assumed of a server that does not tell its own."""
+
+_LIMITS_ANSWER = re.compile(
+    r"\* limits: flood-rate=(?P<rate>[0-9.]+) flood-burst=(?P<burst>[0-9]+) "
+    r"max-line-length=[0-9]+ idle-timeout=(?P<idle>[0-9.]+)"
+)
+_LIMITS_UNKNOWN = "! unknown command: /limits (try /help)"
 
 
 @implementer(IHandshakeListener)
@@ -219,6 +237,9 @@ class ServerConnection(LineReceiver):
     @ivar closing_reason: why the server said it was closing the connection
         (from a C{* REASON; closing} notice), if it did.
     @ivar refused: how many lines the server answered with an error (C{! ...}).
+
+    Before L{start} lines are written at once; after it they wait for the
+    server's limits (C{/limits}), then go out paced to them (L{Pacer}).
     """
 
     delimiter = b"\n"
@@ -241,6 +262,8 @@ class ServerConnection(LineReceiver):
         self.closing_reason: str | None = None
         self._sent_lately = False
         self._pongs_owed = 0
+        self._limits_owed = False
+        self._pacer: Pacer | None = None
 
     def connectionMade(self) -> None:
         """Over plain TCP, the connection is ready at once."""
@@ -250,6 +273,34 @@ class ServerConnection(LineReceiver):
     def handshakeCompleted(self) -> None:
         """The server's certificate verified: the connection is ready."""
         self.ready.callback(None)
+
+    def start(self, clock: IReactorTime) -> None:
+        """
+        Ask the server for its limits, and from then on pace what is sent
+        to them and keep a quiet session alive (L{keep_alive}). The answer
+        is not shown.
+        """
+        self._pacer = Pacer(self._write_line, clock, released=False)
+        self._limits_owed = True
+        self._write_line(b"/limits")
+        self.keep_alive(clock)
+
+    def _take_limits(self, text: str) -> bool:
+        """If C{text} answers C{/limits}, pace lines to what it says, and say True."""
+        found = _LIMITS_ANSWER.fullmatch(text)
+        if found is None and text != _LIMITS_UNKNOWN:
+            return False
+        self._limits_owed = False
+        rate, burst = DEFAULT_FLOOD_LIMIT
+        if found is not None:
+            rate, burst = float(found["rate"]), int(found["burst"])
+            idle = float(found["idle"])
+            if idle and self._keepalive is not None:
+                self._keepalive.stop()
+                self.keep_alive(self._keepalive.clock, min(KEEPALIVE_INTERVAL, idle / 3))
+        assert self._pacer is not None, "asked in start()"
+        self._pacer.pace(rate, burst)
+        return True
 
     def keep_alive(self, clock: IReactorTime, interval: float = KEEPALIVE_INTERVAL) -> None:
         """
@@ -264,8 +315,22 @@ class ServerConnection(LineReceiver):
     def _ping_if_quiet(self) -> None:
         if not self._sent_lately:
             self._pongs_owed += 1
-            _transport(self).write(b"/ping\r\n")
+            self._send_line(b"/ping")
         self._sent_lately = False
+
+    def _write_line(self, line: bytes) -> None:
+        _transport(self).write(line + b"\r\n")
+
+    def _send_line(self, line: bytes) -> None:
+        if self._pacer is None:
+            self._write_line(line)
+        else:
+            self._pacer.send(line)
+
+    @property
+    def unsent(self) -> int:
+        """How many lines wait to go out, held back by the server's flood limit."""
+        return 0 if self._pacer is None else self._pacer.waiting
 
     def lineReceived(self, line: bytes) -> None:
         """Show one line from the server, counting errors and noting goodbyes."""
@@ -278,6 +343,11 @@ class ServerConnection(LineReceiver):
         if text == "* pong" and self._pongs_owed:
             self._pongs_owed -= 1
             return
+        if self._limits_owed and self._take_limits(text):
+            return
+        if self._quitting and text.startswith("! flood limit: ") and text.endswith(": /quit"):
+            self._send_line(b"/quit")  # The server's limit is lower than it said; ask again.
+            return
         if text.startswith("! "):
             self.refused += 1
         self.display(text)
@@ -289,18 +359,31 @@ class ServerConnection(LineReceiver):
         if word in QUIT_WORDS:
             self.quit()
         else:
-            _transport(self).write(line + b"\r\n")
+            self._send_line(line)
 
-    def quit(self) -> None:
-        """Ask the server to say goodbye and close; repeated calls do nothing more."""
+    def quit(self, at_once: bool = False) -> None:
+        """
+        Ask the server to say goodbye and close, after the lines still
+        waiting to go out, or C{at_once}, dropping them. Repeated calls do
+        nothing more.
+        """
+        if at_once and self._pacer is not None:
+            self._pacer.stop()
         if not self._quitting:
             self._quitting = True
-            _transport(self).write(b"/quit\r\n")
+            self._send_line(b"/quit")
+
+    @property
+    def quitting(self) -> bool:
+        """Whether the user asked to end the session."""
+        return self._quitting
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Report why the connection never became ready, or whether the session ended as asked."""
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()
+        if self._pacer is not None:
+            self._pacer.stop()
         if not self.ready.called:
             self.ready.errback(reason)
         self.finished.callback(self._quitting and self._said_bye)
@@ -337,7 +420,7 @@ def handshake_failure(error: BaseException, host: str, cafile: str | None) -> st
         if "wrong version number" in reason:
             return f"TLS handshake failed: {reason} (is this the server's TLS port?)"
         return f"TLS handshake failed: {reason}"
-    if isinstance(error, ConnectionClosed):
+    if isinstance(error, neterror.ConnectionClosed):
         return "the server closed the connection during the TLS handshake"
     return f"TLS handshake failed: {error}"
 
@@ -359,13 +442,18 @@ class PipeScreen(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = _LONGEST_LINE
 
-    def __init__(self, connection: ServerConnection) -> None:
-        self._connection = connection
+    def __init__(self, send: Callable[[bytes], object], quit: Callable[[], None]) -> None:
+        """
+        @param send: called with each line read.
+        @param quit: called at the end of input, or when output is closed.
+        """
+        self._send = send
+        self._quit = quit
         self.closed: Deferred[None] = Deferred()
 
     def lineReceived(self, line: bytes) -> None:
         """Send a line read from standard input."""
-        self._connection.send(line.rstrip(b"\r"))
+        self._send(line.rstrip(b"\r"))
 
     def show(self, text: str) -> None:
         """Write a line from the server to standard output."""
@@ -376,11 +464,11 @@ class PipeScreen(LineReceiver):
         unterminated = self.clearLineBuffer()
         if unterminated:
             self.lineReceived(unterminated)
-        self._connection.quit()
+        self._quit()
 
     def writeConnectionLost(self) -> None:
         """Standard output closed: nothing to show any more, so quit."""
-        self._connection.quit()
+        self._quit()
 
     def close(self) -> Deferred[None]:
         """Flush standard output and close it."""
@@ -406,17 +494,6 @@ def _terminal_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Screen]:
-    """The protocol to run on standard input and output, and the screen inside it."""
-    if terminal:
-        screen = TerminalScreen(
-            connection.send, connection.quit, lambda: os.get_terminal_size(1).columns, conceal
-        )
-        return Keyboard(lambda: screen), screen
-    pipe = PipeScreen(connection)
-    return pipe, pipe
-
-
 def _endpoint(reactor: IReactorTCP, options: ClientOptions) -> IStreamClientEndpoint:
     """Where to connect: the server's host and port, through TLS if asked."""
     endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
@@ -430,55 +507,279 @@ def _address(options: ClientOptions) -> str:
     return f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
 
 
-def _cannot_connect(options: ClientOptions, why: str) -> NoReturn:
-    sys.stderr.write(f"cannot connect to {_address(options)}: {why}\n")
-    raise SystemExit(1) from None
+def connect_failure(error: BaseException) -> str:
+    """Why a connection attempt failed, in a few words, once (Twisted's texts say it twice)."""
+    if isinstance(error, neterror.ConnectionRefusedError):
+        return "connection refused (is the server running, on this port?)"
+    if isinstance(error, neterror.DNSLookupError):
+        return "no such host"
+    if isinstance(error, neterror.TCPTimedOutError | TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(error, neterror.NoRouteError):
+        return "no route to the host"
+    return str(error) or type(error).__name__
+
+
+_T = TypeVar("_T")
 
 
 def _why_it_ended(connection: ServerConnection, options: ClientOptions) -> str:
-    """The line telling the user why a session ended that they did not end."""
+    """Why a session ended that the user did not end, in a few words."""
     if connection.closing_reason is not None:
-        return f"the server closed the connection: {connection.closing_reason}\n"
+        return f"the server closed the connection: {connection.closing_reason}"
     if not connection.heard and options.tls_options is None:
         return (
             f"{_address(options)} closed the connection without a word "
-            "(is it a TLS port? then use --tls)\n"
+            "(is it a TLS port? then use --tls)"
         )
-    return "connection to the server was lost\n"
+    return "connection to the server was lost"
 
 
-async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> None:
+RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+"""Seconds before each try to reconnect; the last repeats."""
+
+STABLE_CONNECTION = 30.0
+"""Seconds a connection must have lasted for the next reconnection to start at the first delay."""
+
+_NO_RECONNECT_REASONS = ("logged in from another connection",)
+"""Why the server may close a connection that the client must not take back."""
+
+
+class _Cannot(Exception):
+    """A connection attempt failed; the message says why."""
+
+
+class ClientSession:
     """
-    Connect, wire standard input and output to the server, and run until the session ends.
+    One user's chat, across connections: the screen, the user's nickname,
+    account and rooms, and reconnecting when the server goes away.
 
-    @raise SystemExit: with 1 when the server cannot be reached (with TLS:
-        its certificate does not verify) or the connection is lost before
-        the user quits; with 3 when, not on a C{terminal}, the server
-        answered any line with an error.
+    On a terminal, unless told not to, a lost connection is retried with
+    growing delays (L{RECONNECT_DELAYS}, a little randomised), saying so on
+    screen; the line being typed stays; the nickname is taken again, the
+    password asked for again if it was an account, and the rooms joined
+    again. Lines entered while not connected are not sent and stay being
+    edited. Client notices start with C{-- }, which no server line does.
     """
-    connection = ServerConnection(tls=options.tls_options is not None)
-    try:
-        await connectProtocol(_endpoint(reactor, options), connection)
-    except Exception as error:
-        _cannot_connect(options, str(error))
-    try:
-        await connection.ready
-    except Exception as error:
-        _cannot_connect(options, handshake_failure(error, options["host"], options["cafile"]))
-    protocol, screen = _screen(connection, terminal)
-    connection.display = screen.show
-    connection.keep_alive(IReactorTime(reactor))
-    StandardIO(protocol, reactor=reactor)
-    if options["nick"]:
-        connection.send(b"#" + options["nick"].encode())
-    clean = await connection.finished
-    await screen.close()
-    if not clean:
-        sys.stderr.write(_why_it_ended(connection, options))
-        raise SystemExit(1)
-    if connection.refused and not terminal:
-        sys.stderr.write(f"lines refused by the server: {connection.refused}\n")
-        raise SystemExit(3)
+
+    def __init__(
+        self,
+        reactor: Any,
+        options: ClientOptions,
+        terminal: bool,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """
+        @param reactor: connects, and keeps time.
+        @param terminal: standard input and output are a terminal.
+        @param jitter: a number in [0, 1) for each delay, spreading the
+            reconnections of many clients after a server restart.
+        """
+        self._reactor = reactor
+        self._clock: IReactorTime = reactor
+        self._options = options
+        self._terminal = terminal
+        self._jitter = jitter
+        self._reconnect = terminal and not options["no-reconnect"]
+        self._connection: ServerConnection | None = None
+        self._screen: Screen | None = None
+        self._prompt: TerminalScreen | None = None
+        self._quit_asked = False
+        self._waiting: Deferred[Any] | None = None
+        self._nick: str | None = None
+        self._account = False
+        self._rooms: dict[str, str] = {}
+
+    async def run(self) -> None:
+        """
+        Connect, wire standard input and output to the server, and run until the session ends.
+
+        @raise SystemExit: with 1 when the server cannot be reached at
+            first (with TLS: its certificate does not verify) or the
+            connection is lost and not taken back; with 3 when, not on a
+            terminal, the server answered any line with an error.
+        """
+        try:
+            connection = await self._connect()
+        except _Cannot as error:
+            sys.stderr.write(f"cannot connect to {_address(self._options)}: {error}\n")
+            raise SystemExit(1) from None
+        protocol, self._screen = self._make_screen()
+        StandardIO(protocol, reactor=self._reactor)
+        self._attach(connection)
+        if self._options["nick"]:
+            connection.send(b"#" + self._options["nick"].encode())
+        ending = await self._session()
+        await self._screen.close()
+        if ending is not None:
+            sys.stderr.write(ending + "\n")
+            raise SystemExit(1)
+        if connection.refused and not self._terminal:
+            sys.stderr.write(f"lines refused by the server: {connection.refused}\n")
+            raise SystemExit(3)
+
+    async def _session(self) -> str | None:
+        """Run connection after connection; None when the user ended it, else why it ended."""
+        attempt = 0
+        while True:
+            connection = self._connection
+            assert connection is not None
+            began = self._clock.seconds()
+            clean = await connection.finished
+            self._connection = None
+            if clean or self._quit_asked:
+                return None
+            why = _why_it_ended(connection, self._options)
+            if not self._reconnect or connection.closing_reason in _NO_RECONNECT_REASONS:
+                return why
+            if self._clock.seconds() - began >= STABLE_CONNECTION:
+                attempt = 0
+            while self._connection is None:
+                delay = self._delay(attempt)
+                attempt += 1
+                self._notice(f"{why}; reconnecting in {delay:.0f} s (Ctrl-C quits)")
+                waited: Deferred[bool] = deferLater(self._clock, delay, lambda: True)
+                if not await self._unless_quit(waited):
+                    return None
+                try:
+                    reconnected = await self._unless_quit(Deferred.fromCoroutine(self._connect()))
+                except _Cannot as error:
+                    why = f"cannot connect to {_address(self._options)}: {error}"
+                    continue
+                if reconnected is None:
+                    return None
+                self._attach(reconnected)
+                self._take_up_again(reconnected)
+
+    def _delay(self, attempt: int) -> float:
+        delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+        return delay * (0.75 + 0.5 * self._jitter())
+
+    async def _unless_quit(self, waiting: Deferred[_T]) -> _T | None:
+        """What C{waiting} gives, or None if the user quits first (which cancels it)."""
+        self._waiting = waiting
+        try:
+            return await waiting
+        except CancelledError:
+            return None
+        finally:
+            self._waiting = None
+
+    async def _connect(self) -> ServerConnection:
+        """A new connection, ready to use; failing with L{_Cannot} and why."""
+        options = self._options
+        connection = ServerConnection(tls=options.tls_options is not None)
+        try:
+            await connectProtocol(_endpoint(self._reactor, options), connection)
+        except CancelledError:
+            raise
+        except Exception as error:
+            raise _Cannot(connect_failure(error)) from None
+        try:
+            await connection.ready
+        except Exception as error:
+            raise _Cannot(handshake_failure(error, options["host"], options["cafile"])) from None
+        return connection
+
+    def _make_screen(self) -> tuple[Protocol, Screen]:
+        """The protocol to run on standard input and output, and the screen inside it."""
+        if not self._terminal:
+            pipe = PipeScreen(self._send, self._quit_at_end)
+            return pipe, pipe
+        screen = TerminalScreen(
+            self._send,
+            self._quit_now,
+            lambda: os.get_terminal_size(1).columns,
+            split_password,
+        )
+        self._prompt = screen
+        return Keyboard(lambda: screen), screen
+
+    def _attach(self, connection: ServerConnection) -> None:
+        self._connection = connection
+        connection.display = self._show
+        connection.start(self._clock)
+
+    def _take_up_again(self, connection: ServerConnection) -> None:
+        """After a reconnection: the nickname again (logged in, if it was an account), the rooms."""
+        if self._nick is None:
+            return
+        if self._account and self._prompt is not None:
+            self._prompt.ask_secret(f"password for {self._nick}: ", self._log_in_again)
+            return
+        connection.send(b"#" + self._nick.encode())
+        self._join_again(connection)
+
+    def _log_in_again(self, password: bytes) -> None:
+        connection = self._connection
+        if connection is None or self._nick is None:
+            return
+        connection.send(b"#" + self._nick.encode() + b" " + password)
+        self._join_again(connection)
+
+    def _join_again(self, connection: ServerConnection) -> None:
+        for room in self._rooms.values():
+            connection.send(b"/join " + room.encode())
+
+    def _send(self, line: bytes) -> bool:
+        """Send a line the user entered, if connected; whether it was sent."""
+        if self._connection is None:
+            self._notice("not connected; the line is kept, to send once reconnected")
+            return False
+        self._connection.send(line)
+        return True
+
+    def _quit_at_end(self) -> None:
+        """End of piped input: quit once every line before has gone out."""
+        if self._connection is not None:
+            self._connection.quit()
+
+    def _quit_now(self) -> None:
+        """The user asked to quit: lines not yet sent are dropped."""
+        self._quit_asked = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self._connection is not None:
+            self._connection.quit(at_once=True)
+
+    def _notice(self, text: str) -> None:
+        assert self._screen is not None
+        self._screen.show(f"-- {text}")
+
+    def _show(self, text: str) -> None:
+        """Show a line from the server, noting the user's nickname, account and rooms."""
+        assert self._screen is not None
+        self._screen.show(text)
+        self._follow(text)
+
+    def _follow(self, text: str) -> None:
+        if not text.startswith("* "):
+            return
+        notice = text[2:]
+        if notice.startswith("registered as "):
+            self._nick, self._account = notice.removeprefix("registered as "), False
+            return
+        if notice.startswith("logged in as "):
+            self._nick, self._account = notice.removeprefix("logged in as ").split(";")[0], True
+            return
+        if self._nick is None:
+            return
+        who, _, what = notice.partition(" ")
+        if who.lower() != self._nick.lower():
+            return
+        if what.startswith("is now a registered account"):
+            self._account = True
+        elif what.startswith("joined #"):
+            room = what[len("joined ") :]
+            self._rooms[room.lower()] = room
+        elif what.startswith("left #"):
+            room = what[len("left ") :].split()[0]
+            self._rooms.pop(room.lower(), None)
+
+
+async def run(reactor: Any, options: ClientOptions, terminal: bool) -> None:
+    """Run one session of the client (see L{ClientSession.run})."""
+    await ClientSession(reactor, options, terminal).run()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -181,10 +181,15 @@ class NotAllowed(ChatError):
 class Flooding(ChatError):
     """The connection sends lines faster than the flood limit."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, line_start: str) -> None:
+        """
+        @param line_start: the start of the refused line, as
+            L{chatroute.lines.quote_line_start} gives it.
+        """
         lines = "line" if rate == 1 else "lines"
         super().__init__(
-            f"flood limit: at most {rate:g} {lines} a second (bursts of {burst}); line discarded"
+            f"flood limit: at most {rate:g} {lines} a second (bursts of {burst}); "
+            f"line discarded: {line_start}"
         )
 
 

@@ -121,6 +121,16 @@ class Replayed:
 
 
 @dataclass(slots=True)
+class LimitsInfo:
+    """The limits the connection is held to (0: none), so a client can pace itself."""
+
+    flood_rate: float
+    flood_burst: int
+    max_line_length: int
+    idle_timeout: float
+
+
+@dataclass(slots=True)
 class Notice:
     """Free text from the server: greetings, help, goodbyes."""
 
@@ -142,5 +152,6 @@ Event = (
     | Registered
     | UserList
     | RoomList
+    | LimitsInfo
     | Notice
 )

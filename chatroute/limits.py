@@ -57,14 +57,21 @@ class TokenBucket:
 
     def take(self) -> bool:
         """Take a token if there is one; False means the event is over the limit."""
-        now = self._clock.seconds()
-        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
+        tokens = self._refill()
         if tokens < 1.0:
-            self._tokens = tokens
             return False
         self._tokens = tokens - 1.0
         return True
+
+    def delay(self) -> float:
+        """Seconds until a token will be there (0 if one is there now)."""
+        return max(0.0, (1.0 - self._refill()) / self._rate)
+
+    def _refill(self) -> float:
+        now = self._clock.seconds()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        return self._tokens
 
 
 class ConnectionCounter:

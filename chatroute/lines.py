@@ -20,6 +20,7 @@ from chatroute.events import (
     HistoryStart,
     Joined,
     Left,
+    LimitsInfo,
     LoggedIn,
     Notice,
     PasswordChanged,
@@ -120,6 +121,11 @@ class Ping:
 
 
 @dataclass(slots=True)
+class ShowLimits:
+    """C{/limits}: the flood, line-length and idle limits the connection is held to."""
+
+
+@dataclass(slots=True)
 class Quit:
     """C{/quit}."""
 
@@ -135,6 +141,7 @@ Command = (
     | Help
     | Quit
     | Ping
+    | ShowLimits
     | CreateAccount
     | ChangePassword
     | History
@@ -153,6 +160,7 @@ HELP = (
     "/who [#room]       list online users, or a room's members",
     "/history #room [N] show the last N messages of a room you are in",
     "/ping              get * pong back (keeps a quiet connection open)",
+    "/limits            show the flood, line-length and idle limits of this connection",
     "/help              show this help",
     "/quit              say goodbye and close the connection",
 )
@@ -189,6 +197,46 @@ def _history(argument: str) -> History:
     raise MalformedLine("usage: /history #room [N]")
 
 
+_PASSWORD_LINE = re.compile(
+    r"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password)\s+)(?P<secret>\S.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+PASSWORD_MASK = "********"
+"""What stands for a password on screen or in an error: the same whatever its length."""
+
+_QUOTED_LENGTH = 40
+
+
+def split_password(line: str) -> tuple[str, str] | None:
+    """
+    C{line} cut where the password it carries starts, as (before, password).
+
+    Lines that carry one: C{#name password}, C{/login name password},
+    C{/register password} and C{/password old new}; for the others None.
+    """
+    found = _PASSWORD_LINE.fullmatch(line)
+    if found is None:
+        return None
+    return found["keep"], found["secret"]
+
+
+def quote_line_start(line: bytes) -> str:
+    """
+    The start of a client's line, for an error to say which line it refused.
+
+    At most 40 characters; a password in it is masked, and control
+    characters are replaced, so the quote is safe to show on a terminal.
+    """
+    text = line[: 4 * _QUOTED_LENGTH].decode(errors="replace").strip()
+    parts = split_password(text)
+    if parts is not None:
+        text = parts[0] + PASSWORD_MASK
+    text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+    if len(text) > _QUOTED_LENGTH:
+        text = text[: _QUOTED_LENGTH - 1] + "…"
+    return text
+
+
 def _parse_command(line: str) -> Command:
     words = line[1:].split(None, 1)
     name = words[0].lower() if words else ""
@@ -223,6 +271,9 @@ def _parse_command(line: str) -> Command:
         case "ping":
             _no_argument(name, argument)
             return Ping()
+        case "limits":
+            _no_argument(name, argument)
+            return ShowLimits()
     raise UnknownCommand(name)
 
 
@@ -304,6 +355,10 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     Registered: lambda e: f"* registered as {e.nick}",
     UserList: lambda e: _listing(e.room or "online", e.nicks),
     RoomList: lambda e: _listing("rooms", [f"{name} {count}" for name, count in e.rooms]),
+    LimitsInfo: lambda e: (
+        f"* limits: flood-rate={e.flood_rate:g} flood-burst={e.flood_burst} "
+        f"max-line-length={e.max_line_length} idle-timeout={e.idle_timeout:g}"
+    ),
     Notice: lambda e: f"* {e.text}",
 }
 

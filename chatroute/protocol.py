@@ -39,7 +39,7 @@ from chatroute.errors import (
     NotReading,
     PasswordNeedsTLS,
 )
-from chatroute.events import Event, Notice
+from chatroute.events import Event, LimitsInfo, Notice
 from chatroute.interfaces import IParticipant
 from chatroute.limits import ConnectionCounter, Limits, TokenBucket
 from chatroute.lines import (
@@ -56,9 +56,11 @@ from chatroute.lines import (
     Register,
     SendDirect,
     SendRoom,
+    ShowLimits,
     Who,
     format_event,
     parse_line,
+    quote_line_start,
 )
 from chatroute.router import Router, Session
 from chatroute.sending import sender
@@ -386,7 +388,7 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         for line in lines:
             if self._closing:
                 return
-            if bucket is not None and not self._within_flood_limit(bucket):
+            if bucket is not None and not self._within_flood_limit(bucket, line):
                 continue
             if line[-1:] == b"\r":
                 line = line[:-1]
@@ -400,16 +402,17 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
                 self.lineReceived(line)
         if len(self._buffer) > limit + 1 and not self._closing:  # + 1: a CR may still come
             # Refused now, before its end arrives: it counts as a line, once.
-            self._buffer = b""
+            line_start, self._buffer = self._buffer, b""
             self._discarding = True
-            if bucket is None or self._within_flood_limit(bucket):
+            if bucket is None or self._within_flood_limit(bucket, line_start):
                 self.lineLengthExceeded(b"")
 
-    def _within_flood_limit(self, bucket: TokenBucket) -> bool:
-        """Take a token for a line; without one, refuse the line and say why."""
+    def _within_flood_limit(self, bucket: TokenBucket, line: bytes) -> bool:
+        """Take a token for C{line}; without one, refuse the line and say which, and why."""
         if bucket.take():
             return True
-        self.reply_error(Flooding(self._limits.flood_rate, self._limits.flood_burst))
+        limits = self._limits
+        self.reply_error(Flooding(limits.flood_rate, limits.flood_burst, quote_line_start(line)))
         return False
 
     def _check_nick(self) -> None:
@@ -599,6 +602,12 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
     def _ping(self, session: Session, command: Ping) -> None:
         self.deliver(Notice("pong"))
 
+    def _show_limits(self, session: Session, command: ShowLimits) -> None:
+        limits = self._limits
+        self.deliver(
+            LimitsInfo(limits.flood_rate, limits.flood_burst, self.MAX_LENGTH, limits.idle_timeout)
+        )
+
     def _quit(self, session: Session, command: Quit) -> None:
         self._say_goodbye("bye")
 
@@ -618,6 +627,7 @@ _HANDLERS: dict[type, Callable[[ChatProtocol, Session, Any], Deferred[None] | No
     Who: ChatProtocol._who,
     Help: ChatProtocol._help,
     Ping: ChatProtocol._ping,
+    ShowLimits: ChatProtocol._show_limits,
     Quit: ChatProtocol._quit,
 }
 

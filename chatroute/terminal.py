@@ -21,6 +21,17 @@ from wcwidth import wcwidth
 _TAB_WIDTH = 4
 
 
+class Secret(bytes):
+    """
+    A password as one piece of the line being edited: sent as it is, shown
+    as L{PASSWORD_MASK}, so neither it nor its length ever reaches the
+    screen, and deleted whole.
+    """
+
+
+PASSWORD_MASK = b"********"
+
+
 def display_width(character: bytes) -> int:
     """
     How many columns of a terminal C{character} (UTF-8) takes.
@@ -68,23 +79,27 @@ class TerminalScreen(HistoricRecvLine):
 
     def __init__(
         self,
-        send: Callable[[bytes], None],
+        send: Callable[[bytes], bool],
         quit: Callable[[], None],
         columns: Callable[[], int] | None = None,
-        conceal: Callable[[bytes], bytes] = lambda line: line,
+        split_password: Callable[[bytes], tuple[bytes, bytes] | None] = lambda line: None,
     ) -> None:
         """
-        @param send: called with each line the user enters.
+        @param send: called with each line the user enters; returns whether
+            it took the line. A line it did not take stays being edited.
         @param quit: called when the user asks to quit.
-        @param conceal: the line as it may stay on screen and in the history
-            (passwords hidden).
         @param columns: returns the terminal's width now; by default the
             width L{HistoricRecvLine} assumes.
+        @param split_password: a line cut where the password it carries
+            starts, as (before, password); None if it carries none. The
+            password stays masked on screen and in the history.
         """
         self._send = send
         self._quit = quit
         self._columns = columns or (lambda: self.width)
-        self._conceal = conceal
+        self._split_password = split_password
+        self._asking: Callable[[bytes], None] | None = None
+        self._set_aside: tuple[list[bytes], int] = ([], 0)
         # Keys arrive a byte at a time; this puts multi-byte characters together.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._cursor_row = 0
@@ -213,47 +228,92 @@ class TerminalScreen(HistoricRecvLine):
 
     def handle_UP(self) -> None:
         """Show the previous line of history."""
+        if self._asking is not None:
+            return
         if self.lineBuffer and self.historyPosition == len(self.historyLines):
-            self.historyLines.append(b"".join(self.lineBuffer))
+            self.historyLines.append(list(self.lineBuffer))
         if self.historyPosition > 0:
             self.historyPosition -= 1
-            self._replace_line(self.historyLines[self.historyPosition])
+            self._recall(self.historyLines[self.historyPosition])
 
     def handle_DOWN(self) -> None:
         """Show the next line of history, or an empty line after the last."""
+        if self._asking is not None:
+            return
         self.historyPosition = min(self.historyPosition + 1, len(self.historyLines))
         if self.historyPosition < len(self.historyLines):
-            self._replace_line(self.historyLines[self.historyPosition])
+            self._recall(self.historyLines[self.historyPosition])
         else:
-            self._replace_line(b"")
+            self._recall([])
 
     def handle_RETURN(self) -> None:
         """
         Send the line and start a fresh prompt below it.
 
-        The line stays on screen, and in the history, with any password in
-        it hidden.
+        A password in the line is masked from then on, on screen and in the
+        history, which keeps the line as typed, so that a line recalled
+        from it sends the password, not the mask. If the line is not taken
+        (the client is not connected), it stays being edited.
         """
+        if self._asking is not None:
+            self._answer()
+            return
         line = b"".join(self.lineBuffer)
-        shown = self._conceal(line)
-        if shown != line:
-            self._replace_line(shown)
+        self._mask_password()
+        if not self._send(line):
+            self._redraw()
+            return
         self._move_to(len(self.lineBuffer))
         if self._positions()[-1][1]:
             # Else the line filled its last row and the cursor is on a fresh one.
             self.terminal.nextLine()
+        if self.lineBuffer:
+            self.historyLines.append(self.lineBuffer)
         self.lineBuffer = []
         self.lineBufferIndex = 0
-        if shown:
-            self.historyLines.append(shown)
         self.historyPosition = len(self.historyLines)
-        self.lineReceived(line)
-
-    def lineReceived(self, line: bytes) -> None:
-        """Send the line just entered and draw a fresh prompt."""
         self._cursor_row = 0
-        self._send(line)
         self._draw()
+
+    def ask_secret(self, prompt: str, answer: Callable[[bytes], None]) -> None:
+        """
+        Ask for a password in place of the line being edited, which is set
+        aside and comes back after. What is typed is not shown at all; Enter
+        gives it to C{answer}.
+        """
+        self._set_aside = (self.lineBuffer, self.lineBufferIndex)
+        self._asking = answer
+        self.ps = (prompt.encode(), prompt.encode())
+        self.lineBuffer, self.lineBufferIndex = [], 0
+        self._redraw()
+
+    def _answer(self) -> None:
+        answer, self._asking = self._asking, None
+        assert answer is not None
+        secret = b"".join(self.lineBuffer)
+        self._to_input_start()
+        self.ps = type(self).ps
+        self.lineBuffer, self.lineBufferIndex = self._set_aside
+        self._set_aside = ([], 0)
+        self._draw()
+        answer(secret)
+
+    def _mask_password(self) -> None:
+        """Turn the password in the line, if any, into one L{Secret} piece."""
+        parts = self._split_password(b"".join(self.lineBuffer))
+        if parts is not None and not isinstance(self.lineBuffer[-1], Secret):
+            before, password = parts
+            self.lineBuffer = [*self._characters(before), Secret(password)]
+            self.lineBufferIndex = len(self.lineBuffer)
+            self._redraw()
+
+    def _shown(self, character: bytes) -> bytes:
+        """What stands on screen for a piece of the line."""
+        if self._asking is not None:
+            return b""
+        if isinstance(character, Secret):
+            return PASSWORD_MASK
+        return character
 
     def _end_of_input(self) -> None:
         if self.lineBuffer:
@@ -289,13 +349,18 @@ class TerminalScreen(HistoricRecvLine):
             start -= 1
         self._delete(start, self.lineBufferIndex)
 
-    def _replace_line(self, line: bytes) -> None:
-        """Put C{line} in place of the one being typed, with the cursor at its end."""
-        self.lineBuffer = []
-        self.lineBufferIndex = 0
-        for character in line.decode(errors="replace"):
-            self.characterReceived(character.encode(), True)
+    def _recall(self, pieces: list[bytes]) -> None:
+        """Put a line from the history in place of the one being typed, the cursor at its end."""
+        self.lineBuffer = list(pieces)
+        self.lineBufferIndex = len(pieces)
         self._redraw()
+
+    def _characters(self, text: bytes) -> list[bytes]:
+        """C{text} as pieces of the line buffer: characters, combining marks with their base."""
+        self.lineBuffer, self.lineBufferIndex = [], 0
+        for character in text.decode(errors="replace"):
+            self.characterReceived(character.encode(), True)
+        return self.lineBuffer
 
     def _positions(self) -> list[tuple[int, int]]:
         """
@@ -310,7 +375,7 @@ class TerminalScreen(HistoricRecvLine):
         row, column = divmod(len(self.ps[self.pn]), columns)
         positions = []
         for character in self.lineBuffer:
-            width = display_width(character)
+            width = display_width(self._shown(character))
             if column + width > columns:
                 row, column = row + 1, 0
             positions.append((row, column))
@@ -338,7 +403,7 @@ class TerminalScreen(HistoricRecvLine):
         parts = [self.ps[self.pn]]
         row = 0
         for character, (at_row, _) in zip([*self.lineBuffer, b""], positions, strict=True):
-            parts += [b"\r\n" * (at_row - row), character]
+            parts += [b"\r\n" * (at_row - row), self._shown(character)]
             row = at_row
         self.terminal.write(b"".join(parts))
         self._cursor_row = row

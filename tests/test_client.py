@@ -28,6 +28,7 @@ from chatroute.client import (
     handshake_failure,
     main,
     printable,
+    split_password,
 )
 
 
@@ -160,7 +161,7 @@ def test_a_closing_notice_gives_the_reason(connection):
 
 
 def test_pipe_input_sends_each_line_and_quits_at_end(connection):
-    pipe = PipeScreen(connection)
+    pipe = PipeScreen(connection.send, connection.quit)
     stdout = StringTransport()
     pipe.makeConnection(stdout)
     pipe.dataReceived(b"#alice\r\n@bob:hi\n")
@@ -174,18 +175,23 @@ def test_pipe_input_sends_each_line_and_quits_at_end(connection):
 @pytest.mark.parametrize(
     ("line", "shown"),
     [
-        (b"#alice secret123", b"#alice *********"),
-        (b"/login Alice pw", b"/login Alice **"),
-        (b"/LOGIN Alice pw", b"/LOGIN Alice **"),
-        (b"/register hunter22", b"/register ********"),
-        (b"/password old new1", b"/password *** ****"),
+        (b"#alice secret123", b"#alice ********"),
+        (b"/login Alice pw", b"/login Alice ********"),
+        (b"/LOGIN Alice pw", b"/LOGIN Alice ********"),
+        (b"/register correct horse battery staple", b"/register ********"),
+        (b"/password old new1", b"/password ********"),
+        ("#alice pässwörd".encode(), b"#alice ********"),
         (b"#alice", b"#alice"),
         (b"@bob:#x y", b"@bob:#x y"),
         (b"/join #x", b"/join #x"),
     ],
 )
-def test_conceal_passwords(line, shown):
+def test_conceal_passwords_without_telling_their_length(line, shown):
     assert conceal(line) == shown
+    parts = split_password(line)
+    assert (parts is None) == (line == shown)
+    if parts is not None:
+        assert b"".join(parts) == line
 
 
 def parse(*argv: str) -> ClientOptions:

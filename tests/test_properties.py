@@ -36,6 +36,7 @@ from chatroute.events import (
     HistoryStart,
     Joined,
     Left,
+    LimitsInfo,
     LoggedIn,
     Notice,
     PasswordChanged,
@@ -62,6 +63,7 @@ from chatroute.lines import (
     Register,
     SendDirect,
     SendRoom,
+    ShowLimits,
     Who,
     format_event,
     parse_line,
@@ -165,6 +167,7 @@ def _other_lines(draw: st.DrawFn) -> tuple[str, Command]:
                 (_slash(draw, "rooms"), ListRooms()),
                 (_slash(draw, "help"), Help()),
                 (_slash(draw, "ping"), Ping()),
+                (_slash(draw, "limits"), ShowLimits()),
                 (_slash(draw, "quit"), Quit()),
             ]
         )
@@ -248,6 +251,13 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
         Replayed,
         st.floats(0, 2**32),
         st.builds(DirectMessage, NICKS, TEXTS) | st.builds(RoomMessage, ROOMS, NICKS, TEXTS),
+    ),
+    LimitsInfo: st.builds(
+        LimitsInfo,
+        st.floats(0, 1000),
+        st.integers(1, 1000),
+        st.integers(1, 10**6),
+        st.floats(0, 10**5),
     ),
     Notice: st.builds(Notice, TEXTS),
 }

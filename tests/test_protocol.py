@@ -393,11 +393,44 @@ def test_flood_limit_refuses_lines_over_it_and_says_so(limited, chat):
     chat.clock.advance(10)
     alice.send(b"".join(b"@bob:%d\n" % n for n in range(5)))
     assert bob.lines() == ["<alice> 0", "<alice> 1", "<alice> 2"]
-    refusal = "! flood limit: at most 2 lines a second (bursts of 3); line discarded"
-    assert alice.lines() == [refusal, refusal]
+    refusal = "! flood limit: at most 2 lines a second (bursts of 3); line discarded: "
+    assert alice.lines() == [refusal + "@bob:3", refusal + "@bob:4"]
     chat.clock.advance(1)
     alice.send(b"@bob:later\n")
     assert bob.lines() == ["<alice> later"]
+
+
+@pytest.mark.parametrize(
+    ("line", "quoted"),
+    [
+        (b"@bob:" + b"x" * 100, "@bob:" + "x" * 34 + "…"),
+        (b"#alice correct horse battery", "#alice ********"),
+        (b"/register hunter22", "/register ********"),
+        (b"@bob:\x1b[2J", "@bob:\N{REPLACEMENT CHARACTER}[2J"),
+        (b"@bob:\xc3(", "@bob:\N{REPLACEMENT CHARACTER}("),
+    ],
+)
+def test_a_flood_refusal_names_the_start_of_the_line(limited, chat, line, quoted):
+    alice = limited(nick="alice", flood_rate=1, flood_burst=1)
+    chat.clock.advance(10)
+    alice.send(b"/ping\n" + line + b"\n")
+    assert alice.lines() == [
+        "* pong",
+        f"! flood limit: at most 1 line a second (bursts of 1); line discarded: {quoted}",
+    ]
+
+
+def test_limits_tells_the_connection_its_limits(limited):
+    alice = limited(flood_rate=2.5, flood_burst=7, idle_timeout=300)
+    assert alice.say("/limits") == [
+        "* limits: flood-rate=2.5 flood-burst=7 max-line-length=64 idle-timeout=300"
+    ]
+
+
+def test_limits_says_0_for_limits_that_are_off(connect):
+    assert connect().say("/limits") == [
+        "* limits: flood-rate=0 flood-burst=1 max-line-length=64 idle-timeout=0"
+    ]
 
 
 def test_too_many_connections_from_one_address(limited):

@@ -4,6 +4,7 @@ import pyte
 import pytest
 from twisted.internet.testing import StringTransport
 
+from chatroute.client import split_password
 from chatroute.terminal import Keyboard, TerminalScreen
 
 
@@ -13,13 +14,15 @@ class Terminal:
     def __init__(self, columns: int = 40, rows: int = 6) -> None:
         self.sent: list[bytes] = []
         self.quits: list[None] = []
-        self.input = TerminalScreen(
-            self.sent.append, lambda: self.quits.append(None), lambda: columns
-        )
+        self.input = TerminalScreen(self.send, lambda: self.quits.append(None), lambda: columns)
         self.output = StringTransport()
         Keyboard(lambda: self.input).makeConnection(self.output)
         self.screen = pyte.Screen(columns, rows)
         self.stream = pyte.ByteStream(self.screen)
+
+    def send(self, line: bytes) -> bool:
+        self.sent.append(line)
+        return True
 
     def type(self, keys: bytes) -> None:
         self.input.terminal.dataReceived(keys)
@@ -238,15 +241,44 @@ def test_history_replaces_a_wrapped_line_whole():
     assert terminal.lines()[:3] == ["> short", "> short", ""]
 
 
-def test_passwords_are_hidden_on_screen_and_in_history():
-    sent = []
-    screen = TerminalScreen(sent.append, lambda: None, lambda: 40, lambda line: line[:7] + b"***")
-    output = StringTransport()
-    Keyboard(lambda: screen).makeConnection(output)
-    screen.terminal.dataReceived(b"#alice secret\r")
-    assert sent == [b"#alice secret"]
-    emulator = pyte.Screen(40, 4)
-    pyte.ByteStream(emulator).feed(output.value().replace(b"\n", b"\r\n"))
-    assert emulator.display[0].rstrip() == "> #alice ***"
-    assert "secret" not in "".join(emulator.display)
-    assert screen.historyLines == [b"#alice ***"]
+def password_terminal() -> Terminal:
+    terminal = Terminal()
+    terminal.input = TerminalScreen(terminal.send, lambda: None, lambda: 40, split_password)
+    terminal.output = StringTransport()
+    Keyboard(lambda: terminal.input).makeConnection(terminal.output)
+    return terminal
+
+
+def test_passwords_are_masked_on_screen_without_their_length():
+    terminal = password_terminal()
+    terminal.type(b"#alice secret\r/register correct horse battery staple\r")
+    assert terminal.sent == [b"#alice secret", b"/register correct horse battery staple"]
+    shown = terminal.lines()
+    assert shown[:3] == ["> #alice ********", "> /register ********", ">"]
+    assert "secret" not in "".join(shown) and "horse" not in "".join(shown)
+
+
+def test_a_recalled_password_line_sends_the_password_not_the_mask():
+    """As a guest: /register refused, then #eve, then Up, Up, Enter."""
+    terminal = password_terminal()
+    terminal.type(b"/register longpassword\r#eve\r")
+    terminal.type(b"\x1b[A\x1b[A")
+    assert terminal.lines()[2] == "> /register ********"
+    terminal.type(b"\r")
+    assert terminal.sent == [b"/register longpassword", b"#eve", b"/register longpassword"]
+    assert terminal.lines()[:4] == [
+        "> /register ********",
+        "> #eve",
+        "> /register ********",
+        ">",
+    ]
+
+
+@pytest.mark.parametrize("line", [b"#alice pw-one-two", b"/login alice pw-one-two"])
+def test_a_recalled_login_sends_the_password_and_edits_it_whole(line):
+    terminal = password_terminal()
+    terminal.type(line + b"\r\x1b[A\r")
+    assert terminal.sent == [line, line]
+    terminal.type(b"\x1b[A\x7fnew-password\r")
+    assert terminal.sent[-1] == line.rsplit(b" ", 1)[0] + b" new-password"
+    assert "pw-one-two" not in "".join(terminal.lines())
