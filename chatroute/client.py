@@ -629,9 +629,9 @@ class ClientSession:
             self._connection = None
             if clean or self._quit_asked:
                 return None
-            why = _why_it_ended(connection, self._options)
             if not self._reconnect or connection.closing_reason in _NO_RECONNECT_REASONS:
-                return why
+                return _why_it_ended(connection, self._options)
+            why = connection.closing_reason or _why_it_ended(connection, self._options)
             if self._clock.seconds() - began >= STABLE_CONNECTION:
                 attempt = 0
             while self._connection is None:

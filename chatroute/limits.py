@@ -65,7 +65,8 @@ class TokenBucket:
 
     def delay(self) -> float:
         """Seconds until a token will be there (0 if one is there now)."""
-        return max(0.0, (1.0 - self._refill()) / self._rate)
+        # A microsecond more, so that rounding cannot leave the token just short then.
+        return max(0.0, (1.0 - self._refill()) / self._rate + 1e-6)
 
     def _refill(self) -> float:
         now = self._clock.seconds()

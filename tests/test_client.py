@@ -408,3 +408,91 @@ def test_keeps_a_quiet_session_alive_without_showing_the_pongs(connection):
     assert shown == ["* pong"], "the user's own pings are answered on screen"
     connection.connectionLost(Failure(ConnectionError("gone")))
     assert not clock.getDelayedCalls()
+
+
+def started(connection: ServerConnection) -> Clock:
+    clock = Clock()
+    connection.start(clock)
+    assert sent(connection) == b"/limits\r\n"
+    connection.transport.clear()
+    return clock
+
+
+LIMITS = b"* limits: flood-rate=10 flood-burst=20 max-line-length=4096 idle-timeout=900\r\n"
+
+
+def test_lines_wait_for_the_servers_limits_whose_answer_is_hidden(connection):
+    shown = []
+    connection.display = shown.append
+    started(connection)
+    connection.send(b"#alice")
+    assert sent(connection) == b""
+    connection.dataReceived(b"* connected from 127.0.0.1:4000 - register\r\n")
+    connection.dataReceived(LIMITS)
+    assert sent(connection) == b"#alice\r\n"
+    assert len(shown) == 1 and shown[0].startswith("* connected from")
+
+
+def test_a_paste_goes_out_whole_within_the_flood_limit(connection):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    for n in range(40):
+        connection.send(b"@bob:line-%d" % n)
+    assert sent(connection).count(b"\r\n") == 10
+    assert connection.unsent == 30
+    clock.pump([0.1] * 100)
+    assert sent(connection) == b"".join(b"@bob:line-%d\r\n" % n for n in range(40))
+
+
+def test_quitting_after_a_paste_says_goodbye_after_the_pasted_lines(connection):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    for n in range(30):
+        connection.send(b"@bob:%d" % n)
+    connection.quit()
+    clock.pump([0.1] * 100)
+    assert sent(connection).endswith(b"@bob:29\r\n/quit\r\n")
+
+
+def test_quitting_at_once_drops_the_lines_not_yet_sent(connection):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    for n in range(30):
+        connection.send(b"@bob:%d" % n)
+    connection.quit(at_once=True)
+    clock.pump([0.1] * 100)
+    assert sent(connection).endswith(b"@bob:9\r\n/quit\r\n")
+
+
+def test_a_refused_quit_is_asked_again(connection):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    connection.quit()
+    connection.transport.clear()
+    connection.dataReceived(
+        b"! flood limit: at most 1 line a second (bursts of 1); line discarded: /quit\r\n"
+    )
+    clock.advance(1)
+    assert sent(connection) == b"/quit\r\n"
+
+
+def test_a_server_without_limits_gets_the_default_pace(connection):
+    shown = []
+    connection.display = shown.append
+    clock = started(connection)
+    for n in range(40):
+        connection.send(b"%d" % n)
+    connection.dataReceived(b"! unknown command: /limits (try /help)\r\n")
+    assert shown == [] and connection.refused == 0
+    assert sent(connection).count(b"\r\n") == 10
+    clock.pump([0.1] * 100)
+    assert sent(connection).count(b"\r\n") == 40
+
+
+def test_pings_often_enough_for_a_short_idle_timeout(connection):
+    clock = started(connection)
+    connection.dataReceived(
+        b"* limits: flood-rate=0 flood-burst=1 max-line-length=4096 idle-timeout=60\r\n"
+    )
+    clock.advance(20)
+    assert sent(connection) == b"/ping\r\n"

@@ -258,11 +258,14 @@ class ChatConnection(LineReader):
 class ServerProcess:
     """A running C{twistd --nodaemon chatroute} on an ephemeral loopback port."""
 
-    def __init__(self, directory: Path, *options: str, log_name: str = "twistd.log") -> None:
+    def __init__(
+        self, directory: Path, *options: str, log_name: str = "twistd.log", port: int = 0
+    ) -> None:
         """
         Start the server in C{directory} and wait until it listens.
 
         @param options: more options of C{twistd chatroute}.
+        @param port: the port to listen on; by default one the system chooses.
         """
         self.log_path = directory / log_name
         command = [
@@ -271,7 +274,7 @@ class ServerProcess:
             "--pidfile=",
             "chatroute",
             "--listen",
-            "tcp:0:interface=127.0.0.1",
+            f"tcp:{port}:interface=127.0.0.1",
             *options,
         ]
         with self.log_path.open("wb") as log:

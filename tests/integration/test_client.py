@@ -62,6 +62,22 @@ def test_last_piped_line_without_a_newline_is_delivered(connect, start_client):
     bob.expect("<alice> hi")
 
 
+def test_piped_input_longer_than_the_flood_burst_arrives_whole(connect, start_client):
+    """The server's default flood limit (bursts of 20) holds; the client paces itself."""
+    bob = connect("bob")
+    bob.register("bob")
+    alice = start_client("alice")
+
+    alice.send("#alice\n" + "".join(f"@bob:line-{number}\n" for number in range(40)))
+    alice.close_input()
+
+    assert alice.wait(timeout=30) == 0, alice.stderr()
+    for number in range(40):
+        bob.expect(f"<alice> line-{number}")
+    alice.stdout.expect_match(GREETING)
+    assert alice.stdout.read_until_eof() == ["* registered as alice", "* bye"]
+
+
 @pytest.mark.server_options("--flood-rate", "0")  # bursts on purpose
 def test_long_piped_input_arrives_complete_and_in_order(connect, start_client):
     bob = connect("bob")

@@ -16,7 +16,13 @@ from pathlib import Path
 import pyte
 import pytest
 
-from .support import READ_TIMEOUT, client_command, subprocess_environment
+from .support import (
+    READ_TIMEOUT,
+    ChatConnection,
+    ServerProcess,
+    client_command,
+    subprocess_environment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -130,13 +136,13 @@ class TerminalSession:
 
 @pytest.fixture
 def terminal_client(server, tmp_path) -> Iterator[Callable[[str], TerminalSession]]:
-    """Start C{chatroute-client --nick NAME} in a terminal: C{terminal_client(name)}."""
+    """Start C{chatroute-client --nick NAME ARGS} in a terminal: C{terminal_client(name, *args)}."""
     sessions: list[TerminalSession] = []
 
-    def start(nick: str) -> TerminalSession:
+    def start(nick: str, *args: str) -> TerminalSession:
         command = [
             *client_command(),
-            *("--host", "127.0.0.1", "--port", str(server.port), "--nick", nick),
+            *("--host", "127.0.0.1", "--port", str(server.port), "--nick", nick, *args),
         ]
         session = TerminalSession(command, tmp_path)
         sessions.append(session)
@@ -281,3 +287,90 @@ def test_quitting_erases_the_input_area(terminal_client, keys):
     assert not any(shown[bye + 1 :]), carol.describe()
     assert (carol.screen.cursor.y, carol.screen.cursor.x) == (bye + 1, 0), carol.describe()
     assert "half" not in "".join(shown), carol.describe()
+
+
+def test_a_paste_longer_than_the_flood_burst_arrives_whole(connect, terminal_client):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+
+    carol.type(b"".join(b"@dave:pasted-%d\r" % number for number in range(40)))
+    for number in range(40):
+        dave.expect(f"<carol> pasted-{number}")
+    carol.wait_for(lambda: carol.cursor_line == ">", "a fresh prompt")
+    assert not any(line.startswith("!") for line in carol.screen.display), carol.describe()
+
+
+def restarted(server: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """Stop C{server} and start another on its port, with its database."""
+    server.stop()
+    return ServerProcess(tmp_path / "server", log_name="again.log", port=server.port)
+
+
+def test_reconnects_keeping_the_typed_line_name_and_rooms(
+    server, connect, terminal_client, tmp_path
+):
+    carol = terminal_client("carol")
+    carol.type(b"/join #lobby\r")
+    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the join")
+    typed = "> @#lobby:after the restart"
+    carol.type(typed[2:].encode())
+
+    again = restarted(server, tmp_path)
+    try:
+        carol.wait_for(
+            lambda: carol.line_above().startswith(
+                "-- the server is shutting down; reconnecting in "
+            ),
+            "the reconnection notice",
+        )
+        assert carol.line_above().endswith(" s (Ctrl-C quits)"), carol.describe()
+        assert carol.line_above(2) == "* the server is shutting down; closing", carol.describe()
+        assert carol.cursor_line == typed, carol.describe()
+        carol.type(b"\x01\x05")  # Home, End: still being edited
+        carol.wait_for(
+            lambda: carol.line_above() == "* #lobby (1): carol", "the room joined again", 30
+        )
+        assert carol.line_above(3) == "* registered as carol", carol.describe()
+        assert carol.cursor_line == typed, carol.describe()
+
+        dave = ChatConnection(again.port, "dave")
+        dave.register("dave")
+        dave.send("/join #lobby")
+        dave.expect("* dave joined #lobby")
+        dave.expect("* #lobby (2): carol, dave")
+        carol.type(b"\r")
+        dave.expect("#lobby <carol> after the restart")
+        dave.close()
+    finally:
+        again.stop()
+
+
+def test_reconnecting_asks_for_the_password_of_an_account(server, terminal_client, tmp_path):
+    carol = terminal_client("carol")
+    carol.type(b"/register correct-horse-battery\r")
+    carol.wait_for(
+        lambda: carol.line_above().startswith("* carol is now a registered account"), "the account"
+    )
+
+    again = restarted(server, tmp_path)
+    try:
+        carol.wait_for(
+            lambda: carol.cursor_line == "password for carol:", "the password prompt", 30
+        )
+        carol.type(b"correct-horse-battery\r")
+        carol.wait_for(lambda: carol.line_above() == "* logged in as carol", "the login")
+        assert carol.cursor_line == ">", carol.describe()
+        assert "horse" not in "".join(carol.screen.display), carol.describe()
+    finally:
+        again.stop()
+
+
+def test_without_reconnecting_a_lost_connection_ends_the_client(server, terminal_client):
+    carol = terminal_client("carol", "--no-reconnect")
+    server.stop()
+
+    assert carol.wait_for_exit() == 1, carol.describe()
+    assert "the server closed the connection: the server is shutting down" in "".join(
+        carol.screen.display
+    ), carol.describe()
