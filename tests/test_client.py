@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 from service_identity import VerificationError
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import (
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
 from twisted.internet.task import Clock
@@ -25,6 +30,7 @@ from chatroute.client import (
     ServerConnection,
     client_tls,
     conceal,
+    connect_failure,
     handshake_failure,
     main,
     printable,
@@ -496,3 +502,18 @@ def test_pings_often_enough_for_a_short_idle_timeout(connection):
     )
     clock.advance(20)
     assert sent(connection) == b"/ping\r\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            ConnectionRefusedError("Connection refused"),
+            "connection refused (is the server running, on this port?)",
+        ),
+        (DNSLookupError("nowhere.invalid"), "no such host"),
+        (TCPTimedOutError(), "no answer (timed out)"),
+    ],
+)
+def test_connection_failures_are_said_once_in_plain_words(error, said):
+    assert connect_failure(error) == said

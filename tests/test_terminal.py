@@ -282,3 +282,19 @@ def test_a_recalled_login_sends_the_password_and_edits_it_whole(line):
     terminal.type(b"\x1b[A\x7fnew-password\r")
     assert terminal.sent[-1] == line.rsplit(b" ", 1)[0] + b" new-password"
     assert "pw-one-two" not in "".join(terminal.lines())
+
+
+def test_a_password_asked_for_is_not_shown_and_the_typed_line_comes_back():
+    terminal = Terminal()
+    terminal.type(b"@bob:half")
+    answers = []
+    terminal.input.ask_secret("password for carol: ", answers.append)
+    terminal.type(b"hunter22")
+    assert terminal.lines()[0] == "password for carol:"
+    assert terminal.cursor() == (0, len("password for carol: "))
+    terminal.type(b"\x1b[A\r")
+    assert answers == [b"hunter22"] and terminal.sent == []
+    assert terminal.lines()[0] == "> @bob:half"
+    terminal.type(b"\r")
+    assert terminal.sent == [b"@bob:half"]
+    assert terminal.input.historyLines == [[bytes([c]) for c in b"@bob:half"]]
