@@ -13,13 +13,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from chatroute.accounts import Accounts
-from chatroute.auth import LoginThrottle, login_portal
-from chatroute.interfaces import IStorage
-from chatroute.limits import Limits
-from chatroute.passwords import PasswordHashing
-from chatroute.protocol import DEFAULT_MAX_LINE_LENGTH, ChatServerFactory
-from chatroute.router import Router, RouterSettings
+from chatroute.core.accounts import Accounts
+from chatroute.core.auth import LoginThrottle, login_portal
+from chatroute.core.interfaces import IStorage
+from chatroute.core.limits import Limits
+from chatroute.core.passwords import PasswordHashing
+from chatroute.core.router import Router, RouterSettings
+from chatroute.frontends.line import DEFAULT_MAX_LINE_LENGTH, ChatServerFactory
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_database
 

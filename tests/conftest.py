@@ -11,12 +11,12 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroute.accounts import Accounts
-from chatroute.auth import LoginThrottle, login_portal
-from chatroute.events import Event
-from chatroute.interfaces import IParticipant
-from chatroute.passwords import PasswordHashing
-from chatroute.router import Router, RouterSettings, Session
+from chatroute.core.accounts import Accounts
+from chatroute.core.auth import LoginThrottle, login_portal
+from chatroute.core.events import Event
+from chatroute.core.interfaces import IParticipant
+from chatroute.core.passwords import PasswordHashing
+from chatroute.core.router import Router, RouterSettings, Session
 from chatroute.storage.memory import MemoryStorage
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

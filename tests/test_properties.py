@@ -22,14 +22,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from chatroute.errors import (
+from chatroute.core.errors import (
     ChatError,
     ControlCharacters,
     EmptyMessage,
     MalformedLine,
     UnknownCommand,
 )
-from chatroute.events import (
+from chatroute.core.events import (
     AccountCreated,
     DirectMessage,
     Event,
@@ -48,8 +48,9 @@ from chatroute.events import (
     StoredForLater,
     UserList,
 )
-from chatroute.limits import Limits
-from chatroute.lines import (
+from chatroute.core.limits import Limits
+from chatroute.frontends.line import ChatProtocol, ChatServerFactory
+from chatroute.frontends.syntax import (
     ChangePassword,
     Command,
     CreateAccount,
@@ -68,8 +69,7 @@ from chatroute.lines import (
     format_event,
     parse_line,
 )
-from chatroute.protocol import ChatProtocol, ChatServerFactory
-from chatroute.telnet import TelnetFilter
+from chatroute.frontends.telnet import TelnetFilter
 from tests.conftest import Chat
 
 # Small enough that over-long lines are cheap to make, large enough for

@@ -20,8 +20,8 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from chatroute import errors
-from chatroute.interfaces import Account, HistoryEntry, IStorage, StoredMessage
+from chatroute.core import errors
+from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import (
     CURRENT_SCHEMA,

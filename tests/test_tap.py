@@ -9,8 +9,8 @@ from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
-from chatroute.limits import Limits
-from chatroute.router import RouterSettings
+from chatroute.core.limits import Limits
+from chatroute.core.router import RouterSettings
 from chatroute.tap import DEFAULT_PORT, Options, makeService
 from tests.conftest import Person
 

@@ -1,7 +1,7 @@
 """
 Where chatroute keeps accounts, offline messages and room history.
 
-Two implementations of L{chatroute.interfaces.IStorage}:
+Two implementations of L{chatroute.core.interfaces.IStorage}:
 L{chatroute.storage.memory.MemoryStorage}, for tests and for running without
 a database, and L{chatroute.storage.sqlite.SQLiteStorage}, the default,
 opened with L{chatroute.storage.sqlite.open_sqlite}.
@@ -14,7 +14,7 @@ def name_key(name: str) -> str:
     """
     The form names (accounts, recipients, rooms) are compared and indexed in.
 
-    Only ASCII letters are folded, as L{chatroute.interfaces.IStorage}
+    Only ASCII letters are folded, as L{chatroute.core.interfaces.IStorage}
     promises; C{str.lower} would also fold other scripts (U+212A KELVIN SIGN
     to "k"). Every valid name is ASCII, and for those C{str.lower} is the
     same and faster: the router keys every message's recipient with this.

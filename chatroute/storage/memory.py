@@ -9,8 +9,8 @@ from itertools import count
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from chatroute.errors import AccountExists, MailboxFull, NoSuchAccount
-from chatroute.interfaces import Account, HistoryEntry, IStorage, StoredMessage
+from chatroute.core.errors import AccountExists, MailboxFull, NoSuchAccount
+from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage import name_key
 
 

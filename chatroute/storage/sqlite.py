@@ -47,8 +47,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroute.errors import AccountExists, MailboxFull, NoSuchAccount
-from chatroute.interfaces import Account, HistoryEntry, IStorage, StoredMessage
+from chatroute.core.errors import AccountExists, MailboxFull, NoSuchAccount
+from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage import name_key
 
 SCHEMA_VERSION = 1

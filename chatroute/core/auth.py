@@ -27,8 +27,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from chatroute.interfaces import IStorage
-from chatroute.passwords import InvalidPasswordHash, PasswordHashing
+from chatroute.core.interfaces import IStorage
+from chatroute.core.passwords import InvalidPasswordHash, PasswordHashing
 from chatroute.storage import name_key
 
 log = Logger()

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
 
-from chatroute.passwords import InvalidPasswordHash, PasswordHashing
+from chatroute.core.passwords import InvalidPasswordHash, PasswordHashing
 
 # Cheap parameters keep the tests fast; production uses argon2-cffi's defaults.
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

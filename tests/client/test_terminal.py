@@ -4,8 +4,8 @@ import pyte
 import pytest
 from twisted.internet.testing import StringTransport
 
-from chatroute.client import split_password
-from chatroute.terminal import Keyboard, TerminalScreen
+from chatroute.client.main import split_password
+from chatroute.client.terminal import Keyboard, TerminalScreen
 
 
 class Terminal:

@@ -184,7 +184,7 @@ class Flooding(ChatError):
     def __init__(self, rate: float, burst: int, line_start: str) -> None:
         """
         @param line_start: the start of the refused line, as
-            L{chatroute.lines.quote_line_start} gives it.
+            L{chatroute.frontends.syntax.quote_line_start} gives it.
         """
         lines = "line" if rate == 1 else "lines"
         super().__init__(

@@ -12,9 +12,9 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.logger import capturedLogs
 from zope.interface import implementer
 
-from chatroute.limits import Limits
-from chatroute.lines import HELP
-from chatroute.protocol import CLOSE_GRACE, ChatProtocol, ChatServerFactory, describe_peer
+from chatroute.core.limits import Limits
+from chatroute.frontends.line import CLOSE_GRACE, ChatProtocol, ChatServerFactory, describe_peer
+from chatroute.frontends.syntax import HELP
 
 
 class Client:
@@ -260,7 +260,7 @@ def test_unexpected_error_is_reported_and_connection_kept(connect, factory, monk
 
 
 def test_room_line_encoded_once_for_all_members(connect, monkeypatch):
-    import chatroute.protocol
+    import chatroute.frontends.line
 
     people = [connect(f"user{n}") for n in range(5)]
     for person in people:
@@ -268,13 +268,13 @@ def test_room_line_encoded_once_for_all_members(connect, monkeypatch):
     for person in people:
         person.lines()
     calls = []
-    real = chatroute.protocol.format_event
+    real = chatroute.frontends.line.format_event
 
     def counting(event):
         calls.append(event)
         return real(event)
 
-    monkeypatch.setattr(chatroute.protocol, "format_event", counting)
+    monkeypatch.setattr(chatroute.frontends.line, "format_event", counting)
     people[0].say("@#lobby:hello")
     assert len(calls) == 1
     assert all(person.lines() == ["#lobby <user0> hello"] for person in people[1:])

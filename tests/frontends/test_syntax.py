@@ -2,8 +2,8 @@
 
 import pytest
 
-from chatroute import errors
-from chatroute.events import (
+from chatroute.core import errors
+from chatroute.core.events import (
     AccountCreated,
     DirectMessage,
     HistoryStart,
@@ -20,7 +20,7 @@ from chatroute.events import (
     StoredForLater,
     UserList,
 )
-from chatroute.lines import (
+from chatroute.frontends.syntax import (
     ChangePassword,
     CreateAccount,
     Help,

@@ -29,8 +29,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroute.accounts import Accounts
-from chatroute.errors import (
+from chatroute.core.accounts import Accounts
+from chatroute.core.errors import (
     ChatError,
     Flooding,
     InternalError,
@@ -39,10 +39,12 @@ from chatroute.errors import (
     NotReading,
     PasswordNeedsTLS,
 )
-from chatroute.events import Event, LimitsInfo, Notice
-from chatroute.interfaces import IParticipant
-from chatroute.limits import ConnectionCounter, Limits, TokenBucket
-from chatroute.lines import (
+from chatroute.core.events import Event, LimitsInfo, Notice
+from chatroute.core.interfaces import IParticipant
+from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
+from chatroute.core.router import Router, Session
+from chatroute.frontends.sending import sender
+from chatroute.frontends.syntax import (
     HELP,
     ChangePassword,
     CreateAccount,
@@ -62,9 +64,7 @@ from chatroute.lines import (
     parse_line,
     quote_line_start,
 )
-from chatroute.router import Router, Session
-from chatroute.sending import sender
-from chatroute.telnet import TelnetFilter
+from chatroute.frontends.telnet import TelnetFilter
 
 DEFAULT_MAX_LINE_LENGTH = 4096
 CLOSE_GRACE = 10.0

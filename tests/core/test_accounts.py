@@ -3,9 +3,9 @@
 import pytest
 from twisted.internet.defer import Deferred
 
-from chatroute import errors
-from chatroute.accounts import check_new_password
-from chatroute.events import AccountCreated, LoggedIn, PasswordChanged
+from chatroute.core import errors
+from chatroute.core.accounts import check_new_password
+from chatroute.core.events import AccountCreated, LoggedIn, PasswordChanged
 from tests.conftest import Person, settled
 
 

@@ -62,10 +62,10 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroute import lines
-from chatroute.lines import CONTROL_CHARACTERS
-from chatroute.pacing import Pacer
-from chatroute.terminal import Keyboard, TerminalScreen
+from chatroute.client.pacing import Pacer
+from chatroute.client.terminal import Keyboard, TerminalScreen
+from chatroute.frontends import syntax as lines
+from chatroute.frontends.syntax import CONTROL_CHARACTERS
 
 QUIT_WORDS = (b"exit", b"/quit")
 _LONGEST_LINE = 1 << 20

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from chatroute.limits import TokenBucket
+from chatroute.core.limits import TokenBucket
 
 SAFETY = 0.9
 """The share of the server's rate the client uses, so that lines bunched up on the way still fit."""

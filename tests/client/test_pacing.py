@@ -2,8 +2,8 @@
 
 from twisted.internet.task import Clock
 
-from chatroute.limits import TokenBucket
-from chatroute.pacing import Pacer
+from chatroute.client.pacing import Pacer
+from chatroute.core.limits import TokenBucket
 
 
 def paced(released: bool = False) -> tuple[Pacer, list[bytes], Clock]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatroute.telnet import TelnetFilter
+from chatroute.frontends.telnet import TelnetFilter
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from zope.interface import Interface
 
-from chatroute.auth import (
+from chatroute.core.auth import (
     AccountAvatar,
     AccountRealm,
     IAccountAvatar,
@@ -21,7 +21,7 @@ from chatroute.auth import (
     StoredPasswordChecker,
     login_portal,
 )
-from chatroute.passwords import PasswordHashing
+from chatroute.core.passwords import PasswordHashing
 from chatroute.storage.memory import MemoryStorage
 
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

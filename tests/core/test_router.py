@@ -4,8 +4,8 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
-from chatroute import errors
-from chatroute.events import (
+from chatroute.core import errors
+from chatroute.core.events import (
     DirectMessage,
     HistoryStart,
     Joined,
@@ -19,7 +19,7 @@ from chatroute.events import (
     StoredForLater,
     UserList,
 )
-from chatroute.router import RouterSettings
+from chatroute.core.router import RouterSettings
 from tests.conftest import Person, settled
 
 

@@ -24,7 +24,7 @@ from twisted.python.usage import UsageError
 from twisted.test.iosim import connectedServerAndClient
 
 from chatroute.certs import make_certificate
-from chatroute.client import (
+from chatroute.client.main import (
     ClientOptions,
     PipeScreen,
     ServerConnection,

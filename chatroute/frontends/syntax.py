@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chatroute.errors import ControlCharacters, EmptyMessage, MalformedLine, UnknownCommand
-from chatroute.events import (
+from chatroute.core.errors import ControlCharacters, EmptyMessage, MalformedLine, UnknownCommand
+from chatroute.core.events import (
     AccountCreated,
     DirectMessage,
     Event,

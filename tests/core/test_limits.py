@@ -2,7 +2,7 @@
 
 from twisted.internet.task import Clock
 
-from chatroute.limits import ConnectionCounter, Limits, TokenBucket
+from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate():

@@ -2,7 +2,7 @@
 Who is online, which rooms exist, and who gets which message.
 
 The router holds all chat state and enforces the rules. It knows people only
-as L{IParticipant}s and speaks to them in L{chatroute.events}; it never sees
+as L{IParticipant}s and speaks to them in L{chatroute.core.events}; it never sees
 a line of the wire protocol. What must outlive the process (accounts, messages
 for offline users, room history) it keeps in an L{IStorage}.
 
@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatroute.errors import (
+from chatroute.core.errors import (
     AccountRequired,
     AlreadyInRoom,
     InvalidNickname,
@@ -31,7 +31,7 @@ from chatroute.errors import (
     NotInRoom,
     NotRegistered,
 )
-from chatroute.events import (
+from chatroute.core.events import (
     DirectMessage,
     Event,
     HistoryStart,
@@ -46,7 +46,7 @@ from chatroute.events import (
     StoredForLater,
     UserList,
 )
-from chatroute.interfaces import IParticipant, IStorage
+from chatroute.core.interfaces import IParticipant, IStorage
 from chatroute.storage import name_key
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}", re.ASCII)
@@ -242,7 +242,7 @@ class Router:
         @return: None if delivered at once, else a Deferred firing once the
             message is on disk (the sender gets L{StoredForLater}), failing
             with L{NoSuchUser} if C{to} is neither online nor an account, or
-            with L{chatroute.errors.MailboxFull}.
+            with L{chatroute.core.errors.MailboxFull}.
         """
         # The checks of _sender, spelled out: this is the hot path.
         sender = session.nick

@@ -1,7 +1,7 @@
 """
 Accounts: creating them, logging in, changing passwords.
 
-Passwords are checked through L{twisted.cred} (see L{chatroute.auth}) and
+Passwords are checked through L{twisted.cred} (see L{chatroute.core.auth}) and
 hashed off the reactor thread; failed logins are slowed down per account and
 per address by a L{LoginThrottle}. What a login grants, the nickname and the
 messages kept for it, is the router's business.
@@ -12,8 +12,8 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.logger import Logger
 
-from chatroute.auth import AccountAvatar, IAccountAvatar, LoginThrottle
-from chatroute.errors import (
+from chatroute.core.auth import AccountAvatar, IAccountAvatar, LoginThrottle
+from chatroute.core.errors import (
     AccountExists,
     BadPassword,
     LoginFailed,
@@ -21,10 +21,10 @@ from chatroute.errors import (
     NotLoggedIn,
     NotRegistered,
 )
-from chatroute.events import AccountCreated, PasswordChanged
-from chatroute.interfaces import IStorage
-from chatroute.passwords import PasswordHashing
-from chatroute.router import Router, Session
+from chatroute.core.events import AccountCreated, PasswordChanged
+from chatroute.core.interfaces import IStorage
+from chatroute.core.passwords import PasswordHashing
+from chatroute.core.router import Router, Session
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024

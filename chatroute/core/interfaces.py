@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
-from chatroute.events import Event
+from chatroute.core.events import Event
 
 
 class IParticipant(Interface):
@@ -70,7 +70,7 @@ class IStorage(Interface):
     def create_account(name: str, password_hash: str) -> Deferred[None]:
         """
         Register C{name}. Deferred firing with None, failing with
-        L{chatroute.errors.AccountExists} if the name is registered in any case.
+        L{chatroute.core.errors.AccountExists} if the name is registered in any case.
         """
 
     def get_account(name: str) -> Deferred[Account | None]:
@@ -79,7 +79,7 @@ class IStorage(Interface):
     def set_password_hash(name: str, password_hash: str) -> Deferred[None]:
         """
         Replace the account's password hash. Deferred firing with None,
-        failing with L{chatroute.errors.NoSuchAccount}.
+        failing with L{chatroute.core.errors.NoSuchAccount}.
         """
 
     def store_message(
@@ -88,7 +88,7 @@ class IStorage(Interface):
         """
         Keep a direct message for C{recipient}. Deferred firing with the
         message's id once it is on disk, failing with
-        L{chatroute.errors.MailboxFull} if C{cap} messages are already kept
+        L{chatroute.core.errors.MailboxFull} if C{cap} messages are already kept
         for the recipient.
         """
 

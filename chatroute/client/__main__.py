@@ -1,0 +1,5 @@
+"""C{python -m chatroute.client}."""
+
+from chatroute.client.main import main
+
+main()
