@@ -19,7 +19,8 @@ from chatroute.core.interfaces import IStorage
 from chatroute.core.limits import Limits
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
-from chatroute.frontends.line import DEFAULT_MAX_LINE_LENGTH, ChatServerFactory
+from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
+from chatroute.frontends.line import ChatServerFactory
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_database
 
@@ -215,9 +216,9 @@ class ChatService(MultiService):
     every write acknowledged to a client is on disk.
     """
 
-    def __init__(self, factory: ChatServerFactory, storage: IStorage) -> None:
+    def __init__(self, hub: Hub, storage: IStorage) -> None:
         super().__init__()
-        self.factory = factory
+        self.hub = hub
         self._storage = storage
 
     def privilegedStartService(self) -> None:
@@ -239,7 +240,7 @@ class ChatService(MultiService):
 
     async def _stop(self) -> None:
         await super().stopService()
-        self.factory.router.close_all("the server is shutting down")
+        self.hub.router.close_all("the server is shutting down")
         await self._storage.close()
 
 
@@ -272,15 +273,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     accounts = Accounts(
         router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
     )
-    factory = ChatServerFactory(
+    hub = Hub(
         router,
         accounts,
         reactor,
-        options["max-line-length"],
         options.limits(),
+        options["max-line-length"],
         require_tls_for_login=bool(options["require-tls-for-login"]),
     )
-    service = ChatService(factory, storage)
+    factory = ChatServerFactory(hub)
+    service = ChatService(hub, storage)
     for description in options["listen"]:
         _Listener(description, reactor, factory).setServiceParent(service)
     return service

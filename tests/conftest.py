@@ -13,10 +13,11 @@ from zope.interface import implementer
 
 from chatroute.core.accounts import Accounts
 from chatroute.core.auth import LoginThrottle, login_portal
+from chatroute.core.errors import ChatError
 from chatroute.core.events import Event
 from chatroute.core.interfaces import IParticipant
 from chatroute.core.passwords import PasswordHashing
-from chatroute.core.router import Router, RouterSettings, Session
+from chatroute.core.router import Presence, Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -73,10 +74,14 @@ class RecordingParticipant:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.errors: list[ChatError] = []
         self.closed: str | None = None
 
     def deliver(self, event: Event) -> None:
         self.events.append(event)
+
+    def reply_error(self, error: ChatError) -> None:
+        self.errors.append(error)
 
     def close(self, reason: str) -> None:
         self.closed = reason
@@ -92,9 +97,9 @@ class Person:
 
     def __init__(self, router: Router, nick: str | None = None) -> None:
         self.participant = RecordingParticipant()
-        self.session: Session = router.connect(self.participant)
+        self.presence: Presence = router.connect(self.participant)
         if nick is not None:
-            settled(router.register(self.session, nick))
+            settled(router.register(self.presence, nick))
             self.participant.take()
 
     def take(self) -> list[Event]:

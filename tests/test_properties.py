@@ -49,6 +49,7 @@ from chatroute.core.events import (
     UserList,
 )
 from chatroute.core.limits import Limits
+from chatroute.core.session import Hub
 from chatroute.frontends.line import ChatProtocol, ChatServerFactory
 from chatroute.frontends.syntax import (
     ChangePassword,
@@ -400,7 +401,7 @@ class Client:
 def make_factory(chat: Chat, limits: Limits | None = None) -> ChatServerFactory:
     """A server on C{chat}'s router, accounts and clock; chatroute's default limits if none."""
     return ChatServerFactory(
-        chat.router, chat.accounts, chat.clock, max_line_length=LIMIT, limits=limits
+        Hub(chat.router, chat.accounts, chat.clock, max_line_length=LIMIT, limits=limits)
     )
 
 
@@ -1001,16 +1002,16 @@ class ChatMachine(RuleBasedStateMachine):
     def user_map_matches_sessions(self) -> None:
         router = self.chat.router
         online = self.online()
-        sessions = {session.participant: session for session in router._sessions}
-        assert len(sessions) == len(router._sessions)
-        assert set(sessions) == {peer.client.protocol for peer in online}
+        sessions = {session.participant: session for session in router._presences}
+        assert len(sessions) == len(router._presences)
+        assert set(sessions) == {peer.client.protocol._session for peer in online}
         named = {peer.nick.lower(): peer for peer in online if peer.nick is not None}
         assert set(router._users) == set(named)
         for key, peer in named.items():
             session = router._users[key]
-            assert session is sessions[peer.client.protocol]
+            assert session is sessions[peer.client.protocol._session]
             assert (session.nick, session.account) == (peer.nick, peer.account)
-        for session in router._sessions:
+        for session in router._presences:
             if session.nick is None:
                 assert not session.rooms and not session.account
 
@@ -1020,7 +1021,7 @@ class ChatMachine(RuleBasedStateMachine):
         members: dict[str, set[object]] = {}
         for peer in self.online():
             for key, name in peer.rooms.items():
-                members.setdefault(key, set()).add(peer.client.protocol)
+                members.setdefault(key, set()).add(peer.client.protocol._session)
                 assert router._rooms[key].name == name
         assert {
             key: {session.participant for session in room.members.values()}
@@ -1029,9 +1030,9 @@ class ChatMachine(RuleBasedStateMachine):
         for key, room in router._rooms.items():
             assert key == room.name.lower()
             for member, session in room.members.items():
-                assert session in router._sessions and session.nick is not None
+                assert session in router._presences and session.nick is not None
                 assert member == session.nick.lower() and session.rooms[key] is room
-        for session in router._sessions:
+        for session in router._presences:
             for key, room in session.rooms.items():
                 assert router._rooms[key] is room
 

@@ -83,9 +83,10 @@ async def test_service_listens_on_every_endpoint_with_one_chat(tmp_path):
     try:
         ports = [await listener._waitingForPort for listener in service]
         assert len(ports) == 2
-        assert {port.factory for port in ports} == {service.factory}
-        assert service.factory.max_line_length == 99
-        assert service.factory.router.settings.join_history == 5
+        assert len({port.factory for port in ports}) == 1
+        assert ports[0].factory.hub is service.hub
+        assert service.hub.max_line_length == 99
+        assert service.hub.router.settings.join_history == 5
     finally:
         await service.stopService()
     assert all(not port.connected for port in ports)
@@ -106,7 +107,7 @@ async def test_stopping_tells_everyone_and_closes_the_storage():
     service = makeService(parse("--db", ":memory:", "--listen", "tcp:0:interface=127.0.0.1"))
     service.privilegedStartService()
     service.startService()
-    person = Person(service.factory.router)
+    person = Person(service.hub.router)
     await service.stopService()
     assert person.participant.closed == "the server is shutting down"
 
@@ -130,7 +131,7 @@ def test_limits_from_options():
 def test_tls_for_login_flag():
     assert not parse()["require-tls-for-login"]
     service = makeService(parse("--db", ":memory:", "--require-tls-for-login"))
-    assert service.factory.require_tls_for_login
+    assert service.hub.require_tls_for_login
 
 
 def test_router_settings_from_options():

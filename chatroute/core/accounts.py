@@ -24,7 +24,7 @@ from chatroute.core.errors import (
 from chatroute.core.events import AccountCreated, PasswordChanged
 from chatroute.core.interfaces import IStorage
 from chatroute.core.passwords import PasswordHashing
-from chatroute.core.router import Router, Session
+from chatroute.core.router import Presence, Router
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -59,9 +59,9 @@ class Accounts:
         self._portal = portal
         self._throttle = throttle
 
-    async def log_in(self, session: Session, name: str, password: str, address: str) -> None:
+    async def log_in(self, presence: Presence, name: str, password: str, address: str) -> None:
         """
-        Log the session in to the account C{name}.
+        Log the participant in to the account C{name}.
 
         @param address: where the attempt comes from, for throttling.
         @raise LoginThrottled: too many recent failures for the account or address.
@@ -69,45 +69,45 @@ class Accounts:
         """
         registered = await self._check_password(name, password, address)
         log.info("{address} logged in as {name}", address=address, name=registered)
-        await self._router.log_in(session, registered)
+        await self._router.log_in(presence, registered)
 
-    async def create(self, session: Session, password: str) -> None:
+    async def create(self, presence: Presence, password: str) -> None:
         """
-        Make the session's nickname an account with C{password}; the session
+        Make the participant's nickname an account with C{password}; the participant
         is then logged in to it.
 
-        @raise NotRegistered: the session has no nickname.
+        @raise NotRegistered: the participant has no nickname.
         @raise AccountExists: the nickname is already an account.
         @raise BadPassword: the password breaks the password rule.
         """
-        nick = session.nick
+        nick = presence.nick
         if nick is None:
             raise NotRegistered()
-        if session.account:
+        if presence.account:
             raise AccountExists(nick)
         check_new_password(password)
         await self._storage.create_account(nick, await self._hashing.hash(password))
         log.info("account {nick} created", nick=nick)
-        self._router.mark_account(session, nick)
-        session.participant.deliver(AccountCreated(nick))
+        self._router.mark_account(presence, nick)
+        presence.participant.deliver(AccountCreated(nick))
 
-    async def change_password(self, session: Session, old: str, new: str, address: str) -> None:
+    async def change_password(self, presence: Presence, old: str, new: str, address: str) -> None:
         """
         Replace the logged-in account's password.
 
-        @raise NotLoggedIn: the session is not logged in to an account.
+        @raise NotLoggedIn: the participant is not logged in to an account.
         @raise BadPassword: C{new} breaks the password rule.
         @raise LoginThrottled: too many recent failures.
         @raise LoginFailed: C{old} is wrong.
         """
-        nick = session.nick
-        if nick is None or not session.account:
+        nick = presence.nick
+        if nick is None or not presence.account:
             raise NotLoggedIn()
         check_new_password(new)
         await self._check_password(nick, old, address)
         await self._storage.set_password_hash(nick, await self._hashing.hash(new))
         log.info("{nick} changed password", nick=nick)
-        session.participant.deliver(PasswordChanged())
+        presence.participant.deliver(PasswordChanged())
 
     async def _check_password(self, name: str, password: str, address: str) -> str:
         """

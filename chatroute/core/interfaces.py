@@ -1,4 +1,4 @@
-"""The seams between the router and the front ends that connect people to it."""
+"""The seams between the core, the front ends that connect people to it, and storage."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
+from chatroute.core.commands import Command
+from chatroute.core.errors import ChatError
 from chatroute.core.events import Event
 
 
@@ -21,11 +23,64 @@ class IParticipant(Interface):
         Hand C{event} to the person. Must not block; may queue the event.
         """
 
+    def reply_error(error: ChatError) -> None:
+        """Tell the person that their request failed, and why."""
+
     def close(reason: str) -> None:
         """
         Tell the person why, then end their connection. The router has
-        already forgotten the session.
+        already forgotten them.
         """
+
+
+class ILink(Interface):
+    """
+    A front end's connection, as its session writes to it and closes it.
+
+    What is written is the front end's own encoding (L{IWireFormat}).
+    """
+
+    def write(data: bytes) -> None:
+        """Send C{data}: one or more encoded events or errors."""
+
+    def write_all(items: list[bytes]) -> None:
+        """Send each of C{items} in order, as few writes as the wire allows."""
+
+    def pause_reading() -> None:
+        """Read nothing more from the client until L{resume_reading}."""
+
+    def resume_reading() -> None:
+        """Read from the client again."""
+
+    def close() -> None:
+        """Close the connection once what was written is sent."""
+
+    def abort() -> None:
+        """Close the connection now, dropping what waits to be sent."""
+
+
+class IWireFormat(Interface):
+    """How a front end's lines become commands, and events and errors its bytes."""
+
+    def parse(line: bytes) -> Command | None:
+        """
+        The command in one line from the client; None for a line that asks
+        for nothing (blank).
+
+        @raise ChatError: the line is malformed; the error says how.
+        """
+
+    def encode(event: Event) -> bytes:
+        """C{event} as the front end sends it."""
+
+    def encode_error(error: ChatError) -> bytes:
+        """C{error}, answering the client's request, as the front end sends it."""
+
+    def help_lines() -> Sequence[str]:
+        """The commands the client may send, a notice line each, as the front end words them."""
+
+    def quote(line: bytes) -> str:
+        """The start of C{line}, safe to show, for an error to say which line it refused."""
 
 
 @dataclass(frozen=True, slots=True)

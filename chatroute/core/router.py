@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from chatroute.core.errors import (
     AccountRequired,
     AlreadyInRoom,
+    ChatError,
     InvalidNickname,
     InvalidRoomName,
     NameRegistered,
@@ -72,14 +73,14 @@ class RouterSettings:
 
 
 @dataclass(eq=False, slots=True)
-class Session:
+class Presence:
     """
-    One participant's standing with the router.
+    One participant's standing with the router: who they are and where.
 
     @ivar peer: where the participant connects from, for the log.
     @ivar nick: the nickname as its owner typed it; None until registered
         and again once disconnected.
-    @ivar account: whether C{nick} is an account the session logged in to.
+    @ivar account: whether C{nick} is an account the participant logged in to.
     @ivar rooms: the rooms the participant is in, by key.
     """
 
@@ -92,19 +93,19 @@ class Session:
 
 @dataclass(eq=False, slots=True)
 class Room:
-    """A named group of sessions; C{members} are keyed by nickname key, in join order."""
+    """A named group of presences; C{members} are keyed by nickname key, in join order."""
 
     name: str
-    members: dict[str, Session] = field(default_factory=dict)
+    members: dict[str, Presence] = field(default_factory=dict)
 
 
-def _deliver_all(sessions: list[Session], event: Event) -> None:
-    """Give C{event} to each session; one that fails is logged and the rest still get it."""
-    for session in sessions:
+def _deliver_all(presences: list[Presence], event: Event) -> None:
+    """Give C{event} to each presence; one that fails is logged and the rest still get it."""
+    for presence in presences:
         try:
-            session.participant.deliver(event)
+            presence.participant.deliver(event)
         except Exception:
-            log.failure("delivering to {nick} failed", nick=session.nick)
+            log.failure("delivering to {nick} failed", nick=presence.nick)
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:
@@ -120,7 +121,7 @@ class Router:
     The chat's state and rules: nicknames, rooms and delivery.
 
     Front ends call L{connect} for each new connection and pass the
-    L{Session} it returns to every later call.
+    L{Presence} it returns to every later call.
     """
 
     def __init__(
@@ -133,92 +134,99 @@ class Router:
         self._storage = storage
         self._clock = clock
         self.settings = settings or RouterSettings()
-        self._sessions: set[Session] = set()
-        self._users: dict[str, Session] = {}
+        self._presences: set[Presence] = set()
+        self._users: dict[str, Presence] = {}
         self._rooms: dict[str, Room] = {}
 
-    def connect(self, participant: IParticipant, peer: str = "?") -> Session:
+    def connect(self, participant: IParticipant, peer: str = "?") -> Presence:
         """
-        Start a session for a newly connected, not yet registered participant.
+        Start a participant for a newly connected, not yet registered participant.
 
         @param peer: where it connects from, for the log.
         """
-        session = Session(participant, peer)
-        self._sessions.add(session)
-        return session
+        presence = Presence(participant, peer)
+        self._presences.add(presence)
+        return presence
 
-    def disconnect(self, session: Session) -> None:
+    def disconnect(self, presence: Presence) -> None:
         """The participant is gone: leave every room (members are told) and free the name."""
-        self._sessions.discard(session)
-        nick = session.nick
+        self._presences.discard(presence)
+        nick = presence.nick
         if nick is None:
             return
-        for room in list(session.rooms.values()):
-            self._remove_member(session, room, disconnected=True)
+        for room in list(presence.rooms.values()):
+            self._remove_member(presence, room, disconnected=True)
         del self._users[name_key(nick)]
-        session.nick = None
-        session.account = False
+        presence.nick = None
+        presence.account = False
+
+    def not_delivered(self, sender: Presence, error: ChatError) -> None:
+        """
+        A message from C{sender} did not reach its recipient after all (the
+        recipient was dropped while it was being written): tell the sender.
+        """
+        sender.participant.reply_error(error)
 
     def close_all(self, reason: str) -> None:
         """Tell everyone connected why, and close their connections (server shutdown)."""
-        for session in list(self._sessions):
-            self.disconnect(session)
-            session.participant.close(reason)
+        for presence in list(self._presences):
+            self.disconnect(presence)
+            presence.participant.close(reason)
 
-    def register(self, session: Session, nick: str) -> Deferred[None] | None:
+    def register(self, presence: Presence, nick: str) -> Deferred[None] | None:
         """
-        Give the session a nickname as a guest, or change the one it has.
+        Give the participant a nickname as a guest, or change the one it has.
 
         Everyone sharing a room with a renamed user is told once; the
-        session itself gets L{Registered}. Changing to another nickname
-        leaves an account the session was logged in to; changing only the
+        presence itself gets L{Registered}. Changing to another nickname
+        leaves an account the participant was logged in to; changing only the
         letter case of the account's name keeps it.
 
         @raise InvalidNickname: C{nick} breaks the naming rule.
-        @raise NicknameTaken: another session has it, in any letter case.
+        @raise NicknameTaken: another participant has it, in any letter case.
         @return: None, or a Deferred failing with L{NameRegistered} if
             C{nick} is an account.
         """
         if not _NAME.fullmatch(nick):
             raise InvalidNickname(nick)
-        self._check_free(session, nick)
-        if session.account and name_key(session.nick or "") == name_key(nick):
-            self._claim(session, nick, account=True)
-            session.participant.deliver(Registered(nick))
+        self._check_free(presence, nick)
+        if presence.account and name_key(presence.nick or "") == name_key(nick):
+            self._claim(presence, nick, account=True)
+            presence.participant.deliver(Registered(nick))
             return None
-        return Deferred.fromCoroutine(self._register_guest(session, nick))
+        return Deferred.fromCoroutine(self._register_guest(presence, nick))
 
-    async def _register_guest(self, session: Session, nick: str) -> None:
+    async def _register_guest(self, presence: Presence, nick: str) -> None:
         account = await self._storage.get_account(nick)
         if account is not None:
             raise NameRegistered(account.name)
-        self._check_free(session, nick)
-        self._claim(session, nick, account=False)
-        session.participant.deliver(Registered(nick))
+        self._check_free(presence, nick)
+        self._claim(presence, nick, account=False)
+        presence.participant.deliver(Registered(nick))
 
-    def log_in(self, session: Session, name: str) -> Deferred[None]:
+    def log_in(self, presence: Presence, name: str) -> Deferred[None]:
         """
-        The session has proved it owns the account C{name}: give it the name,
+        The participant has proved it owns the account C{name}: give it the name,
         then the messages kept for it.
 
-        Another session holding the name (logged in elsewhere) is told and
+        Another participant holding the name (logged in elsewhere) is told and
         closed. Kept messages are delivered oldest first, each with its
         time, and then forgotten.
 
         @return: Deferred firing once the kept messages are delivered.
         """
         holder = self._users.get(name_key(name))
-        if holder is not None and holder is not session:
+        if holder is not None and holder is not presence:
             self.disconnect(holder)
             holder.participant.close("logged in from another connection")
-        self._claim(session, name, account=True)
-        return Deferred.fromCoroutine(self._deliver_kept(session, name))
+        self._claim(presence, name, account=True)
+        return Deferred.fromCoroutine(self._deliver_kept(presence, name))
 
-    async def _deliver_kept(self, session: Session, name: str) -> None:
+    async def _deliver_kept(self, presence: Presence, name: str) -> None:
         messages = await self._storage.pending_messages(name)
-        if not (session.account and session.nick == name):
+        if not (presence.account and presence.nick == name):
             return  # renamed or gone meanwhile: keep them for the next login
-        participant = session.participant
+        participant = presence.participant
         participant.deliver(LoggedIn(name, len(messages)))
         for message in messages:
             participant.deliver(
@@ -227,14 +235,14 @@ class Router:
         if messages:
             await self._storage.delete_messages([message.id for message in messages])
 
-    def mark_account(self, session: Session, name: str) -> None:
-        """The session's nickname C{name} has just been made an account."""
-        if session.nick is not None and name_key(session.nick) == name_key(name):
-            session.account = True
+    def mark_account(self, presence: Presence, name: str) -> None:
+        """The participant's nickname C{name} has just been made an account."""
+        if presence.nick is not None and name_key(presence.nick) == name_key(name):
+            presence.account = True
 
-    def send_direct(self, session: Session, to: str, text: str) -> Deferred[None] | None:
+    def send_direct(self, presence: Presence, to: str, text: str) -> Deferred[None] | None:
         """
-        Deliver C{text} from the session to the user named C{to}, or keep it
+        Deliver C{text} from the participant to the user named C{to}, or keep it
         for them if they are an account that is offline.
 
         @raise NotRegistered: the sender has no nickname.
@@ -245,16 +253,16 @@ class Router:
             with L{chatroute.core.errors.MailboxFull}.
         """
         # The checks of _sender, spelled out: this is the hot path.
-        sender = session.nick
-        if sender is None or (session.account is False and self.settings.require_account):
-            sender = self._sender(session)
+        sender = presence.nick
+        if sender is None or (presence.account is False and self.settings.require_account):
+            sender = self._sender(presence)
         recipient = self._users.get(name_key(to))
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text))
             return None
-        return Deferred.fromCoroutine(self._keep(session, sender, to, text))
+        return Deferred.fromCoroutine(self._keep(presence, sender, to, text))
 
-    async def _keep(self, session: Session, sender: str, to: str, text: str) -> None:
+    async def _keep(self, presence: Presence, sender: str, to: str, text: str) -> None:
         account = await self._storage.get_account(to)
         recipient = self._users.get(name_key(to))
         if recipient is not None:  # logged in while we looked
@@ -265,11 +273,11 @@ class Router:
         await self._storage.store_message(
             account.name, sender, text, self._clock.seconds(), self.settings.offline_cap
         )
-        session.participant.deliver(StoredForLater(account.name))
+        presence.participant.deliver(StoredForLater(account.name))
 
-    def send_room(self, session: Session, room_name: str, text: str) -> None:
+    def send_room(self, presence: Presence, room_name: str, text: str) -> None:
         """
-        Deliver C{text} from the session to every member of the room, the
+        Deliver C{text} from the participant to every member of the room, the
         sender too, and add it to the room's history.
 
         @raise NotRegistered: the sender has no nickname.
@@ -277,7 +285,7 @@ class Router:
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the sender is not a member.
         """
-        sender = self._sender(session)
+        sender = self._sender(presence)
         room = self._room(room_name)
         if name_key(sender) not in room.members:
             raise NotInRoom(room.name)
@@ -286,20 +294,20 @@ class Router:
             _log_failure, "keeping a room message in history"
         )
 
-    def join(self, session: Session, room_name: str) -> Deferred[None] | None:
+    def join(self, presence: Presence, room_name: str) -> Deferred[None] | None:
         """
-        Add the session to the room, creating the room if it does not exist.
+        Add the participant to the room, creating the room if it does not exist.
 
         Every member, the joiner included, is told with L{Joined}; the joiner
         then gets the member list and the room's recent history.
 
-        @raise NotRegistered: the session has no nickname.
-        @raise AccountRequired: the session is a guest and the server wants accounts.
+        @raise NotRegistered: the participant has no nickname.
+        @raise AccountRequired: the participant is a guest and the server wants accounts.
         @raise InvalidRoomName: the name breaks the naming rule.
-        @raise AlreadyInRoom: the session is already a member.
+        @raise AlreadyInRoom: the participant is already a member.
         @return: None, or a Deferred firing once the history is delivered.
         """
-        nick = self._sender(session)
+        nick = self._sender(presence)
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
         room_key = name_key(room_name)
@@ -309,63 +317,65 @@ class Router:
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
         elif name_key(nick) in room.members:
             raise AlreadyInRoom(room.name)
-        room.members[name_key(nick)] = session
-        session.rooms[room_key] = room
+        room.members[name_key(nick)] = presence
+        presence.rooms[room_key] = room
         _deliver_all(list(room.members.values()), Joined(room.name, nick))
-        session.participant.deliver(self.who(room.name))
+        presence.participant.deliver(self.who(room.name))
         if not self.settings.join_history:
             return None
         return Deferred.fromCoroutine(
-            self._replay(session, room, self.settings.join_history, quiet_if_empty=True)
+            self._replay(presence, room, self.settings.join_history, quiet_if_empty=True)
         )
 
-    def history(self, session: Session, room_name: str, count: int | None) -> Deferred[None]:
+    def history(self, presence: Presence, room_name: str, count: int | None) -> Deferred[None]:
         """
         Replay the room's last C{count} messages (default: as on joining; at
         most C{max_history}) to a member.
 
         @raise NoSuchRoom: there is no such room.
-        @raise NotInRoom: the session is not a member.
+        @raise NotInRoom: the participant is not a member.
         @return: Deferred firing once the history is delivered.
         """
-        nick = self._sender(session)
+        nick = self._sender(presence)
         room = self._room(room_name)
         if name_key(nick) not in room.members:
             raise NotInRoom(room.name)
         wanted = self.settings.join_history if count is None else count
         return Deferred.fromCoroutine(
             self._replay(
-                session, room, min(wanted, self.settings.max_history), quiet_if_empty=False
+                presence, room, min(wanted, self.settings.max_history), quiet_if_empty=False
             )
         )
 
-    async def _replay(self, session: Session, room: Room, count: int, quiet_if_empty: bool) -> None:
+    async def _replay(
+        self, presence: Presence, room: Room, count: int, quiet_if_empty: bool
+    ) -> None:
         entries = await self._storage.recent_history(room.name, count) if count > 0 else []
         if not entries and quiet_if_empty:
             return
-        participant = session.participant
+        participant = presence.participant
         participant.deliver(HistoryStart(room.name, len(entries)))
         for entry in entries:
             participant.deliver(
                 Replayed(entry.sent_at, RoomMessage(room.name, entry.sender, entry.text))
             )
 
-    def leave(self, session: Session, room_name: str) -> None:
+    def leave(self, presence: Presence, room_name: str) -> None:
         """
-        Take the session out of the room; members and the leaver are told.
+        Take the participant out of the room; members and the leaver are told.
 
         A room left empty disappears (its history stays).
 
-        @raise NotRegistered: the session has no nickname.
+        @raise NotRegistered: the participant has no nickname.
         @raise NoSuchRoom: there is no such room.
-        @raise NotInRoom: the session is not a member.
+        @raise NotInRoom: the participant is not a member.
         """
-        nick = self._nick(session)
+        nick = self._nick(presence)
         room = self._room(room_name)
         if name_key(nick) not in room.members:
             raise NotInRoom(room.name)
-        session.participant.deliver(Left(room.name, nick))
-        self._remove_member(session, room, disconnected=False)
+        presence.participant.deliver(Left(room.name, nick))
+        self._remove_member(presence, room, disconnected=False)
 
     def rooms(self) -> RoomList:
         """Every room with its member count, by name."""
@@ -383,38 +393,38 @@ class Router:
         room = self._room(room_name)
         return UserList(room.name, _sorted_names([s.nick for s in room.members.values() if s.nick]))
 
-    def _check_free(self, session: Session, nick: str) -> None:
+    def _check_free(self, presence: Presence, nick: str) -> None:
         holder = self._users.get(name_key(nick))
-        if holder is not None and holder is not session:
+        if holder is not None and holder is not presence:
             raise NicknameTaken(holder.nick or nick)
 
-    def _claim(self, session: Session, nick: str, account: bool) -> None:
-        """Give the session C{nick} (free, or its own), keeping its rooms."""
+    def _claim(self, presence: Presence, nick: str, account: bool) -> None:
+        """Give the participant C{nick} (free, or its own), keeping its rooms."""
         key = name_key(nick)
-        old = session.nick
+        old = presence.nick
         if old is not None:
             old_key = name_key(old)
             del self._users[old_key]
-            for room in session.rooms.values():
+            for room in presence.rooms.values():
                 del room.members[old_key]
-                room.members[key] = session
-        self._users[key] = session
-        session.nick = nick
-        session.account = account
+                room.members[key] = presence
+        self._users[key] = presence
+        presence.nick = nick
+        presence.account = account
         if old != nick:
-            log.info("{peer} is {nick}", peer=session.peer, nick=nick)
+            log.info("{peer} is {nick}", peer=presence.peer, nick=nick)
         if old is not None and old != nick:
-            _deliver_all(self._roommates(session), Renamed(old, nick))
+            _deliver_all(self._roommates(presence), Renamed(old, nick))
 
-    def _nick(self, session: Session) -> str:
-        if session.nick is None:
+    def _nick(self, presence: Presence) -> str:
+        if presence.nick is None:
             raise NotRegistered()
-        return session.nick
+        return presence.nick
 
-    def _sender(self, session: Session) -> str:
-        """The nickname of a session allowed to chat."""
-        nick = self._nick(session)
-        if self.settings.require_account and not session.account:
+    def _sender(self, presence: Presence) -> str:
+        """The nickname of a participant allowed to chat."""
+        nick = self._nick(presence)
+        if self.settings.require_account and not presence.account:
             raise AccountRequired()
         return nick
 
@@ -427,19 +437,19 @@ class Router:
             raise NoSuchRoom(room_name)
         return room
 
-    def _roommates(self, session: Session) -> list[Session]:
-        """Everyone sharing at least one room with the session, once each, not itself."""
-        mates: dict[int, Session] = {}
-        for room in session.rooms.values():
+    def _roommates(self, presence: Presence) -> list[Presence]:
+        """Everyone sharing at least one room with the participant, once each, not itself."""
+        mates: dict[int, Presence] = {}
+        for room in presence.rooms.values():
             for member in room.members.values():
-                if member is not session:
+                if member is not presence:
                     mates[id(member)] = member
         return list(mates.values())
 
-    def _remove_member(self, session: Session, room: Room, disconnected: bool) -> None:
-        nick = self._nick(session)
+    def _remove_member(self, presence: Presence, room: Room, disconnected: bool) -> None:
+        nick = self._nick(presence)
         del room.members[name_key(nick)]
-        del session.rooms[name_key(room.name)]
+        del presence.rooms[name_key(room.name)]
         if room.members:
             _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
         else:

@@ -1,18 +1,43 @@
 """
 The line protocol's syntax: text lines in, commands out; events in, text lines out.
 
-Pure functions over C{str}; no I/O and no state. C{docs/protocol.md} is the
-contract these implement. Commands, like events, are values that nothing
-changes, and, like events, not frozen dataclasses for speed.
+Pure functions over C{str}, and L{LineFormat}, which puts them on the wire
+for the front ends that speak the line protocol (TCP, WebSocket).
+C{docs/protocol.md} is the contract these implement.
 """
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chatroute.core.errors import ControlCharacters, EmptyMessage, MalformedLine, UnknownCommand
+from zope.interface import implementer
+
+from chatroute.core.commands import (
+    ChangePassword,
+    Command,
+    CreateAccount,
+    Help,
+    History,
+    Join,
+    Leave,
+    ListRooms,
+    Ping,
+    Quit,
+    Register,
+    SendDirect,
+    SendRoom,
+    ShowLimits,
+    Who,
+)
+from chatroute.core.errors import (
+    ChatError,
+    ControlCharacters,
+    EmptyMessage,
+    InvalidEncoding,
+    MalformedLine,
+    UnknownCommand,
+)
 from chatroute.core.events import (
     AccountCreated,
     DirectMessage,
@@ -32,120 +57,7 @@ from chatroute.core.events import (
     StoredForLater,
     UserList,
 )
-
-
-@dataclass(slots=True)
-class Register:
-    """
-    C{#alice}: claim a nickname as a guest, or change to it;
-    C{#alice secret} or C{/login alice secret}: log in to the account.
-    """
-
-    nick: str
-    password: str | None = None
-
-
-@dataclass(slots=True)
-class CreateAccount:
-    """C{/register secret}: make the current nickname an account."""
-
-    password: str
-
-
-@dataclass(slots=True)
-class ChangePassword:
-    """C{/password old new}."""
-
-    old: str
-    new: str
-
-
-@dataclass(slots=True)
-class History:
-    """C{/history #lobby [N]}: the room's last N messages (None: the server's default)."""
-
-    room: str
-    count: int | None
-
-
-@dataclass(slots=True)
-class SendDirect:
-    """C{@bob:hello}: a message to one user."""
-
-    to: str
-    text: str
-
-
-@dataclass(slots=True)
-class SendRoom:
-    """C{@#lobby:hello}: a message to a room."""
-
-    room: str
-    text: str
-
-
-@dataclass(slots=True)
-class Join:
-    """C{/join #lobby}."""
-
-    room: str
-
-
-@dataclass(slots=True)
-class Leave:
-    """C{/leave #lobby}."""
-
-    room: str
-
-
-@dataclass(slots=True)
-class ListRooms:
-    """C{/rooms}."""
-
-
-@dataclass(slots=True)
-class Who:
-    """C{/who} (C{room} is None) or C{/who #lobby}."""
-
-    room: str | None
-
-
-@dataclass(slots=True)
-class Help:
-    """C{/help}."""
-
-
-@dataclass(slots=True)
-class Ping:
-    """C{/ping}: answered with C{* pong}, to keep a quiet connection alive."""
-
-
-@dataclass(slots=True)
-class ShowLimits:
-    """C{/limits}: the flood, line-length and idle limits the connection is held to."""
-
-
-@dataclass(slots=True)
-class Quit:
-    """C{/quit}."""
-
-
-Command = (
-    Register
-    | SendDirect
-    | SendRoom
-    | Join
-    | Leave
-    | ListRooms
-    | Who
-    | Help
-    | Quit
-    | Ping
-    | ShowLimits
-    | CreateAccount
-    | ChangePassword
-    | History
-)
+from chatroute.core.interfaces import IWireFormat
 
 HELP = (
     "#name              take the nickname name as a guest, or change to it",
@@ -369,3 +281,47 @@ def format_event(event: Event) -> str:
     if formatter is None:
         raise TypeError(f"not an event: {event!r}")
     return formatter(event)
+
+
+@implementer(IWireFormat)
+class LineFormat:
+    """
+    The line protocol on the wire: a line of UTF-8 to a command; an event
+    or an error to CR LF terminated lines.
+
+    It remembers the last event it encoded, so a room message fanned out to
+    every member is formatted and encoded once, not once per member.
+    """
+
+    __slots__ = ("_data", "_event")
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._data = b""
+
+    def parse(self, line: bytes) -> Command | None:
+        """The command a line (without its ending) asks for; None for a blank line."""
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            raise InvalidEncoding() from None
+        return parse_line(text)
+
+    def encode(self, event: Event) -> bytes:
+        """The event as UTF-8 lines, each ending in CR LF."""
+        if event is not self._event:
+            self._data = (format_event(event) + "\r\n").encode()
+            self._event = event
+        return self._data
+
+    def encode_error(self, error: ChatError) -> bytes:
+        """The error as a C{! ...} line."""
+        return f"! {error}\r\n".encode()
+
+    def help_lines(self) -> Sequence[str]:
+        """The commands, a line each, to answer C{/help} with."""
+        return HELP
+
+    def quote(self, line: bytes) -> str:
+        """The start of a line, for an error to say which line it refused (L{quote_line_start})."""
+        return quote_line_start(line)

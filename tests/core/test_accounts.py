@@ -17,22 +17,22 @@ def run(coroutine):
 def alice(chat):
     """alice, a registered account, logged in."""
     person = Person(chat.router, "alice")
-    run(chat.accounts.create(person.session, "secret123"))
+    run(chat.accounts.create(person.presence, "secret123"))
     person.take()
     return person
 
 
 def log_in(chat, name, password, address="192.0.2.1"):
     person = Person(chat.router)
-    run(chat.accounts.log_in(person.session, name, password, address))
+    run(chat.accounts.log_in(person.presence, name, password, address))
     return person
 
 
 def test_create(chat):
     person = Person(chat.router, "Alice")
-    run(chat.accounts.create(person.session, "secret123"))
+    run(chat.accounts.create(person.presence, "secret123"))
     assert person.take() == [AccountCreated("Alice")]
-    assert person.session.account
+    assert person.presence.account
     account = settled(chat.storage.get_account("alice"))
     assert account.name == "Alice"
     assert "secret123" not in account.password_hash
@@ -41,12 +41,12 @@ def test_create(chat):
 
 def test_create_needs_a_nickname(chat):
     with pytest.raises(errors.NotRegistered):
-        run(chat.accounts.create(Person(chat.router).session, "secret123"))
+        run(chat.accounts.create(Person(chat.router).presence, "secret123"))
 
 
 def test_create_twice(chat, alice):
     with pytest.raises(errors.AccountExists, match="alice is already registered"):
-        run(chat.accounts.create(alice.session, "secret456"))
+        run(chat.accounts.create(alice.presence, "secret456"))
 
 
 @pytest.mark.parametrize("password", ["short", "has space1", "x" * 1025, "tab\there1"])
@@ -56,11 +56,11 @@ def test_password_rule(password):
 
 
 def test_log_in(chat, alice):
-    chat.router.disconnect(alice.session)
+    chat.router.disconnect(alice.presence)
     person = log_in(chat, "ALICE", "secret123")
     assert person.take() == [LoggedIn("alice", 0)]
-    assert person.session.nick == "alice"
-    assert person.session.account
+    assert person.presence.nick == "alice"
+    assert person.presence.account
 
 
 @pytest.mark.parametrize(("name", "password"), [("alice", "wrong-one"), ("nobody", "secret123")])
@@ -85,7 +85,7 @@ def test_failures_slow_down_then_lock_out(chat, alice):
     with pytest.raises(errors.LoginThrottled, match=r"try again in \d+ s"):
         log_in(chat, "alice", "secret123", address="198.51.100.7")
     chat.clock.advance(15 * 60)
-    assert log_in(chat, "alice", "secret123", address="198.51.100.7").session.account
+    assert log_in(chat, "alice", "secret123", address="198.51.100.7").presence.account
 
 
 def test_throttle_is_per_address_too(chat, alice):
@@ -94,29 +94,29 @@ def test_throttle_is_per_address_too(chat, alice):
             log_in(chat, name, "wrong-one", address="203.0.113.9")
     with pytest.raises(errors.LoginThrottled):
         log_in(chat, "alice", "secret123", address="203.0.113.9")
-    assert log_in(chat, "alice", "secret123", address="192.0.2.44").session.account
+    assert log_in(chat, "alice", "secret123", address="192.0.2.44").presence.account
 
 
 def test_change_password(chat, alice):
-    run(chat.accounts.change_password(alice.session, "secret123", "newsecret1", "192.0.2.1"))
+    run(chat.accounts.change_password(alice.presence, "secret123", "newsecret1", "192.0.2.1"))
     assert alice.take() == [PasswordChanged()]
-    chat.router.disconnect(alice.session)
+    chat.router.disconnect(alice.presence)
     with pytest.raises(errors.LoginFailed):
         log_in(chat, "alice", "secret123")
-    assert log_in(chat, "alice", "newsecret1").session.account
+    assert log_in(chat, "alice", "newsecret1").presence.account
 
 
 def test_change_password_checks_the_old_one(chat, alice):
     with pytest.raises(errors.LoginFailed):
-        run(chat.accounts.change_password(alice.session, "wrong-one", "newsecret1", "192.0.2.1"))
+        run(chat.accounts.change_password(alice.presence, "wrong-one", "newsecret1", "192.0.2.1"))
 
 
 def test_change_password_needs_a_login(chat):
     guest = Person(chat.router, "guest")
     with pytest.raises(errors.NotLoggedIn):
-        run(chat.accounts.change_password(guest.session, "secret123", "newsecret1", "192.0.2.1"))
+        run(chat.accounts.change_password(guest.presence, "secret123", "newsecret1", "192.0.2.1"))
 
 
 def test_new_password_must_follow_the_rule(chat, alice):
     with pytest.raises(errors.BadPassword):
-        run(chat.accounts.change_password(alice.session, "secret123", "short", "192.0.2.1"))
+        run(chat.accounts.change_password(alice.presence, "secret123", "short", "192.0.2.1"))

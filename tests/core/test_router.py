@@ -25,7 +25,7 @@ from tests.conftest import Person, settled
 
 def test_register(router):
     alice = Person(router)
-    router.register(alice.session, "Alice")
+    router.register(alice.presence, "Alice")
     assert alice.take() == [Registered("Alice")]
     assert router.who() == UserList(None, ("Alice",))
 
@@ -37,14 +37,14 @@ def test_register(router):
 def test_register_invalid(router, nick):
     alice = Person(router)
     with pytest.raises(errors.InvalidNickname):
-        router.register(alice.session, nick)
+        router.register(alice.presence, nick)
     assert router.who() == UserList(None, ())
 
 
 @pytest.mark.parametrize("nick", ["a", "A" * 32, "a1_-", "Zed-9"])
 def test_register_valid_edges(router, nick):
     alice = Person(router)
-    router.register(alice.session, nick)
+    router.register(alice.presence, nick)
     assert alice.take() == [Registered(nick)]
 
 
@@ -52,77 +52,77 @@ def test_nickname_taken_case_insensitively(router):
     Person(router, "alice")
     bob = Person(router)
     with pytest.raises(errors.NicknameTaken, match="nickname taken: alice"):
-        router.register(bob.session, "ALICE")
-    assert bob.session.nick is None
+        router.register(bob.presence, "ALICE")
+    assert bob.presence.nick is None
 
 
 def test_rename_frees_old_name_and_tells_roommates_once(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
     for room in ("#a", "#b"):
-        router.join(alice.session, room)
-        router.join(bob.session, room)
+        router.join(alice.presence, room)
+        router.join(bob.presence, room)
     alice.take(), bob.take()
-    router.register(alice.session, "alicia")
+    router.register(alice.presence, "alicia")
     assert alice.take() == [Registered("alicia")]
     assert bob.take() == [Renamed("alice", "alicia")]
     assert router.who("#a") == UserList("#a", ("alicia", "bob"))
     carol = Person(router)
-    router.register(carol.session, "alice")
-    router.send_direct(bob.session, "alicia", "hi")
+    router.register(carol.presence, "alice")
+    router.send_direct(bob.presence, "alicia", "hi")
     assert alice.take() == [DirectMessage("bob", "hi")]
 
 
 def test_reregister_same_name_changes_case(router):
     alice = Person(router, "alice")
-    router.register(alice.session, "Alice")
+    router.register(alice.presence, "Alice")
     assert alice.take() == [Registered("Alice")]
     assert router.who() == UserList(None, ("Alice",))
 
 
 def test_direct_message(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
-    router.send_direct(alice.session, "BOB", "hello")
+    router.send_direct(alice.presence, "BOB", "hello")
     assert bob.take() == [DirectMessage("alice", "hello")]
     assert alice.take() == []
 
 
 def test_direct_message_to_self(router):
     alice = Person(router, "alice")
-    router.send_direct(alice.session, "alice", "note")
+    router.send_direct(alice.presence, "alice", "note")
     assert alice.take() == [DirectMessage("alice", "note")]
 
 
 def test_direct_message_unknown_user(router):
     alice = Person(router, "alice")
     with pytest.raises(errors.NoSuchUser, match="no such user: carol"):
-        settled(router.send_direct(alice.session, "carol", "hi"))
+        settled(router.send_direct(alice.presence, "carol", "hi"))
 
 
 def test_unregistered_user_cannot_send_or_join(router):
     Person(router, "bob")
     guest = Person(router)
     with pytest.raises(errors.NotRegistered):
-        router.send_direct(guest.session, "bob", "hi")
+        router.send_direct(guest.presence, "bob", "hi")
     with pytest.raises(errors.NotRegistered):
-        router.join(guest.session, "#lobby")
+        router.join(guest.presence, "#lobby")
     with pytest.raises(errors.NotRegistered):
-        router.send_room(guest.session, "#lobby", "hi")
+        router.send_room(guest.presence, "#lobby", "hi")
     with pytest.raises(errors.NotRegistered):
-        router.leave(guest.session, "#lobby")
+        router.leave(guest.presence, "#lobby")
 
 
 def test_unregistered_user_cannot_be_reached(router):
     alice = Person(router, "alice")
     Person(router)
     with pytest.raises(errors.NoSuchUser):
-        settled(router.send_direct(alice.session, "None", "hi"))
+        settled(router.send_direct(alice.presence, "None", "hi"))
 
 
 def test_join_creates_room_and_announces(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
-    router.join(alice.session, "#Lobby")
+    router.join(alice.presence, "#Lobby")
     assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",))]
-    router.join(bob.session, "#lobby")
+    router.join(bob.presence, "#lobby")
     assert alice.take() == [Joined("#Lobby", "bob")]
     assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"))]
     assert router.rooms() == RoomList((("#Lobby", 2),))
@@ -132,25 +132,25 @@ def test_join_creates_room_and_announces(router):
 def test_join_invalid_room(router, room):
     alice = Person(router, "alice")
     with pytest.raises(errors.InvalidRoomName):
-        router.join(alice.session, room)
+        router.join(alice.presence, room)
     assert router.rooms() == RoomList(())
 
 
 def test_join_twice(router):
     alice = Person(router, "alice")
-    router.join(alice.session, "#lobby")
+    router.join(alice.presence, "#lobby")
     with pytest.raises(errors.AlreadyInRoom, match="you are already in #lobby"):
-        router.join(alice.session, "#LOBBY")
+        router.join(alice.presence, "#LOBBY")
 
 
 def test_room_message_reaches_every_member_and_sender(router):
     people = [Person(router, f"user{n}") for n in range(4)]
     for person in people:
-        router.join(person.session, "#lobby")
+        router.join(person.presence, "#lobby")
     outsider = Person(router, "outsider")
     for person in people:
         person.take()
-    router.send_room(people[0].session, "#LOBBY", "hi all")
+    router.send_room(people[0].presence, "#LOBBY", "hi all")
     for person in people:
         assert person.take() == [RoomMessage("#lobby", "user0", "hi all")]
     assert outsider.take() == []
@@ -158,21 +158,21 @@ def test_room_message_reaches_every_member_and_sender(router):
 
 def test_room_message_needs_membership(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
-    router.join(alice.session, "#lobby")
+    router.join(alice.presence, "#lobby")
     with pytest.raises(errors.NotInRoom, match="you are not in #lobby"):
-        router.send_room(bob.session, "#lobby", "hi")
+        router.send_room(bob.presence, "#lobby", "hi")
 
 
 def test_room_message_unknown_room(router):
     alice = Person(router, "alice")
     with pytest.raises(errors.NoSuchRoom, match="no such room: #nowhere"):
-        router.send_room(alice.session, "#nowhere", "hi")
+        router.send_room(alice.presence, "#nowhere", "hi")
 
 
 def test_one_failing_member_does_not_stop_the_others(router):
     alice, bob, carol = (Person(router, nick) for nick in ("alice", "bob", "carol"))
     for person in (alice, bob, carol):
-        router.join(person.session, "#lobby")
+        router.join(person.presence, "#lobby")
     for person in (alice, bob, carol):
         person.take()
 
@@ -181,7 +181,7 @@ def test_one_failing_member_does_not_stop_the_others(router):
 
     bob.participant.deliver = broken  # type: ignore[method-assign]
     with capturedLogs() as logs:
-        router.send_room(alice.session, "#lobby", "still here")
+        router.send_room(alice.presence, "#lobby", "still here")
     assert carol.take() == [RoomMessage("#lobby", "alice", "still here")]
     assert alice.take() == [RoomMessage("#lobby", "alice", "still here")]
     assert any(event.get("log_failure") for event in logs)
@@ -189,20 +189,20 @@ def test_one_failing_member_does_not_stop_the_others(router):
 
 def test_leave(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
-    router.join(alice.session, "#lobby")
-    router.join(bob.session, "#lobby")
+    router.join(alice.presence, "#lobby")
+    router.join(bob.presence, "#lobby")
     alice.take(), bob.take()
-    router.leave(bob.session, "#LOBBY")
+    router.leave(bob.presence, "#LOBBY")
     assert bob.take() == [Left("#lobby", "bob")]
     assert alice.take() == [Left("#lobby", "bob")]
     with pytest.raises(errors.NotInRoom):
-        router.send_room(bob.session, "#lobby", "hi")
+        router.send_room(bob.presence, "#lobby", "hi")
 
 
 def test_leaving_last_member_removes_room(router):
     alice = Person(router, "alice")
-    router.join(alice.session, "#lobby")
-    router.leave(alice.session, "#lobby")
+    router.join(alice.presence, "#lobby")
+    router.leave(alice.presence, "#lobby")
     assert router.rooms() == RoomList(())
     with pytest.raises(errors.NoSuchRoom):
         router.who("#lobby")
@@ -211,38 +211,38 @@ def test_leaving_last_member_removes_room(router):
 def test_leave_errors(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
     with pytest.raises(errors.NoSuchRoom):
-        router.leave(alice.session, "#lobby")
-    router.join(bob.session, "#lobby")
+        router.leave(alice.presence, "#lobby")
+    router.join(bob.presence, "#lobby")
     with pytest.raises(errors.NotInRoom):
-        router.leave(alice.session, "#lobby")
+        router.leave(alice.presence, "#lobby")
 
 
 def test_disconnect_leaves_rooms_and_frees_name(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
     for room in ("#a", "#b"):
-        router.join(alice.session, room)
-    router.join(bob.session, "#a")
+        router.join(alice.presence, room)
+    router.join(bob.presence, "#a")
     bob.take()
-    router.disconnect(alice.session)
+    router.disconnect(alice.presence)
     assert bob.take() == [Left("#a", "alice", disconnected=True)]
     assert router.rooms() == RoomList((("#a", 1),))
     assert router.who() == UserList(None, ("bob",))
     newcomer = Person(router)
-    router.register(newcomer.session, "alice")
+    router.register(newcomer.presence, "alice")
     with pytest.raises(errors.NoSuchUser):
-        settled(router.send_direct(bob.session, "ghost", "hi"))
+        settled(router.send_direct(bob.presence, "ghost", "hi"))
 
 
 def test_disconnect_unregistered_is_harmless(router):
     guest = Person(router)
-    router.disconnect(guest.session)
+    router.disconnect(guest.presence)
     assert router.who() == UserList(None, ())
 
 
 def test_who_and_rooms_sorted_case_insensitively(router):
     for nick in ("carol", "Bob", "alice"):
         person = Person(router, nick)
-        router.join(person.session, f"#{nick}room")
+        router.join(person.presence, f"#{nick}room")
     assert router.who() == UserList(None, ("alice", "Bob", "carol"))
     assert router.rooms() == RoomList((("#aliceroom", 1), ("#Bobroom", 1), ("#carolroom", 1)))
 
@@ -255,8 +255,8 @@ def test_who_unknown_room(router):
 def make_account(chat, nick, password="secret123"):
     """A registered account, created through the rules, then logged out."""
     person = Person(chat.router, nick)
-    settled(Deferred.fromCoroutine(chat.accounts.create(person.session, password)))
-    chat.router.disconnect(person.session)
+    settled(Deferred.fromCoroutine(chat.accounts.create(person.presence, password)))
+    chat.router.disconnect(person.presence)
     return person
 
 
@@ -264,20 +264,20 @@ def test_guest_cannot_take_a_registered_name(chat):
     make_account(chat, "alice")
     guest = Person(chat.router)
     with pytest.raises(errors.NameRegistered, match="alice is a registered account"):
-        settled(chat.router.register(guest.session, "ALICE"))
-    assert guest.session.nick is None
+        settled(chat.router.register(guest.presence, "ALICE"))
+    assert guest.presence.nick is None
     assert guest.take() == []
 
 
 def test_message_to_offline_account_is_kept_and_delivered_at_login(chat):
     make_account(chat, "alice")
     bob = Person(chat.router, "bob")
-    settled(chat.router.send_direct(bob.session, "Alice", "first"))
+    settled(chat.router.send_direct(bob.presence, "Alice", "first"))
     chat.clock.advance(60)
-    settled(chat.router.send_direct(bob.session, "alice", "second"))
+    settled(chat.router.send_direct(bob.presence, "alice", "second"))
     assert bob.take() == [StoredForLater("alice"), StoredForLater("alice")]
     alice = Person(chat.router)
-    settled(chat.router.log_in(alice.session, "alice"))
+    settled(chat.router.log_in(alice.presence, "alice"))
     start = 1_800_000_000
     assert alice.take() == [
         LoggedIn("alice", 2),
@@ -286,14 +286,14 @@ def test_message_to_offline_account_is_kept_and_delivered_at_login(chat):
     ]
     assert settled(chat.storage.pending_messages("alice")) == []
     again = Person(chat.router)
-    settled(chat.router.log_in(again.session, "alice"))
+    settled(chat.router.log_in(again.presence, "alice"))
     assert again.take() == [LoggedIn("alice", 0)]
 
 
 def test_offline_guest_or_unknown_name_is_an_error(chat):
     bob = Person(chat.router, "bob")
     with pytest.raises(errors.NoSuchUser):
-        settled(chat.router.send_direct(bob.session, "nobody", "hi"))
+        settled(chat.router.send_direct(bob.presence, "nobody", "hi"))
     assert settled(chat.storage.pending_messages("nobody")) == []
 
 
@@ -302,24 +302,24 @@ def test_offline_cap(chat):
     make_account(chat, "alice")
     bob = Person(chat.router, "bob")
     for text in ("one", "two"):
-        settled(chat.router.send_direct(bob.session, "alice", text))
+        settled(chat.router.send_direct(bob.presence, "alice", text))
     with pytest.raises(errors.MailboxFull, match="alice is offline and has too many"):
-        settled(chat.router.send_direct(bob.session, "alice", "three"))
+        settled(chat.router.send_direct(bob.presence, "alice", "three"))
 
 
 def test_second_login_closes_the_first(chat):
     make_account(chat, "alice")
     bob = Person(chat.router, "bob")
     first, second = Person(chat.router), Person(chat.router)
-    settled(chat.router.log_in(first.session, "alice"))
-    chat.router.join(first.session, "#lobby")
-    chat.router.join(bob.session, "#lobby")
+    settled(chat.router.log_in(first.presence, "alice"))
+    chat.router.join(first.presence, "#lobby")
+    chat.router.join(bob.presence, "#lobby")
     bob.take()
-    settled(chat.router.log_in(second.session, "alice"))
+    settled(chat.router.log_in(second.presence, "alice"))
     assert first.participant.closed == "logged in from another connection"
-    assert first.session.nick is None
+    assert first.presence.nick is None
     assert bob.take() == [Left("#lobby", "alice", disconnected=True)]
-    chat.router.send_direct(bob.session, "alice", "which one?")
+    chat.router.send_direct(bob.presence, "alice", "which one?")
     assert second.take()[-1] == DirectMessage("bob", "which one?")
     assert first.take() == [
         LoggedIn("alice", 0),
@@ -332,11 +332,11 @@ def test_second_login_closes_the_first(chat):
 def test_renaming_away_from_an_account_leaves_it(chat):
     make_account(chat, "alice")
     alice = Person(chat.router)
-    settled(chat.router.log_in(alice.session, "alice"))
-    settled(chat.router.register(alice.session, "ALICE"))
-    assert alice.session.account
-    settled(chat.router.register(alice.session, "other"))
-    assert not alice.session.account
+    settled(chat.router.log_in(alice.presence, "alice"))
+    settled(chat.router.register(alice.presence, "ALICE"))
+    assert alice.presence.account
+    settled(chat.router.register(alice.presence, "other"))
+    assert not alice.presence.account
 
 
 def test_require_account_lets_guests_only_look(chat):
@@ -344,25 +344,25 @@ def test_require_account_lets_guests_only_look(chat):
     make_account(chat, "alice")
     guest = Person(chat.router, "guest")
     for attempt in (
-        lambda: chat.router.send_direct(guest.session, "alice", "hi"),
-        lambda: chat.router.join(guest.session, "#lobby"),
+        lambda: chat.router.send_direct(guest.presence, "alice", "hi"),
+        lambda: chat.router.join(guest.presence, "#lobby"),
     ):
         with pytest.raises(errors.AccountRequired):
             attempt()
     assert chat.router.who() == UserList(None, ("guest",))
     alice = Person(chat.router)
-    settled(chat.router.log_in(alice.session, "alice"))
-    settled(chat.router.join(alice.session, "#lobby"))
+    settled(chat.router.log_in(alice.presence, "alice"))
+    settled(chat.router.join(alice.presence, "#lobby"))
 
 
 def test_room_messages_are_kept_and_replayed_on_join(chat):
     alice, bob = Person(chat.router, "alice"), Person(chat.router, "bob")
-    chat.router.join(alice.session, "#lobby")
+    chat.router.join(alice.presence, "#lobby")
     for n in range(25):
         chat.clock.advance(1)
-        chat.router.send_room(alice.session, "#lobby", f"m{n}")
+        chat.router.send_room(alice.presence, "#lobby", f"m{n}")
     bob.take()
-    settled(chat.router.join(bob.session, "#Lobby"))
+    settled(chat.router.join(bob.presence, "#Lobby"))
     events = bob.take()
     assert events[:3] == [
         Joined("#lobby", "bob"),
@@ -377,29 +377,29 @@ def test_room_messages_are_kept_and_replayed_on_join(chat):
 
 def test_first_join_of_a_room_without_history_says_nothing_more(chat):
     alice = Person(chat.router, "alice")
-    settled(chat.router.join(alice.session, "#new"))
+    settled(chat.router.join(alice.presence, "#new"))
     assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",))]
 
 
 def test_history_command(chat):
     chat.router.settings = RouterSettings(max_history=3)
     alice, bob = Person(chat.router, "alice"), Person(chat.router, "bob")
-    chat.router.join(alice.session, "#lobby")
+    chat.router.join(alice.presence, "#lobby")
     for n in range(5):
-        chat.router.send_room(alice.session, "#lobby", f"m{n}")
+        chat.router.send_room(alice.presence, "#lobby", f"m{n}")
     alice.take()
-    settled(chat.router.history(alice.session, "#lobby", 2))
+    settled(chat.router.history(alice.presence, "#lobby", 2))
     assert [event for event in alice.take() if isinstance(event, Replayed)] == [
         Replayed(1_800_000_000, RoomMessage("#lobby", "alice", f"m{n}")) for n in (3, 4)
     ]
-    settled(chat.router.history(alice.session, "#lobby", 100))
+    settled(chat.router.history(alice.presence, "#lobby", 100))
     assert alice.take()[0] == HistoryStart("#lobby", 3)
-    settled(chat.router.history(alice.session, "#lobby", 0))
+    settled(chat.router.history(alice.presence, "#lobby", 0))
     assert alice.take() == [HistoryStart("#lobby", 0)]
     with pytest.raises(errors.NotInRoom):
-        chat.router.history(bob.session, "#lobby", None)
+        chat.router.history(bob.presence, "#lobby", None)
     with pytest.raises(errors.NoSuchRoom):
-        chat.router.history(bob.session, "#nowhere", None)
+        chat.router.history(bob.presence, "#nowhere", None)
 
 
 @pytest.mark.parametrize(
@@ -413,6 +413,6 @@ def test_history_command(chat):
 )
 def test_a_room_name_without_hash_is_called_invalid(router, attempt):
     alice = Person(router, "alice")
-    router.join(alice.session, "#lobby")
+    router.join(alice.presence, "#lobby")
     with pytest.raises(errors.InvalidRoomName):
-        attempt(router, alice.session)
+        attempt(router, alice.presence)

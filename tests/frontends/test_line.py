@@ -13,7 +13,8 @@ from twisted.logger import capturedLogs
 from zope.interface import implementer
 
 from chatroute.core.limits import Limits
-from chatroute.frontends.line import CLOSE_GRACE, ChatProtocol, ChatServerFactory, describe_peer
+from chatroute.core.session import CLOSE_GRACE, Hub
+from chatroute.frontends.line import ChatProtocol, ChatServerFactory, describe_peer
 from chatroute.frontends.syntax import HELP
 
 
@@ -47,7 +48,7 @@ NO_LIMITS = Limits(0, 1, 0, 0, 0, 0, 0)
 
 @pytest.fixture
 def factory(chat) -> ChatServerFactory:
-    return ChatServerFactory(chat.router, chat.accounts, chat.clock, 64, NO_LIMITS)
+    return ChatServerFactory(Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 64))
 
 
 @pytest.fixture
@@ -249,7 +250,7 @@ def test_unexpected_error_is_reported_and_connection_kept(connect, factory, monk
     def broken(*args):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(factory.router, "rooms", broken)
+    monkeypatch.setattr(factory.hub.router, "rooms", broken)
     with capturedLogs() as logs:
         assert alice.say("/rooms") == ["! internal server error; the request was not completed"]
     assert [event["log_format"] for event in logs if event.get("log_failure")] == [
@@ -260,7 +261,7 @@ def test_unexpected_error_is_reported_and_connection_kept(connect, factory, monk
 
 
 def test_room_line_encoded_once_for_all_members(connect, monkeypatch):
-    import chatroute.frontends.line
+    import chatroute.frontends.syntax
 
     people = [connect(f"user{n}") for n in range(5)]
     for person in people:
@@ -268,13 +269,13 @@ def test_room_line_encoded_once_for_all_members(connect, monkeypatch):
     for person in people:
         person.lines()
     calls = []
-    real = chatroute.frontends.line.format_event
+    real = chatroute.frontends.syntax.format_event
 
     def counting(event):
         calls.append(event)
         return real(event)
 
-    monkeypatch.setattr(chatroute.frontends.line, "format_event", counting)
+    monkeypatch.setattr(chatroute.frontends.syntax, "format_event", counting)
     people[0].say("@#lobby:hello")
     assert len(calls) == 1
     assert all(person.lines() == ["#lobby <user0> hello"] for person in people[1:])
@@ -371,12 +372,14 @@ def limited(chat):
         key = (tls_required, *sorted(limits.items()))
         if key not in factories:
             factories[key] = ChatServerFactory(
-                chat.router,
-                chat.accounts,
-                chat.clock,
-                64,
-                dataclasses.replace(NO_LIMITS, **limits),
-                require_tls_for_login=tls_required,
+                Hub(
+                    chat.router,
+                    chat.accounts,
+                    chat.clock,
+                    dataclasses.replace(NO_LIMITS, **limits),
+                    64,
+                    require_tls_for_login=tls_required,
+                )
             )
         client = Client(factories[key], next(ports), host)
         client.lines()
@@ -524,11 +527,12 @@ class TLSTransport(StringTransportWithDisconnection):
 
 def test_under_tls_the_send_buffer_is_watched_once_the_handshake_is_done(chat):
     factory = ChatServerFactory(
-        chat.router,
-        chat.accounts,
-        chat.clock,
-        64,
-        dataclasses.replace(NO_LIMITS, max_send_buffer=9),
+        Hub(
+            chat.router,
+            chat.accounts,
+            chat.clock,
+            dataclasses.replace(NO_LIMITS, max_send_buffer=9),
+        )
     )
     protocol = factory.buildProtocol(None)
     transport = TLSTransport()

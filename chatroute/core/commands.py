@@ -1,0 +1,123 @@
+"""
+What a client asks of the server, whatever its front end: plain values that
+front ends parse their lines or frames into and sessions carry out.
+
+Like events, commands are values that nothing changes, and not frozen
+dataclasses for speed.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Register:
+    """
+    C{#alice}: claim a nickname as a guest, or change to it;
+    C{#alice secret} or C{/login alice secret}: log in to the account.
+    """
+
+    nick: str
+    password: str | None = None
+
+
+@dataclass(slots=True)
+class CreateAccount:
+    """C{/register secret}: make the current nickname an account."""
+
+    password: str
+
+
+@dataclass(slots=True)
+class ChangePassword:
+    """C{/password old new}."""
+
+    old: str
+    new: str
+
+
+@dataclass(slots=True)
+class History:
+    """C{/history #lobby [N]}: the room's last N messages (None: the server's default)."""
+
+    room: str
+    count: int | None
+
+
+@dataclass(slots=True)
+class SendDirect:
+    """C{@bob:hello}: a message to one user."""
+
+    to: str
+    text: str
+
+
+@dataclass(slots=True)
+class SendRoom:
+    """C{@#lobby:hello}: a message to a room."""
+
+    room: str
+    text: str
+
+
+@dataclass(slots=True)
+class Join:
+    """C{/join #lobby}."""
+
+    room: str
+
+
+@dataclass(slots=True)
+class Leave:
+    """C{/leave #lobby}."""
+
+    room: str
+
+
+@dataclass(slots=True)
+class ListRooms:
+    """C{/rooms}."""
+
+
+@dataclass(slots=True)
+class Who:
+    """C{/who} (C{room} is None) or C{/who #lobby}."""
+
+    room: str | None
+
+
+@dataclass(slots=True)
+class Help:
+    """C{/help}."""
+
+
+@dataclass(slots=True)
+class Ping:
+    """C{/ping}: answered with C{* pong}, to keep a quiet connection alive."""
+
+
+@dataclass(slots=True)
+class ShowLimits:
+    """C{/limits}: the flood, line-length and idle limits the connection is held to."""
+
+
+@dataclass(slots=True)
+class Quit:
+    """C{/quit}."""
+
+
+Command = (
+    Register
+    | SendDirect
+    | SendRoom
+    | Join
+    | Leave
+    | ListRooms
+    | Who
+    | Help
+    | Quit
+    | Ping
+    | ShowLimits
+    | CreateAccount
+    | ChangePassword
+    | History
+)

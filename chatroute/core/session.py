@@ -1,0 +1,546 @@
+"""
+One connection's standing, whatever its front end.
+
+A L{ConnectionSession} owns everything a connection does that does not
+depend on its wire format: admission against the connection limits, the
+flood bucket, the register and idle timeouts, dropping a client that does
+not read, keeping replies in request order while a request waits for
+storage, the password-over-plain-TCP check, the dispatch of commands to the
+router and accounts, the one error handler, and the goodbye.
+
+A front end gives it lines (as its L{IWireFormat} parses them into commands)
+and an L{ILink} to write to; it gives the front end encoded events. The
+L{Hub} is what every session shares, whatever its front end: one router,
+one connection count, one set of limits.
+"""
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatroute.core.accounts import Accounts
+from chatroute.core.commands import (
+    ChangePassword,
+    CreateAccount,
+    Help,
+    History,
+    Join,
+    Leave,
+    ListRooms,
+    Ping,
+    Quit,
+    Register,
+    SendDirect,
+    SendRoom,
+    ShowLimits,
+    Who,
+)
+from chatroute.core.errors import (
+    ChatError,
+    Flooding,
+    InternalError,
+    LineTooLong,
+    NotReading,
+    PasswordNeedsTLS,
+)
+from chatroute.core.events import Event, LimitsInfo, Notice
+from chatroute.core.interfaces import ILink, IParticipant, IWireFormat
+from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
+from chatroute.core.router import Presence, Router
+
+DEFAULT_MAX_LINE_LENGTH = 4096
+CLOSE_GRACE = 10.0
+"""Seconds a client gets to complete a close the server started, before it is aborted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """
+    Where a connection comes from.
+
+    @ivar host: the address, for the per-address limit and the login throttle.
+    @ivar shown: how it is shown to the client and in the log (C{host:port}).
+    @ivar secure: passwords may travel on it (TLS, or this machine).
+    """
+
+    host: str
+    shown: str
+    secure: bool
+
+
+def is_loopback(host: str) -> bool:
+    """Whether C{host} is an IP address of this machine's loopback."""
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Outbox:
+    """
+    Holds what is written to clients while one client's input is carried
+    out, then writes it, one write per client.
+
+    A chunk read from one client often holds many lines for the same
+    recipient (a burst of direct messages, several room messages); this
+    turns them into one write and one system call for that recipient.
+    """
+
+    __slots__ = ("_waiting", "collecting", "reader")
+
+    def __init__(self) -> None:
+        self.collecting = False
+        self.reader: ConnectionSession | None = None
+        self._waiting: list[ConnectionSession] = []
+
+    def collect(self, reader: "ConnectionSession") -> None:
+        """Hold what is written from now until L{flush}, while C{reader}'s lines are carried out."""
+        self.collecting = True
+        self.reader = reader
+
+    def hold(self, session: "ConnectionSession") -> None:
+        """C{session} has data held until L{flush}."""
+        self._waiting.append(session)
+
+    def flush(self) -> None:
+        """Write everything held, and stop holding."""
+        self.collecting = False
+        waiting, self._waiting = self._waiting, []
+        for session in waiting:
+            session.flush()
+        self.reader = None
+
+
+class Hub:
+    """
+    What every connection's session shares, whatever its front end: the
+    router and accounts, the limits and the connection count, the outbox
+    and the clock.
+
+    @ivar require_tls_for_login: refuse passwords over plain TCP, except
+        from this machine.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        accounts: Accounts,
+        clock: IReactorTime,
+        limits: Limits | None = None,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        require_tls_for_login: bool = False,
+    ) -> None:
+        self.router = router
+        self.accounts = accounts
+        self.clock = clock
+        self.limits = limits or Limits()
+        self.max_line_length = max_line_length
+        self.require_tls_for_login = require_tls_for_login
+        self.connections = ConnectionCounter(self.limits)
+        self.outbox = Outbox()
+
+
+@implementer(IParticipant)
+class ConnectionSession(TimeoutMixin):
+    """
+    One client connection's session: what it may do, and in what order.
+
+    Lines are carried out one at a time, in order: while one waits for
+    storage (a login, a message kept for later), later lines queue and the
+    front end stops reading, so replies come in the order of the requests.
+
+    The hub's L{Limits} apply: a token bucket against floods, the
+    connection counts, a timeout for choosing a nickname and then for being
+    silent, and a cap on what may wait to be sent to a client that does not
+    read (the front end watches its buffer and calls L{not_reading}).
+    """
+
+    _log = Logger()
+
+    # Slots keep an idle connection small; TimeoutMixin's attributes too.
+    __slots__ = (
+        "_TimeoutMixin__timeoutCall",
+        "_abort_later",
+        "_admitted",
+        "_awaiting_nick",
+        "_bucket",
+        "_closing",
+        "_format",
+        "_held",
+        "_hub",
+        "_link",
+        "_peer",
+        "_presence",
+        "_queued",
+        "_waiting",
+        "callLater",
+        "timeOut",
+    )
+
+    def __init__(self, hub: Hub, link: ILink, wire: IWireFormat, peer: Peer) -> None:
+        """
+        @param link: the front end's connection, to write to and close.
+        @param wire: how the front end's lines parse into commands, and
+            how events and errors are put on its wire.
+        @param peer: where the connection comes from.
+        """
+        self._hub = hub
+        self._link = link
+        self._format = wire
+        self._peer = peer
+        self.callLater = hub.clock.callLater  # type: ignore[method-assign,assignment]
+        # TimeoutMixin's state, in slots rather than an instance dict.
+        self.timeOut = None
+        self._TimeoutMixin__timeoutCall: IDelayedCall | None = None
+        self._held: list[bytes] | None = None
+        self._bucket: TokenBucket | None = None
+        self._admitted = False
+        self._abort_later: IDelayedCall | None = None
+        self._awaiting_nick = True
+        self._presence: Presence | None = None
+        self._closing = False
+        self._waiting = False
+        # Lines waiting for an earlier one; made when first needed, as most
+        # connections never need it and an empty deque takes half a kilobyte.
+        self._queued: deque[bytes | ChatError] | None = None
+
+    @property
+    def closing(self) -> bool:
+        """Whether the session has ended and the connection is closing: read nothing more."""
+        return self._closing
+
+    def open(self) -> bool:
+        """
+        Greet the client and start its session, if the connection limits allow.
+
+        @return: whether it was admitted; if not, it was told why and is closing.
+        """
+        hub, peer = self._hub, self._peer
+        refusal = hub.connections.admit(peer.host)
+        if refusal is not None:
+            self._log.info("refused {peer}: {reason}", peer=peer.shown, reason=refusal)
+            self._closing = True
+            self._link.write(self._format.encode_error(ChatError(f"{refusal}; closing")))
+            self._link.close()
+            return False
+        self._admitted = True
+        limits = hub.limits
+        if limits.flood_rate:
+            self._bucket = TokenBucket(limits.flood_rate, limits.flood_burst, hub.clock)
+        self.setTimeout(limits.register_timeout or None)
+        self._presence = hub.router.connect(self, peer.shown)
+        self._log.info("{peer} connected", peer=peer.shown)
+        self.deliver(Notice(f"connected from {peer.shown} — register with #yourname"))
+        return True
+
+    def connection_lost(self) -> None:
+        """The connection is gone: leave every room and free the nickname."""
+        self.setTimeout(None)
+        if self._abort_later is not None:
+            self._abort_later.cancel()
+            self._abort_later = None
+        self._queued = None
+        if self._admitted:
+            self._admitted = False
+            self._hub.connections.release(self._peer.host)
+        presence = self._presence
+        if presence is not None:
+            nick = presence.nick or "no nickname"
+            self._log.info("{peer} ({nick}) disconnected", peer=self._peer.shown, nick=nick)
+            self._hub.router.disconnect(presence)
+            self._presence = None
+
+    def data_arrived(self) -> None:
+        """The client sent something: it is not idle."""
+        if not self._awaiting_nick:
+            self.resetTimeout()
+
+    def timeoutConnection(self) -> None:
+        """No nickname in time, or silent for too long (L{TimeoutMixin}): say so and close."""
+        limits = self._hub.limits
+        if self._awaiting_nick:
+            reason = f"no nickname after {limits.register_timeout:g} s"
+        else:
+            reason = f"nothing received for {limits.idle_timeout:g} s"
+        self._say_goodbye(f"{reason}; closing")
+
+    def lines_received(self, lines: list[bytes]) -> None:
+        """
+        Carry out the client's complete lines (without their line endings),
+        in order, holding what is written meanwhile (L{Outbox}).
+        """
+        outbox = self._hub.outbox
+        outbox.collect(self)
+        try:
+            self._carry_out(lines)
+        finally:
+            outbox.flush()
+
+    def _carry_out(self, lines: list[bytes]) -> None:
+        limit = self._hub.max_line_length
+        bucket = self._bucket
+        for line in lines:
+            if self._closing:
+                return
+            if bucket is not None and not self._within_flood_limit(bucket, line):
+                continue
+            if len(line) > limit:
+                self._take(LineTooLong(limit))
+            else:
+                self._take(line)
+
+    def line_too_long(self, start: bytes) -> None:
+        """
+        The front end is discarding a line past the length limit, from its
+        C{start}: it counts as a line, once, and is refused.
+        """
+        bucket = self._bucket
+        if bucket is None or self._within_flood_limit(bucket, start):
+            self._take(LineTooLong(self._hub.max_line_length))
+
+    def _take(self, item: bytes | ChatError) -> None:
+        """Carry out a line or answer an error now, or after the line being waited for."""
+        if self._waiting:
+            if self._queued is None:
+                self._queued = deque()
+            self._queued.append(item)
+        elif isinstance(item, bytes):
+            self.line_received(item)
+        else:
+            self.reply_error(item)
+
+    def _within_flood_limit(self, bucket: TokenBucket, line: bytes) -> bool:
+        """Take a token for C{line}; without one, refuse the line and say which, and why."""
+        if bucket.take():
+            return True
+        limits = self._hub.limits
+        self.reply_error(Flooding(limits.flood_rate, limits.flood_burst, self._format.quote(line)))
+        return False
+
+    def _check_nick(self) -> None:
+        """Once the client has a nickname, the idle timeout replaces the nickname timeout."""
+        if self._presence is not None and self._presence.nick is not None:
+            self._awaiting_nick = False
+            self.setTimeout(self._hub.limits.idle_timeout or None)
+
+    def line_received(self, line: bytes) -> None:
+        """Carry out one line, answering any error."""
+        try:
+            command = self._format.parse(line)
+            presence = self._presence
+            if command is None or presence is None:  # blank, or closed while the line waited
+                pending = None
+            else:
+                pending = _HANDLERS[type(command)](self, presence, command)
+        except Exception:
+            self._failed(Failure())
+            return
+        if pending is not None:
+            self._wait_for(pending)
+        if self._awaiting_nick:
+            self._check_nick()
+
+    def deliver(self, event: Event) -> None:
+        """Send one event to the client (L{IParticipant})."""
+        self._send(self._format.encode(event))
+
+    def reply_error(self, error: ChatError) -> None:
+        """Answer the client's request with an error (L{IParticipant})."""
+        self._send(self._format.encode_error(error))
+
+    def close(self, reason: str) -> None:
+        """Tell the client why, then close the connection (L{IParticipant})."""
+        self._presence = None  # The router has already let it go.
+        self._say_goodbye(f"{reason}; closing")
+
+    def not_reading(self, limit: int) -> None:
+        """
+        More than C{limit} bytes wait for this client: drop it, so its
+        queue stops growing, and tell the client whose lines are being
+        carried out that its message did not get through.
+        """
+        presence = self._presence
+        if self._closing or presence is None:
+            return
+        nick = presence.nick or self._peer.shown
+        self._log.warn(
+            "dropping {peer} ({nick}): over {limit} bytes wait to be sent; it is not reading",
+            peer=self._peer.shown,
+            nick=nick,
+            limit=limit,
+        )
+        self._closing = True
+        self._held = None
+        self._presence = None
+        router = self._hub.router
+        router.disconnect(presence)
+        self._link.abort()
+        reader = self._hub.outbox.reader
+        if reader is not None and reader is not self and reader._presence is not None:
+            router.not_delivered(reader._presence, NotReading(nick))
+
+    def flush(self) -> None:
+        """Write what the L{Outbox} held for this client."""
+        held, self._held = self._held, None
+        if held:
+            self._link.write_all(held)
+
+    def _send(self, data: bytes) -> None:
+        """Write to the client: now, or with the rest of this chunk's output."""
+        if not self._hub.outbox.collecting:
+            self._link.write(data)
+        elif self._held is None:
+            self._held = [data]
+            self._hub.outbox.hold(self)
+        else:
+            self._held.append(data)
+
+    def _say_goodbye(self, notice: str) -> None:
+        """
+        Send a last notice and close, ignoring anything the client sends after.
+
+        The session ends at once (the name is free, rooms are told), not when
+        the connection is finally gone; a close that the client does not
+        complete (TLS waits for its close message) is aborted after
+        L{CLOSE_GRACE} seconds.
+        """
+        self.deliver(Notice(notice))
+        self.flush()
+        self._closing = True
+        self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            self._hub.router.disconnect(presence)
+        self._link.resume_reading()
+        self._link.close()
+        self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_later = None
+        self._log.info("{peer} did not close; aborting", peer=self._peer.shown)
+        self._link.abort()
+
+    def _failed(self, failure: Failure) -> None:
+        """Answer a request that failed: its own error, or a generic one for a bug."""
+        error = failure.value
+        if isinstance(error, ChatError):
+            self.reply_error(error)
+        else:
+            self._log.failure("handling a line from {peer} failed", failure, peer=self._peer.shown)
+            self.reply_error(InternalError())
+
+    def _wait_for(self, pending: Deferred[None]) -> None:
+        """Hold later lines, and stop reading, until C{pending} is done."""
+        if pending.called:
+            pending.addErrback(self._failed)
+            return
+        self._waiting = True
+        self._link.pause_reading()
+        pending.addErrback(self._failed).addBoth(self._resume)
+
+    def _resume(self, _: object) -> None:
+        self._waiting = False
+        if self._awaiting_nick:
+            self._check_nick()
+        while self._queued and not self._waiting and not self._closing:
+            self._take(self._queued.popleft())
+        if not self._waiting:
+            # Also when closing: a TLS close must read the peer's.
+            self._link.resume_reading()
+
+    def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
+        return self._hub.router.send_direct(presence, command.to, command.text)
+
+    def _send_room(self, presence: Presence, command: SendRoom) -> None:
+        self._hub.router.send_room(presence, command.room, command.text)
+
+    def _check_password_channel(self) -> None:
+        """
+        @raise PasswordNeedsTLS: the server wants passwords only over TLS (or
+            from this machine), and this connection is neither.
+        """
+        if self._hub.require_tls_for_login and not self._peer.secure:
+            raise PasswordNeedsTLS()
+
+    def _register(self, presence: Presence, command: Register) -> Deferred[None] | None:
+        if command.password is None:
+            return self._hub.router.register(presence, command.nick)
+        self._check_password_channel()
+        return Deferred.fromCoroutine(
+            self._hub.accounts.log_in(presence, command.nick, command.password, self._peer.host)
+        )
+
+    def _create_account(self, presence: Presence, command: CreateAccount) -> Deferred[None]:
+        self._check_password_channel()
+        return Deferred.fromCoroutine(self._hub.accounts.create(presence, command.password))
+
+    def _change_password(self, presence: Presence, command: ChangePassword) -> Deferred[None]:
+        self._check_password_channel()
+        return Deferred.fromCoroutine(
+            self._hub.accounts.change_password(presence, command.old, command.new, self._peer.host)
+        )
+
+    def _join(self, presence: Presence, command: Join) -> Deferred[None] | None:
+        return self._hub.router.join(presence, command.room)
+
+    def _leave(self, presence: Presence, command: Leave) -> None:
+        self._hub.router.leave(presence, command.room)
+
+    def _history(self, presence: Presence, command: History) -> Deferred[None]:
+        return self._hub.router.history(presence, command.room, command.count)
+
+    def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
+        self.deliver(self._hub.router.rooms())
+
+    def _who(self, presence: Presence, command: Who) -> None:
+        self.deliver(self._hub.router.who(command.room))
+
+    def _help(self, presence: Presence, command: Help) -> None:
+        for line in self._format.help_lines():
+            self.deliver(Notice(line))
+
+    def _ping(self, presence: Presence, command: Ping) -> None:
+        self.deliver(Notice("pong"))
+
+    def _show_limits(self, presence: Presence, command: ShowLimits) -> None:
+        limits = self._hub.limits
+        self.deliver(
+            LimitsInfo(
+                limits.flood_rate,
+                limits.flood_burst,
+                self._hub.max_line_length,
+                limits.idle_timeout,
+            )
+        )
+
+    def _quit(self, presence: Presence, command: Quit) -> None:
+        self._say_goodbye("bye")
+
+
+# What carries out each kind of command, looked up by type: a match statement
+# over class patterns costs several times more, and this runs for every line.
+_HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]] = {
+    SendDirect: ConnectionSession._send_direct,
+    SendRoom: ConnectionSession._send_room,
+    Register: ConnectionSession._register,
+    CreateAccount: ConnectionSession._create_account,
+    ChangePassword: ConnectionSession._change_password,
+    Join: ConnectionSession._join,
+    Leave: ConnectionSession._leave,
+    History: ConnectionSession._history,
+    ListRooms: ConnectionSession._list_rooms,
+    Who: ConnectionSession._who,
+    Help: ConnectionSession._help,
+    Ping: ConnectionSession._ping,
+    ShowLimits: ConnectionSession._show_limits,
+    Quit: ConnectionSession._quit,
+}
