@@ -10,6 +10,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -21,6 +22,7 @@ from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
 from chatroute.frontends.line import ChatServerFactory
+from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_database
 
@@ -164,18 +166,33 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["listen-web"] = []
+        self["web-origin"] = []
 
     def opt_listen(self, description: str) -> None:
         """
         Listen on a Twisted endpoint, e.g. tcp:12345:interface=127.0.0.1 (repeatable).
         """
-        from twisted.internet import reactor
+        self["listen"].append(_endpoint_description("--listen", description))
 
-        try:
-            serverFromString(reactor, description)
-        except (ValueError, KeyError, TypeError) as error:
-            raise usage.UsageError(f"bad --listen endpoint {description!r}: {error}") from None
-        self["listen"].append(description)
+    def opt_listen_web(self, description: str) -> None:
+        """
+        Serve the chat page and its WebSocket on a Twisted endpoint, e.g.
+        tcp:8080:interface=127.0.0.1, or ssl:... for HTTPS (repeatable).
+        """
+        self["listen-web"].append(_endpoint_description("--listen-web", description))
+
+    def opt_web_origin(self, origin: str) -> None:
+        """
+        Let pages from this origin, e.g. https://chat.example.org, use the
+        chat's WebSocket, besides the chat's own page (repeatable).
+        """
+        if origin_of(origin) is None:
+            raise usage.UsageError(
+                f"--web-origin wants scheme://host[:port], e.g. https://chat.example.org; "
+                f"got {origin!r}"
+            )
+        self["web-origin"].append(origin)
 
     def postOptions(self) -> None:
         """Turn --port into an endpoint; listen on the default port if nothing was asked."""
@@ -204,6 +221,21 @@ class Options(usage.Options):
             join_history=self["history"],
             max_history=self["max-history"],
         )
+
+
+def _endpoint_description(option: str, description: str) -> str:
+    """
+    C{description}, checked to be a Twisted server endpoint.
+
+    @raise usage.UsageError: it is not one; the message names C{option}.
+    """
+    from twisted.internet import reactor
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as error:
+        raise usage.UsageError(f"bad {option} endpoint {description!r}: {error}") from None
+    return description
 
 
 class ChatService(MultiService):
@@ -249,7 +281,7 @@ class _Listener(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, reactor: Any, factory: ChatServerFactory) -> None:
+    def __init__(self, description: str, reactor: Any, factory: IProtocolFactory) -> None:
         super().__init__(serverFromString(reactor, description), factory)
         self.description = description
 
@@ -285,6 +317,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     service = ChatService(hub, storage)
     for description in options["listen"]:
         _Listener(description, reactor, factory).setServiceParent(service)
+    if options["listen-web"]:
+        site = ChatWebSite(hub, options["web-origin"])
+        for description in options["listen-web"]:
+            _Listener(description, reactor, site).setServiceParent(service)
     return service
 
 

@@ -6,8 +6,6 @@ writes and watches its send buffer; everything else a connection does is its
 L{ConnectionSession}'s.
 """
 
-from typing import Any
-
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -24,7 +22,7 @@ from zope.interface import implementer
 
 from chatroute.core.interfaces import ILink
 from chatroute.core.session import ConnectionSession, Hub, Peer, is_loopback
-from chatroute.frontends.sending import sender
+from chatroute.frontends.sending import SlowReaderGuard, limit_send_buffer, sender
 from chatroute.frontends.syntax import LineFormat
 from chatroute.frontends.telnet import TelnetFilter
 
@@ -44,30 +42,6 @@ def peer_of(transport: ITransport) -> Peer:
     shown = describe_peer(address)
     host = str(getattr(address, "host", shown))
     return Peer(host, shown, ISSLTransport.providedBy(transport) or is_loopback(host))
-
-
-@implementer(IPushProducer)
-class _SlowReaderGuard:
-    """
-    Registered with a client's transport so that Twisted tells us when more
-    than the send-buffer limit waits to be sent to that client.
-    """
-
-    __slots__ = ("_limit", "_session")
-
-    def __init__(self, session: ConnectionSession, limit: int) -> None:
-        self._session = session
-        self._limit = limit
-
-    def pauseProducing(self) -> None:
-        """The transport's buffer is over the limit: the client is not reading."""
-        self._session.not_reading(self._limit)
-
-    def resumeProducing(self) -> None:
-        """The buffer drained; nothing to do."""
-
-    def stopProducing(self) -> None:
-        """The connection is closing; nothing to do."""
 
 
 @implementer(ILink, IHandshakeListener)
@@ -127,9 +101,7 @@ class ChatProtocol(LineReceiver):
             transport.setTcpNoDelay(True)
         limit = self._hub.limits.max_send_buffer
         if limit:
-            # Under TLS the bytes wait in the TCP connection the TLS layer writes to.
-            socket_transport: Any = getattr(transport, "transport", None) or transport
-            socket_transport.bufferSize = limit
+            limit_send_buffer(transport, limit)
             if not ISSLTransport.providedBy(transport):
                 self._watch_send_buffer()
 
@@ -146,7 +118,7 @@ class ChatProtocol(LineReceiver):
 
     def _watch_send_buffer(self) -> None:
         assert self._session is not None
-        guard = _SlowReaderGuard(self._session, self._hub.limits.max_send_buffer)
+        guard = SlowReaderGuard(self._session, self._hub.limits.max_send_buffer)
         IConsumer(self._out).registerProducer(guard, True)
         self._guarded = True
 

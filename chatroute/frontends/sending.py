@@ -1,5 +1,6 @@
 """
-Sending bytes to a client now, when the kernel will take them.
+Sending bytes to a client now, when the kernel will take them; and noticing
+a client that does not take them at all.
 
 Twisted's C{transport.write} queues the data and sends it on a later reactor
 turn, registering the socket for writability and unregistering it after: two
@@ -13,9 +14,13 @@ Twisted's.
 """
 
 from collections.abc import Callable
+from typing import Any
 
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.internet.tcp import Connection
+from zope.interface import implementer
+
+from chatroute.core.session import ConnectionSession
 
 
 def sender(transport: ITransport) -> Callable[[bytes], None]:
@@ -52,3 +57,37 @@ def sender(transport: ITransport) -> Callable[[bytes], None]:
             queue(data[sent:])
 
     return write
+
+
+def limit_send_buffer(transport: ITransport, limit: int) -> None:
+    """
+    Make Twisted pause C{transport}'s producer once more than C{limit} bytes
+    wait to be sent on it (see L{SlowReaderGuard}).
+    """
+    # Under TLS the bytes wait in the TCP connection the TLS layer writes to.
+    socket_transport: Any = getattr(transport, "transport", None) or transport
+    socket_transport.bufferSize = limit
+
+
+@implementer(IPushProducer)
+class SlowReaderGuard:
+    """
+    Registered with a client's transport so that Twisted tells us when more
+    than the send-buffer limit waits to be sent to that client.
+    """
+
+    __slots__ = ("_limit", "_session")
+
+    def __init__(self, session: ConnectionSession, limit: int) -> None:
+        self._session = session
+        self._limit = limit
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is over the limit: the client is not reading."""
+        self._session.not_reading(self._limit)
+
+    def resumeProducing(self) -> None:
+        """The buffer drained; nothing to do."""
+
+    def stopProducing(self) -> None:
+        """The connection is closing; nothing to do."""

@@ -34,6 +34,7 @@ _LOG_POLL_INTERVAL = 0.02
 _BIN = Path(sys.executable).parent
 _STARTED = re.compile(r"ChatServerFactory starting on (\d+)")
 # A TLS listener's factory is wrapped, and logs itself so; the plain pattern misses it.
+WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
 
 
