@@ -22,12 +22,14 @@ each error and carried on, so a session there ends with 0.
 
 import os
 import re
+import signal
 import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from types import FrameType
 from typing import Any, ClassVar, NoReturn
 from typing import Protocol as TypingProtocol
 
@@ -42,6 +44,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
+    IReactorFromThreads,
     IReactorTCP,
     IReactorTime,
     IStreamClientEndpoint,
@@ -406,12 +409,40 @@ def _terminal_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def _screen(connection: ServerConnection, terminal: bool) -> tuple[Protocol, Screen]:
+def _follow_window_size(reactor: IReactorFromThreads, screen: TerminalScreen) -> None:
+    """
+    Have C{screen} redrawn whenever the terminal window changes size (SIGWINCH),
+    until it closes.
+
+    The signal can come between any two steps of the program, in the middle
+    of a redraw too; so, as Twisted's own signal handlers do, the handler
+    only asks the reactor to redraw at its next turn.
+    """
+
+    def changed(number: int, frame: FrameType | None) -> None:
+        reactor.callFromThread(screen.resized)
+
+    previous = signal.signal(signal.SIGWINCH, changed)
+
+    def restore(result: None) -> None:
+        signal.signal(signal.SIGWINCH, signal.SIG_DFL if previous is None else previous)
+
+    screen.closed.addCallback(restore)
+
+
+def _screen(
+    reactor: IReactorFromThreads, connection: ServerConnection, terminal: bool
+) -> tuple[Protocol, Screen]:
     """The protocol to run on standard input and output, and the screen inside it."""
     if terminal:
         screen = TerminalScreen(
-            connection.send, connection.quit, lambda: os.get_terminal_size(1).columns, conceal
+            connection.send,
+            connection.quit,
+            lambda: os.get_terminal_size(1).columns,
+            conceal,
+            rows=lambda: os.get_terminal_size(1).lines,
         )
+        _follow_window_size(reactor, screen)
         return Keyboard(lambda: screen), screen
     pipe = PipeScreen(connection)
     return pipe, pipe
@@ -465,7 +496,7 @@ async def run(reactor: IReactorTCP, options: ClientOptions, terminal: bool) -> N
         await connection.ready
     except Exception as error:
         _cannot_connect(options, handshake_failure(error, options["host"], options["cafile"]))
-    protocol, screen = _screen(connection, terminal)
+    protocol, screen = _screen(IReactorFromThreads(reactor), connection, terminal)
     connection.display = screen.show
     connection.keep_alive(IReactorTime(reactor))
     StandardIO(protocol, reactor=reactor)

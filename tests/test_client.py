@@ -1,6 +1,8 @@
 """The terminal client's parts, over in-memory transports."""
 
 import ipaddress
+import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -23,12 +25,14 @@ from chatroute.client import (
     ClientOptions,
     PipeScreen,
     ServerConnection,
+    _follow_window_size,
     client_tls,
     conceal,
     handshake_failure,
     main,
     printable,
 )
+from chatroute.terminal import TerminalScreen
 
 
 @pytest.fixture
@@ -402,3 +406,24 @@ def test_keeps_a_quiet_session_alive_without_showing_the_pongs(connection):
     assert shown == ["* pong"], "the user's own pings are answered on screen"
     connection.connectionLost(Failure(ConnectionError("gone")))
     assert not clock.getDelayedCalls()
+
+
+class ThreadCallsReactor:
+    """Records what is handed to the reactor thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[..., object]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.calls.append(f)
+
+
+def test_a_window_resize_redraws_the_screen_at_the_reactor_s_next_turn():
+    reactor = ThreadCallsReactor()
+    screen = TerminalScreen(lambda line: None, lambda: None)
+    before = signal.getsignal(signal.SIGWINCH)
+    _follow_window_size(reactor, screen)
+    signal.raise_signal(signal.SIGWINCH)
+    assert reactor.calls == [screen.resized]
+    screen.closed.callback(None)
+    assert signal.getsignal(signal.SIGWINCH) == before
