@@ -23,12 +23,14 @@ each error and carried on, so a session there ends with 0.
 import os
 import random
 import re
+import signal
 import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from types import FrameType
 from typing import Any, ClassVar, NoReturn, TypeVar
 from typing import Protocol as TypingProtocol
 
@@ -43,6 +45,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
+    IReactorFromThreads,
     IReactorTCP,
     IReactorTime,
     IStreamClientEndpoint,
@@ -494,6 +497,27 @@ def _terminal_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
+def _follow_window_size(reactor: IReactorFromThreads, screen: TerminalScreen) -> None:
+    """
+    Have C{screen} redrawn whenever the terminal window changes size (SIGWINCH),
+    until it closes.
+
+    The signal can come between any two steps of the program, in the middle
+    of a redraw too; so, as Twisted's own signal handlers do, the handler
+    only asks the reactor to redraw at its next turn.
+    """
+
+    def changed(number: int, frame: FrameType | None) -> None:
+        reactor.callFromThread(screen.resized)
+
+    previous = signal.signal(signal.SIGWINCH, changed)
+
+    def restore(result: None) -> None:
+        signal.signal(signal.SIGWINCH, signal.SIG_DFL if previous is None else previous)
+
+    screen.closed.addCallback(restore)
+
+
 def _endpoint(reactor: IReactorTCP, options: ClientOptions) -> IStreamClientEndpoint:
     """Where to connect: the server's host and port, through TLS if asked."""
     endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
@@ -691,7 +715,9 @@ class ClientSession:
             self._quit_now,
             lambda: os.get_terminal_size(1).columns,
             split_password,
+            rows=lambda: os.get_terminal_size(1).lines,
         )
+        _follow_window_size(IReactorFromThreads(self._reactor), screen)
         self._prompt = screen
         return Keyboard(lambda: screen), screen
 

@@ -3,13 +3,15 @@ The client's terminal screen: messages scroll up while an editable prompt line s
 
 Built on Twisted's own line editor (L{HistoricRecvLine}: its line buffer,
 key dispatch and history), with the drawing redone so a typed line that wraps
-over several rows stays whole while messages arrive above it.
+over several rows stays whole while messages arrive above it, whatever the
+terminal's size and however often it changes.
 """
 
 import codecs
 import unicodedata
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from twisted.conch.insults.insults import ServerProtocol
 from twisted.conch.recvline import HistoricRecvLine
@@ -19,6 +21,13 @@ from twisted.python.failure import Failure
 from wcwidth import wcwidth
 
 _TAB_WIDTH = 4
+_TAB_STOP = 8  # the terminal's, for tabs in messages from the server
+_CUT = "\N{HORIZONTAL ELLIPSIS}".encode()
+_KEPT_CHARACTERS = 1 << 18
+"""How much of the conversation the screen keeps to redraw after a resize (far more than fits)."""
+
+_Cell = tuple[int, bytes]
+"""A character drawn on a row, and the column it starts at."""
 
 
 class Secret(bytes):
@@ -51,6 +60,98 @@ def _is_space(character: bytes) -> bool:
     return character.decode().isspace()
 
 
+def _characters(text: str) -> list[bytes]:
+    """C{text} as the screen's characters (UTF-8): each with the zero-width marks after it."""
+    characters: list[bytes] = []
+    for code_point in text:
+        encoded = code_point.encode()
+        if characters and code_point != "\t" and display_width(encoded) == 0:
+            characters[-1] += encoded
+        else:
+            characters.append(encoded)
+    return characters
+
+
+def _layout(characters: Sequence[bytes], columns: int) -> list[tuple[int, int]]:
+    """
+    Where each of C{characters} goes when drawn from the start of a row
+    C{columns} wide, then where the cursor goes after the last: (row, column).
+
+    A wide character that would straddle the right edge goes to the next
+    row, leaving the last column empty, as terminals do; after a full row
+    the next position is the start of the next row. A tab reaches the next
+    tab stop, or the last column, and never wraps.
+    """
+    row, column = 0, 0
+    positions = []
+    for character in characters:
+        if character == b"\t":
+            width = max(min(column // _TAB_STOP * _TAB_STOP + _TAB_STOP, columns - 1) - column, 0)
+        else:
+            width = display_width(character)
+        if column + width > columns:
+            row, column = row + 1, 0
+        positions.append((row, column))
+        row, column = divmod(row * columns + column + width, columns)
+    positions.append((row, column))
+    return positions
+
+
+def _rows(
+    characters: Sequence[bytes], positions: Sequence[tuple[int, int]], first: int, count: int
+) -> list[list[_Cell]]:
+    """The cells of C{count} rows from row C{first} of C{characters} laid out at C{positions}."""
+    rows: list[list[_Cell]] = [[] for _ in range(count)]
+    for character, (row, column) in zip(characters, positions, strict=False):
+        # A tab is drawn as the gap it leaves.
+        if first <= row < first + count and character != b"\t":
+            rows[row - first].append((column, character))
+    return rows
+
+
+def _render(cells: Sequence[_Cell]) -> bytes:
+    """A row's text, spaces filling the gaps between its cells."""
+    text, column = b"", 0
+    for start, character in cells:
+        text += b" " * (start - column) + character
+        column = start + display_width(character)
+    return text
+
+
+def _cut_start(cells: Sequence[_Cell]) -> list[_Cell]:
+    """C{cells} with a cut mark in the first column, over what was there."""
+    return [(0, _CUT), *((column, character) for column, character in cells if column >= 1)]
+
+
+def _cut_end(cells: Sequence[_Cell], columns: int) -> list[_Cell]:
+    """C{cells} with a cut mark in the last of C{columns}, over what was there."""
+    kept = [cell for cell in cells if cell[0] + display_width(cell[1]) < columns]
+    return [*kept, (columns - 1, _CUT)]
+
+
+def _message_rows(text: str, columns: int) -> list[bytes]:
+    """The rows C{text} takes on a terminal C{columns} wide, as a shown message does."""
+    characters = _characters(text)
+    positions = _layout(characters, columns)
+    # A message that fills its last row ends there: its line feed starts the next row.
+    count = positions[-2][0] + 1 if characters else 1
+    return [_render(cells) for cells in _rows(characters, positions, 0, count)]
+
+
+class _InputArea(NamedTuple):
+    """
+    What of the prompt and typed line to draw, and where.
+
+    @ivar rows: the rows to draw, cut marks included.
+    @ivar top: the row of the whole laid-out line that comes first on screen.
+    @ivar cursor: the cursor's place (row on screen from the first, column).
+    """
+
+    rows: list[bytes]
+    top: int
+    cursor: tuple[int, int]
+
+
 class TerminalScreen(HistoricRecvLine):
     """
     A terminal: messages scroll above a C{> } prompt line that keeps what is being typed.
@@ -73,6 +174,15 @@ class TerminalScreen(HistoricRecvLine):
     a wrapped input line the cursor is on, and redraws the whole input line
     after each edit; typed characters are drawn once per chunk of input (see
     L{Keyboard}), so a paste is one redraw.
+
+    The input area is never taller than the screen less one row, so the
+    cursor can always reach its top to erase it: of a longer line it shows
+    the rows around the cursor, with a C{…} where the line is cut. When the
+    terminal changes size (L{resized}, or a size found changed at the next
+    redraw) nothing on screen can be trusted, as terminals rewrap, cut or
+    scroll their rows each their own way: the screen is cleared and the end
+    of the conversation redrawn from the lines kept (the messages shown and
+    lines sent), then the input area under it.
     """
 
     ps = (b"> ", b"> ")
@@ -83,6 +193,7 @@ class TerminalScreen(HistoricRecvLine):
         quit: Callable[[], None],
         columns: Callable[[], int] | None = None,
         split_password: Callable[[bytes], tuple[bytes, bytes] | None] = lambda line: None,
+        rows: Callable[[], int] | None = None,
     ) -> None:
         """
         @param send: called with each line the user enters; returns whether
@@ -93,6 +204,8 @@ class TerminalScreen(HistoricRecvLine):
         @param split_password: a line cut where the password it carries
             starts, as (before, password); None if it carries none. The
             password stays masked on screen and in the history.
+        @param rows: returns the terminal's height now; by default the
+            height L{HistoricRecvLine} assumes.
         """
         self._send = send
         self._quit = quit
@@ -100,10 +213,18 @@ class TerminalScreen(HistoricRecvLine):
         self._split_password = split_password
         self._asking: Callable[[bytes], None] | None = None
         self._set_aside: tuple[list[bytes], int] = ([], 0)
+        self._rows = rows or (lambda: self.height)
         # Keys arrive a byte at a time; this puts multi-byte characters together.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        # The input area on screen: its row the cursor is on, the first row of
+        # the laid-out line it shows, and the terminal size it was drawn for.
         self._cursor_row = 0
+        self._top = 0
+        self._drawn_size = (0, 0)
         self._undrawn = False
+        # The end of the conversation, to redraw after a resize.
+        self._conversation: deque[str] = deque()
+        self._kept = 0
         self.closed: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
@@ -129,7 +250,7 @@ class TerminalScreen(HistoricRecvLine):
 
     def initializeScreen(self) -> None:
         """Draw the prompt where the cursor is, without clearing the screen."""
-        self.terminal.write(self.ps[self.pn])
+        self._draw()
         self.setInsertMode()
 
     def setInsertMode(self) -> None:
@@ -144,6 +265,15 @@ class TerminalScreen(HistoricRecvLine):
         """Print a line above the prompt, keeping the typed line and the cursor where they were."""
         self._to_input_start()
         self.terminal.write(text.encode() + b"\n")
+        self._remember(text)
+        self._draw()
+
+    def resized(self) -> None:
+        """
+        The terminal changed size: clear it, redraw the end of the
+        conversation that fits, and the input area under it.
+        """
+        self._repaint()
         self._draw()
 
     def close(self) -> Deferred[None]:
@@ -267,6 +397,8 @@ class TerminalScreen(HistoricRecvLine):
         if self._positions()[-1][1]:
             # Else the line filled its last row and the cursor is on a fresh one.
             self.terminal.nextLine()
+        shown = b"".join(map(self._shown, self.lineBuffer))
+        self._remember((self.ps[self.pn] + shown).decode(errors="replace"))
         if self.lineBuffer:
             self.historyLines.append(self.lineBuffer)
         self.lineBuffer = []
@@ -303,7 +435,7 @@ class TerminalScreen(HistoricRecvLine):
         parts = self._split_password(b"".join(self.lineBuffer))
         if parts is not None and not isinstance(self.lineBuffer[-1], Secret):
             before, password = parts
-            self.lineBuffer = [*self._characters(before), Secret(password)]
+            self.lineBuffer = [*_characters(before.decode(errors="replace")), Secret(password)]
             self.lineBufferIndex = len(self.lineBuffer)
             self._redraw()
 
@@ -325,6 +457,8 @@ class TerminalScreen(HistoricRecvLine):
         self.terminal.eraseDisplay()
         self.terminal.cursorHome()
         self._cursor_row = 0
+        self._conversation.clear()
+        self._kept = 0
         self._draw()
 
     def _delete(self, start: int, end: int) -> None:
@@ -355,36 +489,81 @@ class TerminalScreen(HistoricRecvLine):
         self.lineBufferIndex = len(pieces)
         self._redraw()
 
-    def _characters(self, text: bytes) -> list[bytes]:
-        """C{text} as pieces of the line buffer: characters, combining marks with their base."""
-        self.lineBuffer, self.lineBufferIndex = [], 0
-        for character in text.decode(errors="replace"):
-            self.characterReceived(character.encode(), True)
-        return self.lineBuffer
+    def _size(self) -> tuple[int, int]:
+        """The terminal's size now: (columns, rows)."""
+        return max(self._columns(), 2), max(self._rows(), 1)
+
+    def _laid_out(self, columns: int) -> tuple[list[bytes], list[tuple[int, int]]]:
+        """The prompt's and the line's characters, and where they go (see L{_layout})."""
+        shown = [self._shown(character) for character in self.lineBuffer]
+        characters = [*_characters(self.ps[self.pn].decode()), *shown]
+        return characters, _layout(characters, columns)
 
     def _positions(self) -> list[tuple[int, int]]:
         """
         Where each character of the line goes, then where the cursor goes after
-        the last: (row from the prompt's row, column).
-
-        A wide character that would straddle the right edge goes to the next
-        row, leaving the last column empty, as terminals do; after a full row
-        the next position is the start of the next row.
+        the last: (row from the prompt's row, column); see L{_layout}.
         """
-        columns = max(self._columns(), 2)
-        row, column = divmod(len(self.ps[self.pn]), columns)
-        positions = []
-        for character in self.lineBuffer:
-            width = display_width(self._shown(character))
-            if column + width > columns:
-                row, column = row + 1, 0
-            positions.append((row, column))
-            row, column = divmod(row * columns + column + width, columns)
-        positions.append((row, column))
-        return positions
+        characters, positions = self._laid_out(self._size()[0])
+        return positions[len(characters) - len(self.lineBuffer) :]
+
+    def _input_area(self, columns: int, rows: int) -> _InputArea:
+        """
+        The rows of the laid-out line to show on a terminal of C{columns} and
+        C{rows}, at most its height less one: all, or those around the cursor,
+        keeping a row above and below it where the line goes on (if there are
+        three rows or more).
+        """
+        characters, positions = self._laid_out(columns)
+        row, column = positions[len(characters) - len(self.lineBuffer) + self.lineBufferIndex]
+        total = positions[-1][0] + 1
+        count = min(total, max(rows - 1, 1))
+        margin = 1 if count >= 3 else 0
+        top = max(min(self._top, row - margin), row - count + 1 + margin)
+        top = max(0, min(top, total - count))
+        cells = _rows(characters, positions, top, count)
+        if top:
+            cells[0] = _cut_start(cells[0])
+        if top + count < total:
+            cells[-1] = _cut_end(cells[-1], columns)
+        return _InputArea([_render(row_cells) for row_cells in cells], top, (row - top, column))
+
+    def _remember(self, text: str) -> None:
+        """Keep C{text}, a line now on screen, dropping the oldest beyond L{_KEPT_CHARACTERS}."""
+        text = text[-_KEPT_CHARACTERS:]
+        self._conversation.append(text)
+        self._kept += len(text) + 1
+        while self._kept > _KEPT_CHARACTERS:
+            self._kept -= len(self._conversation.popleft()) + 1
+
+    def _repaint(self) -> None:
+        """
+        Clear the screen and draw the end of the conversation that fits above
+        the input area, leaving the cursor where that area starts.
+        """
+        columns, rows = self._size()
+        room = rows - len(self._input_area(columns, rows).rows)
+        lines: list[bytes] = []
+        for text in reversed(self._conversation):
+            if len(lines) >= room:
+                break
+            lines[:0] = _message_rows(text, columns)
+        self.terminal.cursorHome()
+        self.terminal.eraseDisplay()
+        shown = lines[max(len(lines) - room, 0) :]
+        self.terminal.write(b"".join(line + b"\r\n" for line in shown))
+        self._cursor_row = 0
 
     def _to_input_start(self) -> None:
-        """Move to the prompt's first column and clear everything from there down."""
+        """
+        Move to the prompt's first column and clear everything from there down.
+
+        If the terminal changed size since the input area was drawn, where it
+        is now is anyone's guess: the whole screen is redrawn instead.
+        """
+        if self._drawn_size != self._size():
+            self._repaint()
+            return
         self.terminal.write(b"\r")
         if self._cursor_row:
             self.terminal.cursorUp(self._cursor_row)
@@ -393,21 +572,19 @@ class TerminalScreen(HistoricRecvLine):
 
     def _draw(self) -> None:
         """
-        Draw prompt and line from the prompt's first column, then place the cursor.
+        Draw the input area from the prompt's first column, then place the cursor.
 
         Rows are ended explicitly rather than left to the terminal's wrapping,
         which differs between terminals at the right edge.
         """
         self._undrawn = False
-        positions = self._positions()
-        parts = [self.ps[self.pn]]
-        row = 0
-        for character, (at_row, _) in zip([*self.lineBuffer, b""], positions, strict=True):
-            parts += [b"\r\n" * (at_row - row), self._shown(character)]
-            row = at_row
-        self.terminal.write(b"".join(parts))
-        self._cursor_row = row
-        self._move_to(self.lineBufferIndex)
+        size = self._size()
+        area = self._input_area(*size)
+        self.terminal.write(b"\r\n".join(area.rows))
+        self._cursor_row = len(area.rows) - 1
+        self._top = area.top
+        self._drawn_size = size
+        self._place_cursor(*area.cursor)
 
     def _redraw(self) -> None:
         self._to_input_start()
@@ -415,9 +592,16 @@ class TerminalScreen(HistoricRecvLine):
 
     def _move_to(self, index: int) -> None:
         """Put the cursor on the character at C{index} (kept within the line)."""
-        index = max(0, min(index, len(self.lineBuffer)))
-        self.lineBufferIndex = index
-        row, column = self._positions()[index]
+        self.lineBufferIndex = max(0, min(index, len(self.lineBuffer)))
+        size = self._size()
+        area = self._input_area(*size)
+        if area.top != self._top or size != self._drawn_size:
+            self._redraw()
+        else:
+            self._place_cursor(*area.cursor)
+
+    def _place_cursor(self, row: int, column: int) -> None:
+        """Move the cursor to C{column} of the input area's C{row}."""
         if row < self._cursor_row:
             self.terminal.cursorUp(self._cursor_row - row)
         elif row > self._cursor_row:

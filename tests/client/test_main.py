@@ -1,6 +1,8 @@
 """The terminal client's parts, over in-memory transports."""
 
 import ipaddress
+import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +30,7 @@ from chatroute.client.main import (
     ClientOptions,
     PipeScreen,
     ServerConnection,
+    _follow_window_size,
     client_tls,
     conceal,
     connect_failure,
@@ -36,6 +39,7 @@ from chatroute.client.main import (
     printable,
     split_password,
 )
+from chatroute.client.terminal import TerminalScreen
 
 
 @pytest.fixture
@@ -517,3 +521,24 @@ def test_pings_often_enough_for_a_short_idle_timeout(connection):
 )
 def test_connection_failures_are_said_once_in_plain_words(error, said):
     assert connect_failure(error) == said
+
+
+class ThreadCallsReactor:
+    """Records what is handed to the reactor thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[..., object]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: object, **kwargs: object) -> None:
+        self.calls.append(f)
+
+
+def test_a_window_resize_redraws_the_screen_at_the_reactor_s_next_turn():
+    reactor = ThreadCallsReactor()
+    screen = TerminalScreen(lambda line: None, lambda: None)
+    before = signal.getsignal(signal.SIGWINCH)
+    _follow_window_size(reactor, screen)
+    signal.raise_signal(signal.SIGWINCH)
+    assert reactor.calls == [screen.resized]
+    screen.closed.callback(None)
+    assert signal.getsignal(signal.SIGWINCH) == before

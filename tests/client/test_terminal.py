@@ -1,23 +1,38 @@
 """The terminal screen, rendered by a VT100 emulator (pyte)."""
 
+from collections.abc import Callable
+
 import pyte
 import pytest
 from twisted.internet.testing import StringTransport
 
 from chatroute.client.main import split_password
 from chatroute.client.terminal import Keyboard, TerminalScreen
+from tests.emulation import reflow
 
 
 class Terminal:
     """A TerminalScreen on an in-memory terminal, rendered by a VT100 emulator."""
 
-    def __init__(self, columns: int = 40, rows: int = 6) -> None:
+    def __init__(
+        self,
+        columns: int = 40,
+        rows: int = 6,
+        split: Callable[[bytes], tuple[bytes, bytes] | None] = lambda line: None,
+    ) -> None:
         self.sent: list[bytes] = []
         self.quits: list[None] = []
-        self.input = TerminalScreen(self.send, lambda: self.quits.append(None), lambda: columns)
+        self.columns, self.rows = columns, rows
+        self.input = TerminalScreen(
+            self.send,
+            lambda: self.quits.append(None),
+            lambda: self.columns,
+            split,
+            rows=lambda: self.rows,
+        )
         self.output = StringTransport()
         Keyboard(lambda: self.input).makeConnection(self.output)
-        self.screen = pyte.Screen(columns, rows)
+        self.screen = pyte.HistoryScreen(columns, rows, history=1000)
         self.stream = pyte.ByteStream(self.screen)
 
     def send(self, line: bytes) -> bool:
@@ -36,6 +51,39 @@ class Terminal:
     def cursor(self) -> tuple[int, int]:
         self.lines()
         return self.screen.cursor.y, self.screen.cursor.x
+
+    def scrollback(self) -> list[str]:
+        """The rows scrolled off the top of the screen, oldest first."""
+        self.lines()
+        return [
+            "".join(row[x].data for x in range(self.screen.columns)).rstrip()
+            for row in self.screen.history.top
+        ]
+
+    def resize(self, columns: int, rows: int, reflows: bool) -> None:
+        """Resize: the terminal rewraps its rows if it C{reflows}, else cuts them."""
+        self.lines()
+        if reflows:
+            reflow(self.screen, columns, rows)
+        else:
+            self.screen.resize(rows, columns)
+        self.columns, self.rows = columns, rows
+
+
+def fresh(columns: int, rows: int, conversation: list[str], typed: str, cursor: int) -> Terminal:
+    """
+    A terminal that showed C{conversation} and C{"> " + typed} at this size
+    from the start, the cursor on C{typed[cursor]}: how a screen redrawn at
+    that size must look.
+
+    Not for wide characters at the right edge: pyte draws one into the last
+    column, half cut off, where terminals take it to the next row.
+    """
+    terminal = Terminal(columns, rows)
+    terminal.output.clear()  # its own screen's prompt
+    text = "".join(line + "\r\n" for line in conversation) + "> " + typed[:cursor]
+    terminal.stream.feed((text + "\x1b7" + typed[cursor:] + "\x1b8").encode())
+    return terminal
 
 
 def test_keeps_the_typed_line_while_messages_arrive():
@@ -186,7 +234,7 @@ def test_a_wrapped_line_of_emoji_leaves_no_stale_rows():
 
 
 def test_a_paste_is_drawn_once():
-    terminal = Terminal(columns=20, rows=12)
+    terminal = Terminal(columns=20, rows=14)
     pasted = "@bob:" + "日本語 abc " * 20
     terminal.type(pasted.encode())
     # One redraw: about the line's own size, where one per character would be ~200 times it.
@@ -242,11 +290,7 @@ def test_history_replaces_a_wrapped_line_whole():
 
 
 def password_terminal() -> Terminal:
-    terminal = Terminal()
-    terminal.input = TerminalScreen(terminal.send, lambda: None, lambda: 40, split_password)
-    terminal.output = StringTransport()
-    Keyboard(lambda: terminal.input).makeConnection(terminal.output)
-    return terminal
+    return Terminal(split=split_password)
 
 
 def test_passwords_are_masked_on_screen_without_their_length():
@@ -298,3 +342,224 @@ def test_a_password_asked_for_is_not_shown_and_the_typed_line_comes_back():
     terminal.type(b"\r")
     assert terminal.sent == [b"@bob:half"]
     assert terminal.input.historyLines == [[bytes([c]) for c in b"@bob:half"]]
+
+
+CONVERSATION = ["* registered as alice", "<bob> " + "a message that wraps " * 3]
+TYPED = "@bob:" + "the line being typed " * 4
+RESIZES = pytest.mark.parametrize("reflows", [True, False], ids=["reflowing", "cutting"])
+
+
+def chatting(columns: int = 40, rows: int = 12) -> Terminal:
+    """A terminal that showed L{CONVERSATION}, L{TYPED} half typed, the cursor 5 from its end."""
+    terminal = Terminal(columns, rows)
+    for line in CONVERSATION:
+        terminal.input.show(line)
+    terminal.type(TYPED.encode() + b"\x1b[D" * 5)
+    return terminal
+
+
+@RESIZES
+@pytest.mark.parametrize(
+    ("columns", "rows"),
+    [(25, 12), (17, 14), (60, 8), (20, 6)],  # the last: only the conversation's end fits
+)
+def test_a_resize_redraws_the_conversation_and_the_line_for_the_new_size(reflows, columns, rows):
+    terminal = chatting()
+    terminal.resize(columns, rows, reflows)
+    terminal.input.resized()
+    expected = fresh(columns, rows, CONVERSATION, TYPED, len(TYPED) - 5)
+    assert terminal.lines() == expected.lines()
+    assert terminal.cursor() == expected.cursor()
+    terminal.type(b"\r")
+    assert terminal.sent == [TYPED.encode()]
+
+
+@RESIZES
+@pytest.mark.parametrize(
+    ("event", "conversation", "typed", "cursor"),
+    [
+        (
+            lambda terminal: terminal.input.show("<bob> hi"),
+            [*CONVERSATION, "<bob> hi"],
+            TYPED,
+            len(TYPED) - 5,
+        ),
+        (
+            lambda terminal: terminal.type(b"x"),
+            CONVERSATION,
+            TYPED[:-5] + "x" + TYPED[-5:],
+            len(TYPED) - 4,
+        ),
+        (lambda terminal: terminal.type(b"\x1b[C"), CONVERSATION, TYPED, len(TYPED) - 4),
+    ],
+    ids=["message", "typed", "moved"],
+)
+def test_the_first_redraw_after_a_resize_leaves_no_stale_pieces(
+    reflows, event, conversation, typed, cursor
+):
+    # Before the resize is announced, or if it never is.
+    terminal = chatting()
+    terminal.resize(25, 12, reflows)
+    event(terminal)
+    expected = fresh(25, 12, conversation, typed, cursor)
+    assert terminal.lines() == expected.lines()
+    assert terminal.cursor() == expected.cursor()
+
+
+def test_a_resize_leaves_nothing_of_what_the_terminal_made_of_the_screen():
+    terminal = chatting()
+    terminal.resize(25, 10, reflows=False)
+    # Whatever the terminal did with its rows, and wherever it left the cursor:
+    terminal.stream.feed(b"\x1b[H" + b"\r\n".join([b"#" * 25] * 10) + b"\x1b[4;7H")
+    terminal.input.resized()
+    expected = fresh(25, 10, CONVERSATION, TYPED, len(TYPED) - 5)
+    assert terminal.lines() == expected.lines()
+    assert terminal.cursor() == expected.cursor()
+
+
+def test_a_resize_shows_the_end_of_a_long_conversation():
+    terminal = Terminal(40, 8)
+    long_message = "<bob> " + "long " * 20
+    for number in range(30):
+        terminal.input.show(f"<bob> message {number}")
+    terminal.input.show(long_message)
+    terminal.type(b"@bob:ok")
+    terminal.resize(10, 6, reflows=True)
+    terminal.input.resized()
+    rows = [long_message[start : start + 10].rstrip() for start in range(0, 106, 10)]
+    # Five rows above the prompt's: the last five of the long message.
+    assert terminal.lines() == [*rows[-5:], "> @bob:ok"]
+
+
+def test_a_resize_redraws_the_lines_sent_with_their_passwords_hidden():
+    terminal = Terminal(40, 6, split=split_password)
+    terminal.type(b"#alice secret\r")
+    terminal.input.show("* logged in as alice")
+    terminal.resize(30, 6, reflows=False)
+    terminal.input.resized()
+    assert terminal.lines()[:3] == ["> #alice ********", "* logged in as alice", ">"]
+    assert "secret" not in "".join(terminal.lines())
+
+
+def test_ctrl_l_clears_the_conversation_for_good():
+    terminal = chatting()
+    terminal.type(b"\x0c")
+    terminal.resize(25, 12, reflows=True)
+    terminal.input.resized()
+    assert terminal.lines() == fresh(25, 12, [], TYPED, len(TYPED) - 5).lines()
+
+
+@RESIZES
+def test_ctrl_l_after_a_resize_draws_the_line_alone_at_the_top(reflows):
+    terminal = chatting()
+    terminal.resize(25, 12, reflows)
+    terminal.type(b"\x0c")
+    expected = fresh(25, 12, [], TYPED, len(TYPED) - 5)
+    assert terminal.lines() == expected.lines()
+    assert terminal.cursor() == expected.cursor()
+
+
+@RESIZES
+def test_a_resize_places_wide_characters_by_their_width(reflows):
+    conversation = ["<bob> 日本語のメッセージです", "* 😀 ok"]
+    typed = "@bob:日本語 " * 5
+    terminal = Terminal(40, 10)
+    for line in conversation:
+        terminal.input.show(line)
+    terminal.type(typed.encode())
+    # An odd width: a wide character that would straddle the edge goes to the next row.
+    terminal.resize(9, 10, reflows)
+    terminal.input.resized()
+    assert terminal.lines() == [
+        "です",  # the end of the first message: '<bob> 日', '本語のメ', 'ッセージ', 'です'
+        "* 😀 ok",
+        "> @bob:日",
+        "本語 @bob",
+        ":日本語 @",
+        "bob:日本",
+        "語 @bob:",
+        "日本語 @b",
+        "ob:日本語",
+        "",  # the last space
+    ]
+    assert terminal.cursor() == (9, 1)
+
+
+def test_a_resize_draws_a_tab_from_the_server_as_the_terminal_did():
+    # (Not right after a full row, where terminals differ: xterm overwrites its last column.)
+    message = "<bob>\tcolumns\tin\ttext\tthat\twraps"
+    terminal = Terminal(40, 6)
+    terminal.input.show(message)
+    terminal.resize(16, 6, reflows=False)
+    terminal.input.resized()
+    assert terminal.lines() == fresh(16, 6, [message], "", 0).lines()
+
+
+TALL = "".join(chr(ord("a") + number % 26) for number in range(100))
+TALL_ROWS = [("> " + TALL)[start : start + 10] for start in range(0, 102, 10)]  # 11 rows
+
+
+def test_a_line_taller_than_the_screen_shows_the_rows_around_the_cursor():
+    terminal = Terminal(columns=10, rows=6)
+    terminal.type(TALL.encode())
+    # Five rows, the screen's less one; a cut mark where the line goes on.
+    assert terminal.lines() == ["…" + TALL_ROWS[6][1:], *TALL_ROWS[7:], ""]
+    assert terminal.cursor() == (4, 2)
+    terminal.type(b"\x1b[H")
+    assert terminal.lines() == [*TALL_ROWS[:4], TALL_ROWS[4][:9] + "…", ""]
+    assert terminal.cursor() == (0, 2)
+    terminal.type(b"\r")
+    assert terminal.sent == [TALL.encode()]
+
+
+def test_moving_in_a_tall_line_scrolls_its_rows_only_at_the_edges():
+    terminal = Terminal(columns=10, rows=6)
+    terminal.type(TALL.encode())
+    bottom = terminal.lines()
+    terminal.type(b"\x1b[D" * 30)  # three rows up: the second row shown
+    assert terminal.lines() == bottom
+    assert terminal.cursor() == (1, 2)
+    terminal.type(b"\x1b[D" * 10)  # one more: the rows move down by one
+    assert terminal.lines() == [
+        "…" + TALL_ROWS[5][1:],
+        *TALL_ROWS[6:9],
+        TALL_ROWS[9][:9] + "…",
+        "",
+    ]
+    assert terminal.cursor() == (1, 2)
+    terminal.type(b"!\r")
+    assert terminal.sent == [(TALL[:60] + "!" + TALL[60:]).encode()]
+
+
+def test_a_message_leaves_no_copy_of_a_line_taller_than_the_screen():
+    terminal = Terminal(columns=10, rows=6)
+    terminal.type(TALL.encode())
+    shown = terminal.lines()[:5]
+    terminal.input.show("<bob> hi")
+    assert terminal.scrollback() + terminal.lines() == ["<bob> hi", *shown]
+
+
+def test_ctrl_u_erases_a_line_taller_than_the_screen():
+    terminal = Terminal(columns=10, rows=6)
+    terminal.type(TALL.encode() + b"\x15")
+    assert terminal.scrollback() + terminal.lines() == [">", "", "", "", "", ""]
+
+
+def test_a_tall_line_of_wide_characters_is_cut_between_characters():
+    terminal = Terminal(columns=9, rows=4)
+    terminal.type(("日本語日" * 6).encode())
+    assert terminal.lines() == ["… 日本語", "日日本語", "日", ""]
+    assert terminal.cursor() == (2, 2)
+    terminal.type(b"\x01")
+    assert terminal.lines() == ["> 日本語", "日日本語", "日日本語…", ""]
+    assert terminal.cursor() == (0, 2)
+
+
+@RESIZES
+def test_a_resize_can_make_the_line_taller_than_the_screen(reflows):
+    terminal = Terminal(columns=40, rows=12)
+    terminal.type(TALL.encode())
+    terminal.resize(10, 6, reflows)
+    terminal.input.resized()
+    assert terminal.lines() == ["…" + TALL_ROWS[6][1:], *TALL_ROWS[7:], ""]
+    assert terminal.cursor() == (4, 2)

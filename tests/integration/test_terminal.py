@@ -6,6 +6,7 @@ terminal would show it, driven by keystrokes.
 import fcntl
 import os
 import selectors
+import signal
 import struct
 import subprocess
 import termios
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pyte
 import pytest
+
+from tests.emulation import reflow
 
 from .support import (
     READ_TIMEOUT,
@@ -39,7 +42,7 @@ class TerminalSession:
 
     def __init__(self, command: list[str], directory: Path) -> None:
         self._master, self._slave = os.openpty()
-        fcntl.ioctl(self._slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+        self._set_size(COLUMNS, ROWS)
         self.mode = termios.tcgetattr(self._slave)
         self.screen = pyte.Screen(COLUMNS, ROWS)
         self._stream = pyte.ByteStream(self.screen)
@@ -56,9 +59,25 @@ class TerminalSession:
             start_new_session=True,
         )
 
+    def _set_size(self, columns: int, rows: int) -> None:
+        fcntl.ioctl(self._slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
     def type(self, keys: bytes) -> None:
         """Press C{keys}."""
         os.write(self._master, keys)
+
+    def resize(self, columns: int, rows: int, reflows: bool) -> None:
+        """
+        Resize the window: the terminal rewraps its rows if it C{reflows}, else
+        cuts them, then tells the process (which has no controlling terminal
+        for the kernel to signal).
+        """
+        self._set_size(columns, rows)
+        if reflows:
+            reflow(self.screen, columns, rows)
+        else:
+            self.screen.resize(rows, columns)
+        self.process.send_signal(signal.SIGWINCH)
 
     @property
     def cursor_line(self) -> str:
@@ -374,3 +393,38 @@ def test_without_reconnecting_a_lost_connection_ends_the_client(server, terminal
     assert "the server closed the connection: the server is shutting down" in "".join(
         carol.screen.display
     ), carol.describe()
+
+
+def _rows(text: str, columns: int) -> list[str]:
+    """C{text} (one column a character) as a terminal C{columns} wide wraps it."""
+    return [text[start : start + columns] for start in range(0, len(text), columns)]
+
+
+@pytest.mark.parametrize("reflows", [True, False], ids=["reflowing", "cutting"])
+def test_a_resize_mid_line_leaves_no_stale_pieces(connect, terminal_client, reflows):
+    dave = connect("dave")
+    dave.register("dave")
+    carol = terminal_client("carol")
+    typed = "> @dave:" + "".join(chr(ord("a") + number % 26) for number in range(150))
+    carol.type(typed[2:].encode())
+    carol.wait_for(lambda: carol.cursor_line == typed[COLUMNS:], "the typed text")
+    conversation = [line.rstrip() for line in carol.screen.display[:2]]
+    assert conversation[1] == "* registered as carol", carol.describe()
+
+    carol.resize(40, 12, reflows)
+    rows = [*_rows(conversation[0], 40), conversation[1], *_rows(typed, 40)]
+    expected = rows + [""] * (12 - len(rows))
+    carol.wait_for(
+        lambda: [line.rstrip() for line in carol.screen.display] == expected,
+        "the conversation and the whole line, rewrapped",
+    )
+    assert (carol.screen.cursor.y, carol.screen.cursor.x) == (len(rows) - 1, 38), carol.describe()
+
+    dave.send("@carol:hello carol")
+    rows[-4:-4] = ["<dave> hello carol"]
+    carol.wait_for(
+        lambda: [line.rstrip() for line in carol.screen.display] == rows + [""] * (12 - len(rows)),
+        "the message above the line",
+    )
+    carol.type(b"\r")
+    dave.expect("<carol> " + typed[len("> @dave:") :])

@@ -125,9 +125,7 @@ def test_web_origin_allows_another_origin(websocket):
     websocket(origin="https://chat.example.org")
 
 
-@pytest.mark.server_options(
-    "--listen-web", "tcp:0:interface=127.0.0.1", "--max-per-address", "2"
-)
+@pytest.mark.server_options("--listen-web", "tcp:0:interface=127.0.0.1", "--max-per-address", "2")
 def test_the_connection_limits_count_every_front_end(server, connect, websocket):
     connect("tcp")
     websocket()
@@ -162,5 +160,3 @@ def test_a_websocket_logs_in_to_an_account_made_on_tcp(connect, websocket):
     web = websocket()
     web.send("#tom tomspassword")
     web.expect("* logged in as tom")
-
-
