@@ -174,10 +174,6 @@ class BadPassword(ChatError):
     """The new password breaks the password rule."""
 
 
-class NotAllowed(ChatError):
-    """The server's configuration refuses the request; the reply says why."""
-
-
 class Flooding(ChatError):
     """The connection sends lines faster than the flood limit."""
 

@@ -23,15 +23,26 @@ from zope.interface import implementer
 from chatroute.core.session import ConnectionSession
 
 
+_QUEUE_FIELDS = ("_tempDataLen", "dataBuffer", "offset")
+"""The fields of Twisted's Connection that tell whether its write queue is empty."""
+
+
 def sender(transport: ITransport) -> Callable[[bytes], None]:
     """
     A function writing to C{transport} like its C{write}, but sending at
     once when it can.
 
     Only plain TCP connections are sent to directly; any other transport
-    (TLS, in-memory, ...) gets its own C{write}.
+    (TLS, in-memory, ...) gets its own C{write}. This reads private fields of
+    Twisted's L{Connection} (its queue), known for Twisted 24.7 to 26.10
+    (C{setup.cfg} keeps Twisted below 27 for it, and a test sends through a
+    real socket); a Twisted without them gets its own C{write} too.
     """
-    if not isinstance(transport, Connection) or transport.TLS:
+    if (
+        not isinstance(transport, Connection)
+        or transport.TLS
+        or not all(hasattr(transport, field) for field in _QUEUE_FIELDS)
+    ):
         return transport.write
     connection: Connection = transport
     send = connection.socket.send
