@@ -22,7 +22,6 @@ from zope.interface import implementer
 
 from chatroute.core.session import ConnectionSession
 
-
 _QUEUE_FIELDS = ("_tempDataLen", "dataBuffer", "offset")
 """The fields of Twisted's Connection that tell whether its write queue is empty."""
 
