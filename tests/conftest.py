@@ -13,11 +13,12 @@ from zope.interface import implementer
 
 from chatroute.core.accounts import Accounts
 from chatroute.core.auth import LoginThrottle, login_portal
+from chatroute.core.directory import Presence
 from chatroute.core.errors import ChatError
 from chatroute.core.events import Event
 from chatroute.core.interfaces import IParticipant
 from chatroute.core.passwords import PasswordHashing
-from chatroute.core.router import Presence, Router, RouterSettings
+from chatroute.core.router import Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

@@ -1006,9 +1006,9 @@ class ChatMachine(RuleBasedStateMachine):
         assert len(sessions) == len(router._presences)
         assert set(sessions) == {peer.client.protocol._session for peer in online}
         named = {peer.nick.lower(): peer for peer in online if peer.nick is not None}
-        assert set(router._users) == set(named)
+        assert set(router._directory._users) == set(named)
         for key, peer in named.items():
-            session = router._users[key]
+            session = router._directory._users[key]
             assert session is sessions[peer.client.protocol._session]
             assert (session.nick, session.account) == (peer.nick, peer.account)
         for session in router._presences:
@@ -1022,19 +1022,19 @@ class ChatMachine(RuleBasedStateMachine):
         for peer in self.online():
             for key, name in peer.rooms.items():
                 members.setdefault(key, set()).add(peer.client.protocol._session)
-                assert router._rooms[key].name == name
+                assert router._directory._rooms[key].name == name
         assert {
             key: {session.participant for session in room.members.values()}
-            for key, room in router._rooms.items()
+            for key, room in router._directory._rooms.items()
         } == members  # and so no room is empty
-        for key, room in router._rooms.items():
+        for key, room in router._directory._rooms.items():
             assert key == room.name.lower()
             for member, session in room.members.items():
                 assert session in router._presences and session.nick is not None
                 assert member == session.nick.lower() and session.rooms[key] is room
         for session in router._presences:
             for key, room in session.rooms.items():
-                assert router._rooms[key] is room
+                assert router._directory._rooms[key] is room
 
     @invariant()
     def who_and_rooms_tell_the_truth(self) -> None:

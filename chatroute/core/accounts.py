@@ -13,6 +13,7 @@ from twisted.cred.portal import Portal
 from twisted.logger import Logger
 
 from chatroute.core.auth import AccountAvatar, IAccountAvatar, LoginThrottle
+from chatroute.core.directory import Presence
 from chatroute.core.errors import (
     AccountExists,
     BadPassword,
@@ -24,7 +25,7 @@ from chatroute.core.errors import (
 from chatroute.core.events import AccountCreated, PasswordChanged
 from chatroute.core.interfaces import IStorage
 from chatroute.core.passwords import PasswordHashing
-from chatroute.core.router import Presence, Router
+from chatroute.core.router import Router
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024

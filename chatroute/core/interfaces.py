@@ -1,7 +1,8 @@
 """The seams between the core, the front ends that connect people to it, and storage."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
@@ -9,6 +10,9 @@ from zope.interface import Interface
 from chatroute.core.commands import Command
 from chatroute.core.errors import ChatError
 from chatroute.core.events import Event
+
+if TYPE_CHECKING:
+    from chatroute.core.directory import Presence, Room
 
 
 class IParticipant(Interface):
@@ -31,6 +35,38 @@ class IParticipant(Interface):
         Tell the person why, then end their connection. The router has
         already forgotten them.
         """
+
+
+class IDirectory(Interface):
+    """
+    Who holds which nickname, and which rooms exist: the router's one way to
+    users and rooms (L{chatroute.core.directory}). Names are matched
+    ignoring ASCII letter case.
+    """
+
+    def holder(nick: str) -> "Presence | None":
+        """Who holds C{nick}; None if no one."""
+
+    def claim(presence: "Presence", nick: str) -> None:
+        """C{presence} holds C{nick} from now on; the router checked it is free."""
+
+    def release(nick: str) -> None:
+        """Nobody holds C{nick} any more."""
+
+    def online() -> "Iterable[Presence]":
+        """Everyone holding a nickname."""
+
+    def room(name: str) -> "Room | None":
+        """The room named C{name}; None if there is none."""
+
+    def open_room(name: str) -> "Room":
+        """A new, empty room named C{name}; the router checked there is none."""
+
+    def close_room(name: str) -> None:
+        """The room named C{name} is gone."""
+
+    def rooms() -> "Iterable[Room]":
+        """Every room."""
 
 
 class ILink(Interface):

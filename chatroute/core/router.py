@@ -12,13 +12,14 @@ room message) always finish at once.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatroute.core.directory import LocalDirectory, Presence, Room
 from chatroute.core.errors import (
     AccountRequired,
     AlreadyInRoom,
@@ -47,7 +48,7 @@ from chatroute.core.events import (
     StoredForLater,
     UserList,
 )
-from chatroute.core.interfaces import IParticipant, IStorage
+from chatroute.core.interfaces import IDirectory, IParticipant, IStorage
 from chatroute.storage import name_key
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}", re.ASCII)
@@ -70,33 +71,6 @@ class RouterSettings:
     offline_cap: int = 100
     join_history: int = 20
     max_history: int = 500
-
-
-@dataclass(eq=False, slots=True)
-class Presence:
-    """
-    One participant's standing with the router: who they are and where.
-
-    @ivar peer: where the participant connects from, for the log.
-    @ivar nick: the nickname as its owner typed it; None until registered
-        and again once disconnected.
-    @ivar account: whether C{nick} is an account the participant logged in to.
-    @ivar rooms: the rooms the participant is in, by key.
-    """
-
-    participant: IParticipant
-    peer: str = "?"
-    nick: str | None = None
-    account: bool = False
-    rooms: dict[str, "Room"] = field(default_factory=dict)
-
-
-@dataclass(eq=False, slots=True)
-class Room:
-    """A named group of presences; C{members} are keyed by nickname key, in join order."""
-
-    name: str
-    members: dict[str, Presence] = field(default_factory=dict)
 
 
 def _deliver_all(presences: list[Presence], event: Event) -> None:
@@ -125,18 +99,23 @@ class Router:
     """
 
     def __init__(
-        self, storage: IStorage, clock: IReactorTime, settings: RouterSettings | None = None
+        self,
+        storage: IStorage,
+        clock: IReactorTime,
+        settings: RouterSettings | None = None,
+        directory: IDirectory | None = None,
     ) -> None:
         """
         @param storage: where accounts, offline messages and history are kept.
         @param clock: the time messages are stamped with.
+        @param directory: who holds which nickname and which rooms exist;
+            by default this process's own (L{LocalDirectory}).
         """
         self._storage = storage
         self._clock = clock
         self.settings = settings or RouterSettings()
         self._presences: set[Presence] = set()
-        self._users: dict[str, Presence] = {}
-        self._rooms: dict[str, Room] = {}
+        self._directory: IDirectory = directory if directory is not None else LocalDirectory()
 
     def connect(self, participant: IParticipant, peer: str = "?") -> Presence:
         """
@@ -156,7 +135,7 @@ class Router:
             return
         for room in list(presence.rooms.values()):
             self._remove_member(presence, room, disconnected=True)
-        del self._users[name_key(nick)]
+        self._directory.release(nick)
         presence.nick = None
         presence.account = False
 
@@ -215,7 +194,7 @@ class Router:
 
         @return: Deferred firing once the kept messages are delivered.
         """
-        holder = self._users.get(name_key(name))
+        holder = self._directory.holder(name)
         if holder is not None and holder is not presence:
             self.disconnect(holder)
             holder.participant.close("logged in from another connection")
@@ -256,7 +235,7 @@ class Router:
         sender = presence.nick
         if sender is None or (presence.account is False and self.settings.require_account):
             sender = self._sender(presence)
-        recipient = self._users.get(name_key(to))
+        recipient = self._directory.holder(to)
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text))
             return None
@@ -264,7 +243,7 @@ class Router:
 
     async def _keep(self, presence: Presence, sender: str, to: str, text: str) -> None:
         account = await self._storage.get_account(to)
-        recipient = self._users.get(name_key(to))
+        recipient = self._directory.holder(to)
         if recipient is not None:  # logged in while we looked
             recipient.participant.deliver(DirectMessage(sender, text))
             return
@@ -311,9 +290,9 @@ class Router:
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
         room_key = name_key(room_name)
-        room = self._rooms.get(room_key)
+        room = self._directory.room(room_name)
         if room is None:
-            room = self._rooms[room_key] = Room(room_name)
+            room = self._directory.open_room(room_name)
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
         elif name_key(nick) in room.members:
             raise AlreadyInRoom(room.name)
@@ -379,7 +358,7 @@ class Router:
 
     def rooms(self) -> RoomList:
         """Every room with its member count, by name."""
-        listed = sorted(self._rooms.values(), key=lambda room: name_key(room.name))
+        listed = sorted(self._directory.rooms(), key=lambda room: name_key(room.name))
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
     def who(self, room_name: str | None = None) -> UserList:
@@ -389,12 +368,13 @@ class Router:
         @raise NoSuchRoom: C{room_name} names no room.
         """
         if room_name is None:
-            return UserList(None, _sorted_names([s.nick for s in self._users.values() if s.nick]))
+            online = [presence.nick for presence in self._directory.online() if presence.nick]
+            return UserList(None, _sorted_names(online))
         room = self._room(room_name)
         return UserList(room.name, _sorted_names([s.nick for s in room.members.values() if s.nick]))
 
     def _check_free(self, presence: Presence, nick: str) -> None:
-        holder = self._users.get(name_key(nick))
+        holder = self._directory.holder(nick)
         if holder is not None and holder is not presence:
             raise NicknameTaken(holder.nick or nick)
 
@@ -404,11 +384,11 @@ class Router:
         old = presence.nick
         if old is not None:
             old_key = name_key(old)
-            del self._users[old_key]
+            self._directory.release(old)
             for room in presence.rooms.values():
                 del room.members[old_key]
                 room.members[key] = presence
-        self._users[key] = presence
+        self._directory.claim(presence, nick)
         presence.nick = nick
         presence.account = account
         if old != nick:
@@ -432,7 +412,7 @@ class Router:
         """The room named C{room_name}; a name without C{#} is refused as such."""
         if room_name[:1] != "#":
             raise InvalidRoomName(room_name)
-        room = self._rooms.get(name_key(room_name))
+        room = self._directory.room(room_name)
         if room is None:
             raise NoSuchRoom(room_name)
         return room
@@ -453,5 +433,5 @@ class Router:
         if room.members:
             _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
         else:
-            del self._rooms[name_key(room.name)]
+            self._directory.close_room(room.name)
             log.info("room {room} closed", room=room.name)

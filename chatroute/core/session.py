@@ -44,6 +44,7 @@ from chatroute.core.commands import (
     ShowLimits,
     Who,
 )
+from chatroute.core.directory import Presence
 from chatroute.core.errors import (
     ChatError,
     Flooding,
@@ -55,7 +56,7 @@ from chatroute.core.errors import (
 from chatroute.core.events import Event, LimitsInfo, Notice
 from chatroute.core.interfaces import ILink, IParticipant, IWireFormat
 from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
-from chatroute.core.router import Presence, Router
+from chatroute.core.router import Router
 
 DEFAULT_MAX_LINE_LENGTH = 4096
 CLOSE_GRACE = 10.0

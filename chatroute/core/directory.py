@@ -1,0 +1,87 @@
+"""
+Who holds which nickname, and which rooms exist: the router's one way to
+users and rooms.
+
+L{LocalDirectory} keeps them in this process's dicts. The router reaches
+them only through L{chatroute.core.interfaces.IDirectory}, so that a
+directory shared between processes can take its place.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from zope.interface import implementer
+
+from chatroute.core.interfaces import IDirectory, IParticipant
+from chatroute.storage import name_key
+
+
+@dataclass(eq=False, slots=True)
+class Presence:
+    """
+    One participant's standing with the router: who they are and where.
+
+    @ivar peer: where the participant connects from, for the log.
+    @ivar nick: the nickname as its owner typed it; None until registered
+        and again once disconnected.
+    @ivar account: whether C{nick} is an account the participant logged in to.
+    @ivar rooms: the rooms the participant is in, by key.
+    """
+
+    participant: IParticipant
+    peer: str = "?"
+    nick: str | None = None
+    account: bool = False
+    rooms: dict[str, "Room"] = field(default_factory=dict)
+
+
+@dataclass(eq=False, slots=True)
+class Room:
+    """A named group of presences; C{members} are keyed by nickname key, in join order."""
+
+    name: str
+    members: dict[str, Presence] = field(default_factory=dict)
+
+
+@implementer(IDirectory)
+class LocalDirectory:
+    """Nicknames and rooms in this process, keyed by their L{name_key}."""
+
+    __slots__ = ("_rooms", "_users")
+
+    def __init__(self) -> None:
+        self._users: dict[str, Presence] = {}
+        self._rooms: dict[str, Room] = {}
+
+    def holder(self, nick: str) -> Presence | None:
+        """Who holds C{nick}, in any letter case; None if no one."""
+        return self._users.get(name_key(nick))
+
+    def claim(self, presence: Presence, nick: str) -> None:
+        """C{presence} holds C{nick} from now on (the caller checked it is free)."""
+        self._users[name_key(nick)] = presence
+
+    def release(self, nick: str) -> None:
+        """Nobody holds C{nick} any more."""
+        del self._users[name_key(nick)]
+
+    def online(self) -> Iterable[Presence]:
+        """Everyone holding a nickname."""
+        return self._users.values()
+
+    def room(self, name: str) -> Room | None:
+        """The room named C{name}, in any letter case; None if there is none."""
+        return self._rooms.get(name_key(name))
+
+    def open_room(self, name: str) -> Room:
+        """A new, empty room named C{name} (the caller checked there is none)."""
+        room = self._rooms[name_key(name)] = Room(name)
+        return room
+
+    def close_room(self, name: str) -> None:
+        """The room named C{name} is gone (it was left empty)."""
+        del self._rooms[name_key(name)]
+
+    def rooms(self) -> Iterable[Room]:
+        """Every room."""
+        return self._rooms.values()
