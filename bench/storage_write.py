@@ -19,7 +19,7 @@ from chatroute.storage.sqlite import open_sqlite
 
 
 async def run(reactor: IReactorTime, count: int, in_flight: int, directory: str) -> None:
-    storage = await open_sqlite(str(Path(directory) / "bench.db"), reactor)
+    storage = open_sqlite(str(Path(directory) / "bench.db"), reactor)
     slots = DeferredSemaphore(in_flight)
     started = reactor.seconds()
     await gatherResults(

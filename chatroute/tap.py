@@ -24,11 +24,10 @@ from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
 from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.storage.memory import MemoryStorage
-from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_database
+from chatroute.storage.sqlite import MEMORY, SERVER_LINGER, SchemaError, open_sqlite
 
 DEFAULT_PORT = 12345
 DEFAULT_DATABASE = "chatroute.db"
-MEMORY_DATABASE = ":memory:"
 _ROUTER_DEFAULTS = RouterSettings()
 _LIMITS = Limits()
 
@@ -81,7 +80,7 @@ class Options(usage.Options):
             "db",
             None,
             DEFAULT_DATABASE,
-            f"SQLite database file (created if missing); {MEMORY_DATABASE} keeps nothing on disk.",
+            f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk.",
         ],
         [
             "max-line-length",
@@ -325,10 +324,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
 
 def _storage(database: str, reactor: Any) -> IStorage:
-    if database == MEMORY_DATABASE:
+    if database == MEMORY:
         return MemoryStorage()
     try:
-        prepare_database(database)
+        return open_sqlite(database, reactor, linger=SERVER_LINGER)
     except (sqlite3.Error, SchemaError) as error:
         raise SystemExit(f"chatroute: cannot use database {database}: {error}") from None
-    return connect_sqlite(database, reactor)

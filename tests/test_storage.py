@@ -43,9 +43,9 @@ async def storage(request, tmp_path):
     if request.param == "memory":
         store = MemoryStorage()
     elif request.param == "sqlite-memory":
-        store = await open_sqlite(":memory:", reactor)
+        store = open_sqlite(":memory:", reactor)
     else:
-        store = await open_sqlite(str(tmp_path / "chat.db"), reactor)
+        store = open_sqlite(str(tmp_path / "chat.db"), reactor)
     yield store
     await store.close()
 
@@ -418,13 +418,13 @@ def schemas(tmp_path) -> Path:
     return directory
 
 
-async def reopen(path: Path, schema: Schema = CURRENT_SCHEMA) -> SQLiteStorage:
-    return await open_sqlite(str(path), reactor, schema)
+def reopen(path: Path, schema: Schema = CURRENT_SCHEMA) -> SQLiteStorage:
+    return open_sqlite(str(path), reactor, schema)
 
 
 @pytest_twisted.ensureDeferred
 async def test_new_database_records_the_schema_version_and_uses_wal(db):
-    await (await reopen(db)).close()
+    await (reopen(db)).close()
     assert stored_version(db) == SCHEMA_VERSION == CURRENT_SCHEMA.version
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -432,11 +432,11 @@ async def test_new_database_records_the_schema_version_and_uses_wal(db):
 
 @pytest_twisted.ensureDeferred
 async def test_upgrades_apply_in_order_and_keep_the_data(db, schemas):
-    storage = await reopen(db)
+    storage = reopen(db)
     await storage.create_account("alice", "hash")
     await storage.close()
     with capturedLogs() as events:
-        storage = await reopen(db, Schema(schemas, 3))
+        storage = reopen(db, Schema(schemas, 3))
     assert await storage.get_account("alice") == Account("alice", "hash")
     await storage.close()
     assert stored_version(db) == 3
@@ -452,7 +452,7 @@ async def test_upgrades_apply_in_order_and_keep_the_data(db, schemas):
 @pytest_twisted.ensureDeferred
 async def test_new_database_is_created_at_the_target_version_directly(db, schemas):
     (schemas / "v2.sql").write_text(CURRENT_SCHEMA.create_script() + "CREATE TABLE extra (x);")
-    await (await reopen(db, Schema(schemas, 2))).close()
+    await (reopen(db, Schema(schemas, 2))).close()
     assert stored_version(db) == 2
     assert "extra" in table_names(db)
     assert "notes" not in table_names(db)
@@ -460,34 +460,34 @@ async def test_new_database_is_created_at_the_target_version_directly(db, schema
 
 @pytest_twisted.ensureDeferred
 async def test_missing_upgrade_leaves_the_database_alone(db, schemas):
-    await (await reopen(db)).close()
+    await (reopen(db)).close()
     with pytest.raises(SchemaError, match=r"upgrade-v3-to-v4\.sql"):
-        await reopen(db, Schema(schemas, 4))
+        reopen(db, Schema(schemas, 4))
     assert stored_version(db) == 1
     assert "notes" not in table_names(db)
 
 
 @pytest_twisted.ensureDeferred
 async def test_failing_upgrade_rolls_back_every_step(db, schemas):
-    await (await reopen(db)).close()
+    await (reopen(db)).close()
     (schemas / "upgrade-v2-to-v3.sql").write_text("INSERT INTO no_such_table VALUES (1);")
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
-        await reopen(db, Schema(schemas, 3))
+        reopen(db, Schema(schemas, 3))
     assert stored_version(db) == 1
     assert "notes" not in table_names(db)
     # Fixed, the upgrade then goes through.
     (schemas / "upgrade-v2-to-v3.sql").write_text("SELECT 1;")
-    await (await reopen(db, Schema(schemas, 3))).close()
+    await (reopen(db, Schema(schemas, 3))).close()
     assert stored_version(db) == 3
 
 
 @pytest_twisted.ensureDeferred
 async def test_newer_database_is_refused(db):
-    await (await reopen(db)).close()
+    await (reopen(db)).close()
     with sqlite3.connect(db) as connection:
         connection.execute("UPDATE version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(SchemaError, match="newer than this chatroute"):
-        await reopen(db)
+        reopen(db)
 
 
 @pytest_twisted.ensureDeferred
@@ -495,12 +495,12 @@ async def test_other_database_is_refused(db):
     with sqlite3.connect(db) as connection:
         connection.execute("CREATE TABLE something (x)")
     with pytest.raises(SchemaError, match="not a chatroute database"):
-        await reopen(db)
+        reopen(db)
 
 
 @pytest_twisted.ensureDeferred
 async def test_everything_is_there_after_close_and_reopen(db):
-    storage = await reopen(db)
+    storage = reopen(db)
     await storage.create_account("Alice", "hash")
     message_id = await storage.store_message("bob", "Alice", "hi", 1.0, cap=5)
     await storage.append_history("#room", "Alice", "hello", 2.0)
@@ -508,7 +508,7 @@ async def test_everything_is_there_after_close_and_reopen(db):
     storage.append_history("#room", "Alice", "bye", 3.0)
     storage.set_password_hash("alice", "new hash")
     await storage.close()
-    storage = await reopen(db)
+    storage = reopen(db)
     assert await storage.get_account("ALICE") == Account("Alice", "new hash")
     assert await storage.pending_messages("bob") == [
         StoredMessage(message_id, "bob", "Alice", "hi", 1.0)
@@ -527,7 +527,7 @@ from twisted.internet.defer import Deferred
 from chatroute.storage.sqlite import open_sqlite
 
 async def main(reactor, path):
-    storage = await open_sqlite(path, reactor)
+    storage = open_sqlite(path, reactor)
     numbers = count()
     acknowledged = 0
 
@@ -564,7 +564,7 @@ async def test_kill_9_loses_nothing_acknowledged(db):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     acknowledged = set(killed.stdout.split())
     assert len(acknowledged) == 500
-    storage = await reopen(db)
+    storage = reopen(db)
     kept = {entry.text for entry in await storage.recent_history("#room", 10_000)}
     await storage.close()
     assert acknowledged <= kept

@@ -57,6 +57,9 @@ SCHEMA_VERSION = 1
 MAX_BATCH = 1000
 """The most writes committed in one transaction."""
 
+MEMORY = ":memory:"
+"""The path of a database kept in memory, for tests and for running without a file."""
+
 SERVER_LINGER = 0.01
 """
 Seconds the server's batches wait for more writes before they start: at a
@@ -134,54 +137,57 @@ CURRENT_SCHEMA = Schema(files(__package__).joinpath("schema"), SCHEMA_VERSION)
 
 
 def open_sqlite(
-    path: str, reactor: IReactorTime, schema: Schema = CURRENT_SCHEMA
-) -> Deferred["SQLiteStorage"]:
+    path: str, reactor: IReactorTime, schema: Schema = CURRENT_SCHEMA, linger: float = 0.0
+) -> "SQLiteStorage":
     """
-    Open (creating or upgrading as needed) the database at C{path}.
+    Open the database at C{path}, creating or upgrading it as needed.
 
-    @param path: a file name, or C{":memory:"} for a database that lives as
-        long as the storage.
+    A file is created or upgraded now, blocking: this is for start-up,
+    before the reactor runs, so that a database that cannot be used stops
+    the server with a clear error before it listens. C{":memory:"}, a
+    database that lives as long as the storage, is created on the storage's
+    own connection, as its thread starts.
+
     @param reactor: the reactor; besides L{IReactorTime}, adbapi needs it to
-        provide C{IReactorCore} and C{IReactorThreads}.
+        provide C{IReactorCore} and C{IReactorThreads}. The storage's thread
+        starts with it; what is asked of the storage before waits for that.
     @param schema: the schema to create or upgrade to; tests give their own.
-    @return: Deferred firing with the L{SQLiteStorage}, failing with
-        L{SchemaError} if the database is not chatroute's, is newer than
-        C{schema}, or cannot be upgraded, or with C{sqlite3.Error}.
-    """
-    return Deferred.fromCoroutine(_open(path, reactor, schema))
-
-
-def prepare_database(path: str, schema: Schema = CURRENT_SCHEMA) -> None:
-    """
-    Create or upgrade the database at C{path} now, blocking.
-
-    For start-up, before the reactor runs, so that a database that cannot be
-    used stops the server with a clear error before it listens;
-    L{connect_sqlite} then opens it.
-
-    @raise SchemaError: as L{open_sqlite} fails with it.
+    @param linger: seconds a batch of writes waits for more (the server's
+        is L{SERVER_LINGER}).
+    @raise SchemaError: the database is not chatroute's, is newer than
+        C{schema}, or cannot be upgraded.
     @raise sqlite3.Error: the file cannot be opened or written.
     """
+    if path != MEMORY:
+        _prepare_file(path, schema)
+
+    def prepare(connection: sqlite3.Connection) -> None:
+        _configure_connection(connection)
+        if path == MEMORY:
+            _prepare_schema(connection, schema, path)
+
+    return SQLiteStorage(_pool(path, reactor, prepare), reactor, linger=linger)
+
+
+def _prepare_file(path: str, schema: Schema) -> None:
+    """Create or upgrade the database file at C{path} now, blocking."""
     connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
     try:
         _configure_connection(connection)
-        _prepare_schema(connection, schema, path)
+        found = _prepare_schema(connection, schema, path)
     finally:
         connection.close()
+    if found is None:
+        log.info("created {path} with schema v{version}", path=path, version=schema.version)
+    elif found < schema.version:
+        log.info(
+            "upgraded {path} from schema v{old} to v{new}", path=path, old=found, new=schema.version
+        )
 
 
-def connect_sqlite(path: str, reactor: IReactorTime) -> "SQLiteStorage":
-    """
-    The storage on a database L{prepare_database} has already brought to
-    the current schema, at once.
-
-    Its thread starts with the reactor; what is asked of it before then
-    waits for that.
-    """
-    return SQLiteStorage(_pool(path, reactor), reactor, linger=SERVER_LINGER)
-
-
-def _pool(path: str, reactor: IReactorTime) -> ConnectionPool:
+def _pool(
+    path: str, reactor: IReactorTime, prepare: Callable[[sqlite3.Connection], None]
+) -> ConnectionPool:
     """The one-thread, one-connection pool the module docstring describes."""
     return ConnectionPool(
         "sqlite3",
@@ -192,25 +198,9 @@ def _pool(path: str, reactor: IReactorTime) -> ConnectionPool:
         timeout=BUSY_TIMEOUT,
         cp_min=1,
         cp_max=1,
-        cp_openfun=_configure_connection,
+        cp_openfun=prepare,
         cp_reactor=reactor,
     )
-
-
-async def _open(path: str, reactor: IReactorTime, schema: Schema) -> "SQLiteStorage":
-    pool = _pool(path, reactor)
-    try:
-        found: int | None = await pool.runWithConnection(_prepare_schema, schema, path)
-    except BaseException:
-        pool.close()
-        raise
-    if found is None:
-        log.info("created {path} with schema v{version}", path=path, version=schema.version)
-    elif found < schema.version:
-        log.info(
-            "upgraded {path} from schema v{old} to v{new}", path=path, old=found, new=schema.version
-        )
-    return SQLiteStorage(pool, reactor)
 
 
 def _configure_connection(connection: sqlite3.Connection) -> None:
