@@ -53,9 +53,12 @@ class ChatProtocol(LineReceiver):
     the limit is answered with an error and discarded up to its end; the
     connection stays open.
 
-    It is a L{LineReceiver} for its delimiter and its send side, but it
-    splits lines itself (L{dataReceived}): L{LineReceiver}'s would drop the
-    connection on an over-long line and copies its buffer once per line.
+    It keeps L{LineReceiver}'s contract: it sends with its C{delimiter},
+    holds the unfinished line in its C{_buffer} (so C{clearLineBuffer}
+    works), and calls L{lineLengthExceeded} with what it has of the
+    over-long line. It splits lines itself (L{dataReceived}), at LF with an
+    optional CR, because L{LineReceiver}'s splitting drops the connection on
+    an over-long line and copies its buffer once per line.
     """
 
     delimiter = b"\r\n"
