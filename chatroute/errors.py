@@ -148,6 +148,12 @@ class LoginFailed(ChatError):
     reply = "wrong nickname or password"
 
 
+class WrongPassword(ChatError):
+    """The current password given to change it is wrong (the account is known)."""
+
+    reply = "wrong password"
+
+
 class LoginThrottled(ChatError):
     """Too many failed logins for the account or from the address."""
 

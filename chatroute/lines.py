@@ -37,7 +37,8 @@ from chatroute.events import (
 class Register:
     """
     C{#alice}: claim a nickname as a guest, or change to it;
-    C{#alice secret} or C{/login alice secret}: log in to the account.
+    C{#alice secret} or C{/login alice secret}: log in to the account (the
+    password is the rest of the line, spaces and all).
     """
 
     nick: str
@@ -46,14 +47,14 @@ class Register:
 
 @dataclass(slots=True)
 class CreateAccount:
-    """C{/register secret}: make the current nickname an account."""
+    """C{/register secret}: make the current nickname an account (the rest of the line)."""
 
     password: str
 
 
 @dataclass(slots=True)
 class ChangePassword:
-    """C{/password old new}."""
+    """C{/password old new} or C{/password "old words" "new words"}."""
 
     old: str
     new: str
@@ -145,6 +146,9 @@ HELP = (
     "#name password     log in to the account name (also /login name password)",
     "/register password make your nickname an account with this password",
     "/password old new  change your account's password",
+    '  or /password "old words" "new words" (inside quotes \\" is " and \\\\ is \\)',
+    "  passwords: 8 to 1024 characters, spaces allowed (white space at either end",
+    "  is dropped; a run of it inside counts as one space)",
     "@name:message      send a direct message",
     "@#room:message     send a message to a room you are in",
     "/join #room        join a room, creating it if needed",
@@ -173,11 +177,37 @@ def _no_argument(command: str, argument: str) -> None:
         raise MalformedLine(f"usage: /{command}")
 
 
-def _words(command: str, argument: str, usage: str, count: int) -> list[str]:
-    words = argument.split()
-    if len(words) != count:
-        raise MalformedLine(f"usage: /{command} {usage}")
-    return words
+def _login(argument: str) -> Register:
+    words = argument.split(None, 1)
+    if len(words) != 2:
+        raise MalformedLine("usage: /login name password")
+    return Register(words[0], words[1])
+
+
+def _create_account(argument: str) -> CreateAccount:
+    if not argument:
+        raise MalformedLine("usage: /register password")
+    return CreateAccount(argument)
+
+
+# /password's two passwords: each a word that does not start with ", or a
+# double-quoted string in which \" and \\ stand for " and \ (any other
+# backslash is itself), which may hold spaces.
+_PASSWORD = r'(?:"((?:[^"\\]|\\.)*)"|([^\s"]\S*))'
+_PASSWORDS = re.compile(rf"{_PASSWORD}\s+{_PASSWORD}")
+_ESCAPE = re.compile(r'\\([\\"])')
+PASSWORD_USAGE = 'usage: /password old new, or with spaces: /password "old words" "new words"'
+
+
+def _change_password(argument: str) -> ChangePassword:
+    match = _PASSWORDS.fullmatch(argument)
+    if match is None:
+        raise MalformedLine(PASSWORD_USAGE)
+    quoted_old, old, quoted_new, new = match.groups()
+    return ChangePassword(
+        old if quoted_old is None else _ESCAPE.sub(r"\1", quoted_old),
+        new if quoted_new is None else _ESCAPE.sub(r"\1", quoted_new),
+    )
 
 
 def _history(argument: str) -> History:
@@ -195,14 +225,11 @@ def _parse_command(line: str) -> Command:
     argument = words[1].strip() if len(words) == 2 else ""
     match name:
         case "login":
-            nick, password = _words(name, argument, "name password", 2)
-            return Register(nick, password)
+            return _login(argument)
         case "register":
-            (password,) = _words(name, argument, "password", 1)
-            return CreateAccount(password)
+            return _create_account(argument)
         case "password":
-            old, new = _words(name, argument, "old new", 2)
-            return ChangePassword(old, new)
+            return _change_password(argument)
         case "history":
             return _history(argument)
         case "join":

@@ -108,6 +108,8 @@ TEXTS = (
 WORDS = st.text(
     st.characters(codec="utf-8").filter(lambda c: not (c.isspace() or is_control(c))), min_size=1
 )
+# A password as /password's unquoted form: a word that does not start with ".
+BARE = WORDS.filter(lambda word: not word.startswith('"'))
 PAD = st.text(" \t", max_size=3)
 SPACE = st.text(" \t", min_size=1, max_size=3)  # white space between words
 GAP = PAD.map(lambda pad: " " + pad)  # between #name and password, as documented
@@ -120,6 +122,11 @@ def cased(word: str) -> st.SearchStrategy[str]:
     )
 
 
+def quoted(password: str) -> str:
+    """C{password} in /password's quoted form (docs/protocol.md, Client to server)."""
+    return '"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _slash(draw: st.DrawFn, word: str, *arguments: str) -> str:
     """C{/word} in any letter case, then the arguments, white space between."""
     return "".join(["/" + draw(cased(word)), *(draw(SPACE) + argument for argument in arguments)])
@@ -128,14 +135,19 @@ def _slash(draw: st.DrawFn, word: str, *arguments: str) -> str:
 @st.composite
 def _slash_commands(draw: st.DrawFn) -> tuple[str, Command]:
     """A C{/command} with arguments, and what it means."""
-    nick, room, word, other = draw(NICKS), draw(ROOMS), draw(WORDS), draw(WORDS)
+    nick, room, word, other = draw(NICKS), draw(ROOMS), draw(WORDS), draw(BARE)
+    phrase, bare = draw(TEXTS), draw(BARE)
     count = draw(st.from_regex(r"[0-9]{1,7}", fullmatch=True))
     return draw(
         st.sampled_from(
             [
                 (_slash(draw, "login", nick, word), Register(nick, word)),
                 (_slash(draw, "register", word), CreateAccount(word)),
-                (_slash(draw, "password", word, other), ChangePassword(word, other)),
+                (_slash(draw, "login", nick, phrase), Register(nick, phrase)),
+                (_slash(draw, "register", phrase), CreateAccount(phrase)),
+                (_slash(draw, "password", bare, other), ChangePassword(bare, other)),
+                (_slash(draw, "password", quoted(phrase), other), ChangePassword(phrase, other)),
+                (_slash(draw, "password", bare, quoted(word)), ChangePassword(bare, word)),
                 (_slash(draw, "history", room), History(room, None)),
                 (_slash(draw, "history", room, count), History(room, int(count))),
                 (_slash(draw, "join", room), Join(room)),

@@ -321,6 +321,24 @@ def test_account_flow_over_the_wire(connect):
     assert again.say("/password secret123 newsecret1") == ["* password changed"]
 
 
+def test_passphrases_over_the_wire(connect):
+    alice = connect("alice")
+    assert alice.say("/register correct horse battery staple") == [
+        "* alice is now a registered account; log in with #alice <password>"
+    ]
+    assert alice.say('/password "correct horse battery staple" "battery \\"horse\\""') == [
+        "* password changed"
+    ]
+    alice.say("/quit")
+    assert connect().say('/login alice battery "horse"') == ["* logged in as alice"]
+
+
+def test_a_wrong_old_password_is_not_a_failed_login(connect):
+    alice = connect("alice")
+    alice.say("/register secret123")
+    assert alice.say("/password wrong-one newsecret1") == ["! wrong password"]
+
+
 def test_later_lines_wait_for_a_pending_one(connect, chat, monkeypatch):
     """While a line waits for storage, the next ones queue; replies keep their order."""
     alice = connect("alice")
