@@ -26,7 +26,7 @@ from chatroute.storage.sqlite import SchemaError, connect_sqlite, prepare_databa
 DEFAULT_PORT = 12345
 # Twisted's default of 50 overflows under a burst of connections (see
 # docs/performance.md, "A burst of connections").
-DEFAULT_BACKLOG = 1024
+DEFAULT_BACKLOG = 4096
 DEFAULT_DATABASE = "chatroute.db"
 MEMORY_DATABASE = ":memory:"
 _ROUTER_DEFAULTS = RouterSettings()

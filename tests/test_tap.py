@@ -148,19 +148,16 @@ def backlogs(*argv: str) -> list[int]:
 
 
 def test_backlog_default_applies_to_port_and_listen():
-    assert DEFAULT_BACKLOG == 1024
-    assert backlogs("--port", "0", "--listen", "tcp6:0:interface=\\:\\:1") == [1024, 1024]
+    assert DEFAULT_BACKLOG == 4096
+    assert backlogs("--port", "0", "--listen", "tcp6:0:interface=\\:\\:1") == [4096, 4096]
 
 
 def test_backlog_option(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     certs.main(["--key", str(key), "--cert", str(cert)])
     tls = certs.listen_description(key, cert, 0)
-    assert backlogs("--backlog", "4096", "-p", "0", "--listen", "tcp:0", "--listen", tls) == [
-        4096,
-        4096,
-        4096,
-    ]
+    argv = ["--backlog", "2000", "-p", "0", "--listen", "tcp:0", "--listen", tls]
+    assert backlogs(*argv) == [2000, 2000, 2000]
 
 
 def test_an_endpoint_with_its_own_backlog_keeps_it():
