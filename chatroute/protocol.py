@@ -38,6 +38,7 @@ from chatroute.errors import (
     LineTooLong,
     NotReading,
     PasswordNeedsTLS,
+    TelnetMangled,
 )
 from chatroute.events import Event, Notice
 from chatroute.interfaces import IParticipant
@@ -76,6 +77,23 @@ def describe_peer(address: IAddress) -> str:
     if host is None or port is None:
         return repr(address)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TelnetMangledLine(bytes):
+    """
+    A line telnet commands were taken out of and that is not UTF-8: the
+    client's telnet turned bytes of its non-ASCII characters into commands.
+    """
+
+    __slots__ = ()
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class WireEncoder:
@@ -357,8 +375,10 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
         if not self._awaiting_nick:
             self.resetTimeout()
         telnet_answer = b""
+        with_commands: list[int] = []
         if self._telnet is not None or b"\xff" in data:
             data, telnet_answer = self._split_telnet(data)
+            with_commands = self._telnet.lines_with_commands if self._telnet else []
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -366,10 +386,13 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             else:
                 data = data[end + 1 :]
                 self._discarding = False
+                with_commands = [index - 1 for index in with_commands if index > 0]
         if self._buffer:
             data = self._buffer + data
         lines = data.split(b"\n")
         self._buffer = lines.pop()
+        if with_commands:
+            self._mark_mangled(lines, with_commands)
         outbox = self._outbox
         outbox.collect(self)
         try:
@@ -424,6 +447,16 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             self._telnet = TelnetFilter()
         return self._telnet.feed(data)
 
+    def _mark_mangled(self, lines: list[bytes], with_commands: list[int]) -> None:
+        """
+        Mark the lines that telnet commands were taken out of and that are not
+        UTF-8 as L{TelnetMangledLine}, so their error says telnet broke them.
+        """
+        for index in with_commands:
+            line = lines[index].removesuffix(b"\r")
+            if len(line) <= self.MAX_LENGTH and not _is_utf8(line):
+                lines[index] = TelnetMangledLine(line)
+
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the over-long line but keep the connection."""
         self.reply_error(LineTooLong(self.MAX_LENGTH))
@@ -434,6 +467,8 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
             try:
                 text = line.decode()
             except UnicodeDecodeError:
+                if isinstance(line, TelnetMangledLine):
+                    raise TelnetMangled() from None
                 raise InvalidEncoding() from None
             pending = self._carry_out_line(text)
         except Exception:
