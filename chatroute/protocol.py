@@ -444,7 +444,8 @@ class ChatProtocol(LineReceiver, TimeoutMixin):
     def _split_telnet(self, data: bytes) -> tuple[bytes, bytes]:
         """The data without telnet commands, and the answer to them."""
         if self._telnet is None:
-            self._telnet = TelnetFilter()
+            # Created at the first IAC, perhaps in the middle of a line.
+            self._telnet = TelnetFilter(line_begun=bool(self._buffer))
         return self._telnet.feed(data)
 
     def _mark_mangled(self, lines: list[bytes], with_commands: list[int]) -> None:

@@ -42,11 +42,15 @@ class TelnetFilter:
         "lines_with_commands",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, line_begun: bool = False) -> None:
+        """
+        @param line_begun: part of a line came before the filter was needed,
+            so a command at the start of the first chunk is inside a line.
+        """
         self._held = b""
         self._in_subnegotiation = False
         self._command_in_line = False
-        self._line_begun = False
+        self._line_begun = line_begun
         self.lines_with_commands: list[int] = []
 
     def feed(self, data: bytes) -> tuple[bytes, bytes]:

@@ -425,6 +425,13 @@ def test_a_mangled_line_waits_its_turn(connect, chat, monkeypatch):
     assert alice.lines() == ["! no such user: nobody", TELNET_MANGLED]
 
 
+def test_a_line_begun_before_the_first_telnet_command_counts(connect):
+    alice = connect("alice")
+    alice.send(b"@bob:\xe6")
+    alice.send(b"\xff\xf3\xff\xfd\x06\xac\r\n")
+    assert alice.transport.value() == TELNET_MANGLED.encode() + b"\r\n\xff\xfb\x06"
+
+
 def test_invalid_utf8_without_telnet_commands_is_plain(connect):
     alice = connect("alice")
     alice.send(b"\xff\xfd\x01")  # telnet negotiates, then a line of its own
