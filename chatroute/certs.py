@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.python import usage
 
+from chatroute.options import CommandOptions, whole_number
+
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 TLS_PORT = 6697
 # A little slack for clocks that are behind this machine's.
@@ -49,21 +51,16 @@ def parse_host(text: str) -> Host:
         pass
     if len(text) > 253 or not _DNS_NAME.fullmatch(text):
         raise usage.UsageError(
-            f"--host {text!r} is neither an IP address nor a host name "
-            "(letters, digits, - and . only; use the xn-- form of other letters)"
+            "--host: expected an IP address or a host name (letters, digits, - and . only; "
+            f"use the xn-- form of other letters), got {text!r}"
         )
     return text.lower()
 
 
-def _days(text: str) -> int:
-    if not (text.isdecimal() and 1 <= int(text) <= 3650):
-        raise usage.UsageError(f"invalid --days {text!r}: a number from 1 to 3650")
-    return int(text)
-
-
-class CertOptions(usage.Options):
+class CertOptions(CommandOptions):
     """Command-line options of C{chatroute-makecert}."""
 
+    command = "chatroute-makecert"
     synopsis = (
         "Usage: chatroute-makecert [--key key.pem] [--cert cert.pem] [--host NAME ...] [--force]"
     )
@@ -77,7 +74,13 @@ class CertOptions(usage.Options):
     optParameters: ClassVar[list[list[Any]]] = [
         ["key", None, "key.pem", "Write the private key here (mode 0600)."],
         ["cert", None, "cert.pem", "Write the certificate here."],
-        ["days", None, 365, "Days the certificate is valid (1-3650).", _days],
+        [
+            "days",
+            None,
+            365,
+            "Days the certificate is valid (1-3650).",
+            whole_number("days", 1, 3650),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -201,7 +204,7 @@ def usage_hint(key: Path, cert: Path, hosts: Sequence[Host]) -> str:
     twistd, client = (shlex.quote(str(bin_dir / name)) for name in ("twistd", "chatroute-client"))
     return (
         "Run the server with a plain and a TLS listener:\n"
-        f"  {twistd} -n chatroute --port 12345 --listen {shlex.quote(listen)}\n"
+        f"  {twistd} -n --pidfile= chatroute --port 12345 --listen {shlex.quote(listen)}\n"
         "Connect to its TLS port:\n"
         f"  {client} --tls --cafile {shlex.quote(str(cert))} "
         f"--host {shlex.quote(host)} --port {TLS_PORT}\n"

@@ -2,14 +2,13 @@
 The twistd plugin's options and service: C{twistd -n chatroute --port 12345}.
 """
 
-import math
 import sqlite3
 from typing import Any, ClassVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import _parse, serverFromString
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
@@ -23,10 +22,14 @@ from chatroute.core.router import Router, RouterSettings
 from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
 from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
+from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import MEMORY, SERVER_LINGER, SchemaError, open_sqlite
 
 DEFAULT_PORT = 12345
+# Twisted's default of 50 overflows under a burst of connections (see
+# docs/performance.md, "A burst of connections").
+DEFAULT_BACKLOG = 4096
 DEFAULT_DATABASE = "chatroute.db"
 _ROUTER_DEFAULTS = RouterSettings()
 _LIMITS = Limits()
@@ -34,33 +37,32 @@ _LIMITS = Limits()
 log = Logger()
 
 
-def _at_least(minimum: int) -> Any:
-    def parse(value: str) -> int:
-        number = int(value)
-        if number < minimum:
-            raise ValueError(f"must be at least {minimum}, not {number}")
-        return number
-
-    return parse
+# Where each endpoint type that has a listen queue takes its backlog among
+# its positional arguments (after the type): tcp:PORT:INTERFACE:BACKLOG,
+# tcp6:PORT:BACKLOG:INTERFACE, ssl:PORT:KEY:CERT:METHOD:INTERFACE:BACKLOG.
+_BACKLOG_POSITION = {"tcp": 3, "tcp6": 2, "ssl": 6}
 
 
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if not 0 <= number < math.inf:  # also refuses NaN
-        raise ValueError(f"must be a number, 0 or more, not {value}")
-    return number
+def with_backlog(description: str, backlog: int) -> str:
+    """
+    The endpoint C{description} with a listen queue of C{backlog} connections.
+
+    Only C{tcp}, C{tcp6} and C{ssl} endpoints get it, and only those that do
+    not set a backlog of their own (C{backlog=}, or by position); any other
+    description is returned as it is.
+    """
+    # Twisted's own parser of descriptions, so escapes read exactly as it reads them.
+    arguments, keywords = _parse(description)
+    position = _BACKLOG_POSITION.get(arguments[0].lower()) if arguments else None
+    if position is None or "backlog" in keywords or len(arguments) > position:
+        return description
+    return f"{description}:backlog={backlog}"
 
 
-def _port_number(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"not a TCP port: {number}")
-    return number
-
-
-class Options(usage.Options):
+class Options(CommandOptions):
     """Command-line options of C{twistd chatroute}."""
 
+    command = "twistd chatroute"
     synopsis = "[--port PORT] [--listen ENDPOINT ...] [options]"
     longdesc = (
         "Run the chatroute chat server. With neither --port nor --listen it "
@@ -75,7 +77,16 @@ class Options(usage.Options):
         ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
-        ["port", "p", None, "TCP port to listen on, on all interfaces.", _port_number],
+        ["port", "p", None, "TCP port to listen on, on all interfaces.", port_number("port")],
+        [
+            "backlog",
+            None,
+            DEFAULT_BACKLOG,
+            "Connections the kernel queues for accepting, per listener: for --port and for "
+            "tcp, tcp6 and ssl --listen endpoints without a backlog of their own (Linux "
+            "caps it at net.core.somaxconn).",
+            whole_number("backlog", 1),
+        ],
         [
             "db",
             None,
@@ -87,70 +98,70 @@ class Options(usage.Options):
             None,
             DEFAULT_MAX_LINE_LENGTH,
             "Longest line accepted from a client, in bytes; longer ones are refused.",
-            _at_least(1),
+            whole_number("max-line-length", 1),
         ],
         [
             "offline-cap",
             None,
             _ROUTER_DEFAULTS.offline_cap,
             "Most messages kept for one offline account.",
-            _at_least(0),
+            whole_number("offline-cap", 0),
         ],
         [
             "history",
             None,
             _ROUTER_DEFAULTS.join_history,
             "Room messages replayed on joining a room (0: none).",
-            _at_least(0),
+            whole_number("history", 0),
         ],
         [
             "max-history",
             None,
             _ROUTER_DEFAULTS.max_history,
             "Most room messages one /history command replays.",
-            _at_least(0),
+            whole_number("max-history", 0),
         ],
         [
             "flood-rate",
             None,
             _LIMITS.flood_rate,
             "Lines per second one connection may send on average (0: no limit).",
-            _non_negative_float,
+            non_negative_number("flood-rate", "lines a second"),
         ],
         [
             "flood-burst",
             None,
             _LIMITS.flood_burst,
             "Lines one connection may send at once above the rate.",
-            _at_least(1),
+            whole_number("flood-burst", 1),
         ],
         [
             "max-per-address",
             None,
             _LIMITS.max_per_address,
             "Connections from one IP address (0: no limit).",
-            _at_least(0),
+            whole_number("max-per-address", 0),
         ],
         [
             "max-connections",
             None,
             _LIMITS.max_connections,
             "Connections in all (0: no limit).",
-            _at_least(0),
+            whole_number("max-connections", 0),
         ],
         [
             "register-timeout",
             None,
             _LIMITS.register_timeout,
             "Seconds a connection may take to choose a nickname (0: no limit).",
-            _non_negative_float,
+            non_negative_number("register-timeout", "seconds"),
         ],
         [
             "idle-timeout",
             None,
             _LIMITS.idle_timeout,
             "Seconds a client may stay silent; /ping keeps it alive (0: no limit).",
-            _non_negative_float,
+            non_negative_number("idle-timeout", "seconds"),
         ],
         [
             "max-send-buffer",
@@ -158,7 +169,7 @@ class Options(usage.Options):
             _LIMITS.max_send_buffer,
             "Bytes that may wait for a client that is not reading before it is "
             "disconnected (0: no limit).",
-            _at_least(0),
+            whole_number("max-send-buffer", 0),
         ],
     ]
 
@@ -172,14 +183,14 @@ class Options(usage.Options):
         """
         Listen on a Twisted endpoint, e.g. tcp:12345:interface=127.0.0.1 (repeatable).
         """
-        self["listen"].append(_endpoint_description("--listen", description))
+        self["listen"].append(description)
 
     def opt_listen_web(self, description: str) -> None:
         """
         Serve the chat page and its WebSocket on a Twisted endpoint, e.g.
         tcp:8080:interface=127.0.0.1, or ssl:... for HTTPS (repeatable).
         """
-        self["listen-web"].append(_endpoint_description("--listen-web", description))
+        self["listen-web"].append(description)
 
     def opt_web_origin(self, origin: str) -> None:
         """
@@ -194,11 +205,28 @@ class Options(usage.Options):
         self["web-origin"].append(origin)
 
     def postOptions(self) -> None:
-        """Turn --port into an endpoint; listen on the default port if nothing was asked."""
+        """
+        Turn --port into an endpoint; listen on the default port if nothing
+        was asked; check every endpoint, with the backlog it will have.
+        """
+        from twisted.internet import reactor
+
         if self["port"] is not None:
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
             self["listen"].append(f"tcp:{DEFAULT_PORT}")
+        for option in ("listen", "listen-web"):
+            for description in self[option]:
+                try:
+                    serverFromString(reactor, self.endpoint(description))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise usage.UsageError(
+                        f"bad --{option} endpoint {description!r}: {error}"
+                    ) from None
+
+    def endpoint(self, description: str) -> str:
+        """The endpoint to listen on for C{description}: with --backlog if it has none."""
+        return with_backlog(description, self["backlog"])
 
     def limits(self) -> Limits:
         """The limits on each client as these options set them."""
@@ -220,21 +248,6 @@ class Options(usage.Options):
             join_history=self["history"],
             max_history=self["max-history"],
         )
-
-
-def _endpoint_description(option: str, description: str) -> str:
-    """
-    C{description}, checked to be a Twisted server endpoint.
-
-    @raise usage.UsageError: it is not one; the message names C{option}.
-    """
-    from twisted.internet import reactor
-
-    try:
-        serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as error:
-        raise usage.UsageError(f"bad {option} endpoint {description!r}: {error}") from None
-    return description
 
 
 class ChatService(MultiService):
@@ -280,8 +293,14 @@ class _Listener(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, reactor: Any, factory: IProtocolFactory) -> None:
-        super().__init__(serverFromString(reactor, description), factory)
+    def __init__(
+        self, description: str, endpoint: str, reactor: Any, factory: IProtocolFactory
+    ) -> None:
+        """
+        @param description: the endpoint as the options gave it, for messages.
+        @param endpoint: the endpoint to listen on (the description with a backlog).
+        """
+        super().__init__(serverFromString(reactor, endpoint), factory)
         self.description = description
 
 
@@ -315,11 +334,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     factory = ChatServerFactory(hub)
     service = ChatService(hub, storage)
     for description in options["listen"]:
-        _Listener(description, reactor, factory).setServiceParent(service)
+        listener = _Listener(description, options.endpoint(description), reactor, factory)
+        listener.setServiceParent(service)
     if options["listen-web"]:
         site = ChatWebSite(hub, options["web-origin"])
         for description in options["listen-web"]:
-            _Listener(description, reactor, site).setServiceParent(service)
+            listener = _Listener(description, options.endpoint(description), reactor, site)
+            listener.setServiceParent(service)
     return service
 
 

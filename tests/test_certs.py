@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_names_as_asked(tmp_path, capsys):
 
 @pytest.mark.parametrize("host", ["exa mple.org", "ünï.example", "a..b", "-a.example", ""])
 def test_a_bad_host_is_a_usage_error(host):
-    with pytest.raises(UsageError, match="neither an IP address nor a host name"):
+    with pytest.raises(
+        UsageError, match=r"^--host: expected an IP address or a host name \(letters"
+    ):
         CertOptions().parseOptions(["--host", host])
 
 
@@ -131,10 +134,36 @@ def test_cannot_write(tmp_path, capsys):
     )
 
 
-@pytest.mark.parametrize("days", ["0", "3651", "x", "-1"])
+@pytest.mark.parametrize("days", ["0", "3651", "x", "-1", "1.5"])
 def test_bad_days(days):
-    with pytest.raises(UsageError, match="invalid --days"):
+    with pytest.raises(UsageError) as raised:
         CertOptions().parseOptions(["--days", days])
+    assert str(raised.value) == f"--days: expected a whole number from 1 to 3650, got {days!r}"
+
+
+def test_bad_days_from_the_command_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--days", "soon"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "chatroute-makecert: --days: expected a whole number from 1 to 3650, got 'soon'\n"
+    )
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(flag, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([flag])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("Usage: chatroute-makecert [--key key.pem]")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"chatroute-makecert {metadata.version('chatroute')}\n"
 
 
 def test_prints_the_files_and_the_commands_that_use_them(tmp_path, capsys):
@@ -144,7 +173,7 @@ def test_prints_the_files_and_the_commands_that_use_them(tmp_path, capsys):
     assert "for localhost, 127.0.0.1, ::1, valid for 365 days.\n" in shown
     bin_dir = Path(sys.executable).parent
     assert (
-        f"  {bin_dir}/twistd -n chatroute --port 12345"
+        f"  {bin_dir}/twistd -n --pidfile= chatroute --port 12345"
         f" --listen ssl:6697:privateKey={key}:certKey={cert}\n"
     ) in shown
     assert (

@@ -26,7 +26,9 @@ from chatroute.core.errors import (
     ChatError,
     ControlCharacters,
     EmptyMessage,
+    InvalidEncoding,
     MalformedLine,
+    TelnetMangled,
     UnknownCommand,
 )
 from chatroute.core.events import (
@@ -111,6 +113,8 @@ TEXTS = (
 WORDS = st.text(
     st.characters(codec="utf-8").filter(lambda c: not (c.isspace() or is_control(c))), min_size=1
 )
+# A password as /password's unquoted form: a word that does not start with ".
+BARE = WORDS.filter(lambda word: not word.startswith('"'))
 PAD = st.text(" \t", max_size=3)
 SPACE = st.text(" \t", min_size=1, max_size=3)  # white space between words
 GAP = PAD.map(lambda pad: " " + pad)  # between #name and password, as documented
@@ -123,6 +127,11 @@ def cased(word: str) -> st.SearchStrategy[str]:
     )
 
 
+def quoted(password: str) -> str:
+    """C{password} in /password's quoted form (docs/protocol.md, Client to server)."""
+    return '"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _slash(draw: st.DrawFn, word: str, *arguments: str) -> str:
     """C{/word} in any letter case, then the arguments, white space between."""
     return "".join(["/" + draw(cased(word)), *(draw(SPACE) + argument for argument in arguments)])
@@ -131,14 +140,19 @@ def _slash(draw: st.DrawFn, word: str, *arguments: str) -> str:
 @st.composite
 def _slash_commands(draw: st.DrawFn) -> tuple[str, Command]:
     """A C{/command} with arguments, and what it means."""
-    nick, room, word, other = draw(NICKS), draw(ROOMS), draw(WORDS), draw(WORDS)
+    nick, room, word, other = draw(NICKS), draw(ROOMS), draw(WORDS), draw(BARE)
+    phrase, bare = draw(TEXTS), draw(BARE)
     count = draw(st.from_regex(r"[0-9]{1,7}", fullmatch=True))
     return draw(
         st.sampled_from(
             [
                 (_slash(draw, "login", nick, word), Register(nick, word)),
                 (_slash(draw, "register", word), CreateAccount(word)),
-                (_slash(draw, "password", word, other), ChangePassword(word, other)),
+                (_slash(draw, "login", nick, phrase), Register(nick, phrase)),
+                (_slash(draw, "register", phrase), CreateAccount(phrase)),
+                (_slash(draw, "password", bare, other), ChangePassword(bare, other)),
+                (_slash(draw, "password", quoted(phrase), other), ChangePassword(phrase, other)),
+                (_slash(draw, "password", bare, quoted(word)), ChangePassword(bare, word)),
                 (_slash(draw, "history", room), History(room, None)),
                 (_slash(draw, "history", room, count), History(room, int(count))),
                 (_slash(draw, "join", room), Join(room)),
@@ -623,10 +637,18 @@ def test_with_the_flood_limit_answers_do_not_depend_on_how_the_stream_is_cut(dat
     check_same_answers(data, chunks, Limits(flood_rate=1, flood_burst=3))
 
 
+INVALID_UTF8 = f"! {InvalidEncoding.reply}"
+TELNET_MANGLED = f"! {TelnetMangled.reply}"
+
+
 @FEWER
 @given(STREAMS.map(lambda data: data.replace(IAC, b"")), st.data())
 def test_telnet_commands_never_reach_the_chat(stream, data):
-    """Telnet commands anywhere, even inside a line or a character, change no line."""
+    """
+    Telnet commands anywhere, even inside a line or a character, change no
+    line; only a line that is not UTF-8 with a command inside it is said to
+    be broken by telnet.
+    """
     places = data.draw(st.lists(st.integers(0, len(stream)), max_size=6).map(sorted))
     commands = [data.draw(telnet_commands(literal=False)) for _ in places]
     pieces, start = [], 0
@@ -637,6 +659,7 @@ def test_telnet_commands_never_reach_the_chat(stream, data):
     expected = b"".join(answer for _, _, answer in commands)
     plain_lines, _, plain_open = run([stream])
     lines, answers, still_open = run(data.draw(split(st.just(mixed)))[1])
+    lines = [INVALID_UTF8 if line == TELNET_MANGLED else line for line in lines]
     assert (lines, still_open) == (plain_lines, plain_open)
     check_telnet_answers(answers, expected, still_open)
 

@@ -1,6 +1,7 @@
 """The twistd plugin's options and the services they build."""
 
 import socket
+from importlib import metadata
 
 import pytest
 import pytest_twisted
@@ -9,9 +10,10 @@ from twisted.internet import reactor
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
+from chatroute import certs
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
-from chatroute.tap import DEFAULT_PORT, Options, makeService
+from chatroute.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, makeService, with_backlog
 from tests.conftest import Person
 
 
@@ -48,25 +50,133 @@ def test_listen_is_repeatable_and_combines_with_port():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--port", "http"],
-        ["--port", "70000"],
         ["--listen", "nonsense:1"],
         ["--listen", "tcp:notaport"],
-        ["--max-line-length", "0"],
-        ["--max-line-length", "many"],
         ["--unknown"],
-        ["--offline-cap", "-1"],
-        ["--history", "lots"],
-        ["--flood-rate", "-1"],
-        ["--flood-rate", "nan"],
-        ["--idle-timeout", "inf"],
-        ["--flood-burst", "0"],
-        ["--max-send-buffer", "-5"],
     ],
 )
 def test_bad_options(argv):
     with pytest.raises(UsageError):
         parse(*argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--port", "abc"], "--port: expected a TCP port number 0-65535, got 'abc'"),
+        (["-p", "70000"], "--port: expected a TCP port number 0-65535, got '70000'"),
+        (["--port", "-1"], "--port: expected a TCP port number 0-65535, got '-1'"),
+        (
+            ["--max-line-length", "0"],
+            "--max-line-length: expected a whole number, 1 or more, got '0'",
+        ),
+        (
+            ["--max-line-length", "many"],
+            "--max-line-length: expected a whole number, 1 or more, got 'many'",
+        ),
+        (["--offline-cap", "-1"], "--offline-cap: expected a whole number, 0 or more, got '-1'"),
+        (["--history", "lots"], "--history: expected a whole number, 0 or more, got 'lots'"),
+        (["--max-history", "1.5"], "--max-history: expected a whole number, 0 or more, got '1.5'"),
+        (["--flood-burst", "0"], "--flood-burst: expected a whole number, 1 or more, got '0'"),
+        (
+            ["--max-per-address", "x"],
+            "--max-per-address: expected a whole number, 0 or more, got 'x'",
+        ),
+        (
+            ["--max-connections", "1e4"],
+            "--max-connections: expected a whole number, 0 or more, got '1e4'",
+        ),
+        (
+            ["--max-send-buffer", "-5"],
+            "--max-send-buffer: expected a whole number, 0 or more, got '-5'",
+        ),
+        (["--backlog", "0"], "--backlog: expected a whole number, 1 or more, got '0'"),
+        (
+            ["--flood-rate", "nan"],
+            "--flood-rate: expected a number of lines a second, 0 or more, got 'nan'",
+        ),
+        (
+            ["--flood-rate", "-1"],
+            "--flood-rate: expected a number of lines a second, 0 or more, got '-1'",
+        ),
+        (
+            ["--register-timeout", "soon"],
+            "--register-timeout: expected a number of seconds, 0 or more, got 'soon'",
+        ),
+        (
+            ["--idle-timeout", "inf"],
+            "--idle-timeout: expected a number of seconds, 0 or more, got 'inf'",
+        ),
+    ],
+)
+def test_option_errors_name_the_option_and_what_it_wants(argv, error):
+    with pytest.raises(UsageError) as raised:
+        parse(*argv)
+    assert str(raised.value) == error
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help(flag, capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse(flag)
+    assert exited.value.code == 0
+    assert "Run the chatroute chat server." in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse("--version")
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"twistd chatroute {metadata.version('chatroute')}\n"
+
+
+def backlogs(*argv: str) -> list[int]:
+    """The listen backlog of each endpoint the options build, in order."""
+    service = makeService(parse("--db", ":memory:", *argv), reactor)
+    return [listener.endpoint._backlog for listener in service]
+
+
+def test_backlog_default_applies_to_port_and_listen():
+    assert DEFAULT_BACKLOG == 4096
+    assert backlogs("--port", "0", "--listen", "tcp6:0:interface=\\:\\:1") == [4096, 4096]
+
+
+def test_backlog_option(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    certs.main(["--key", str(key), "--cert", str(cert)])
+    tls = certs.listen_description(key, cert, 0)
+    argv = ["--backlog", "2000", "-p", "0", "--listen", "tcp:0", "--listen", tls]
+    assert backlogs(*argv) == [2000, 2000, 2000]
+
+
+def test_an_endpoint_with_its_own_backlog_keeps_it():
+    argv = ["--backlog", "99", "--listen", "tcp:0:backlog=7", "--listen", "tcp6:0:backlog=8"]
+    assert backlogs(*argv) == [7, 8]
+
+
+@pytest.mark.parametrize("description", ["unix:/tmp/chat.sock", "tcpx:1"])
+def test_other_endpoints_are_left_alone(description):
+    assert with_backlog(description, 99) == description
+
+
+def test_a_backlog_given_by_position_is_kept():
+    argv = ["--backlog", "99", "--listen", "tcp:0:127.0.0.1:7", "--listen", "tcp6:0:8:\\:\\:1"]
+    assert backlogs(*argv) == [7, 8]
+
+
+@pytest.mark.parametrize(
+    ("description", "result"),
+    [
+        ("tcp:1", "tcp:1:backlog=9"),
+        ("tcp:1:interface=127.0.0.1", "tcp:1:interface=127.0.0.1:backlog=9"),
+        ("tcp6:1:interface=\\:\\:1", "tcp6:1:interface=\\:\\:1:backlog=9"),
+        ("ssl:1:privateKey=a\\:backlog=1.pem", "ssl:1:privateKey=a\\:backlog=1.pem:backlog=9"),
+        ("tcp:1:backlog=3", "tcp:1:backlog=3"),
+        ("tcp:port=1:backlog=3", "tcp:port=1:backlog=3"),
+    ],
+)
+def test_with_backlog(description, result):
+    assert with_backlog(description, 9) == result
 
 
 @pytest_twisted.ensureDeferred

@@ -29,7 +29,6 @@ import termios
 import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from types import FrameType
 from typing import Any, ClassVar, NoReturn, TypeVar
 from typing import Protocol as TypingProtocol
@@ -69,23 +68,10 @@ from chatroute.client.pacing import Pacer
 from chatroute.client.terminal import Keyboard, TerminalScreen
 from chatroute.frontends import syntax as lines
 from chatroute.frontends.syntax import CONTROL_CHARACTERS
+from chatroute.options import CommandOptions, port_number
 
 QUIT_WORDS = (b"exit", b"/quit")
 _LONGEST_LINE = 1 << 20
-
-
-def _port(text: str) -> int:
-    """C{--port}'s value: a TCP port number."""
-    if not (text.isdecimal() and 1 <= int(text) <= 65535):
-        raise usage.UsageError(f"invalid port {text!r}: a port is a number from 1 to 65535")
-    return int(text)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("chatroute")
-    except metadata.PackageNotFoundError:
-        return "(unknown version: not installed)"
 
 
 def client_tls(host: str, cafile: str | None) -> IOpenSSLClientConnectionCreator:
@@ -121,7 +107,7 @@ def client_tls(host: str, cafile: str | None) -> IOpenSSLClientConnectionCreator
         raise usage.UsageError(f"--host {host!r} is not a valid host name") from None
 
 
-class ClientOptions(usage.Options):
+class ClientOptions(CommandOptions):
     """
     Command-line options of C{chatroute-client}.
 
@@ -129,6 +115,7 @@ class ClientOptions(usage.Options):
         that verify the server's certificate and host name; else L{None}.
     """
 
+    command = "chatroute-client"
     synopsis = (
         "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME] [--tls [--cafile FILE]]"
     )
@@ -151,7 +138,7 @@ class ClientOptions(usage.Options):
     ]
     optParameters: ClassVar[list[list[Any]]] = [
         ["host", None, "localhost", "Server host name or address."],
-        ["port", "p", 12345, "Server TCP port (1-65535).", _port],
+        ["port", "p", 12345, "Server TCP port (1-65535).", port_number("port", 1)],
         ["nick", "n", None, "Register this nickname on connect (a leading # is dropped)."],
         [
             "cafile",
@@ -165,14 +152,6 @@ class ClientOptions(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self.tls_options: IOpenSSLClientConnectionCreator | None = None
-
-    def opt_version(self) -> NoReturn:
-        """Display the chatroute version and exit."""
-        sys.stdout.write(f"chatroute-client {_version()}\n")
-        raise SystemExit(0)
-
-    # Twisted leaves -h free for options such as --host; here it is help.
-    opt_h = usage.Options.opt_help
 
     def postOptions(self) -> None:
         """Take C{--nick #alice} as C{--nick alice}; set up TLS, which C{--cafile} implies."""

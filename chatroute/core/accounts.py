@@ -1,10 +1,12 @@
 """
 Accounts: creating them, logging in, changing passwords.
 
-Passwords are checked through L{twisted.cred} (see L{chatroute.core.auth}) and
-hashed off the reactor thread; failed logins are slowed down per account and
-per address by a L{LoginThrottle}. What a login grants, the nickname and the
-messages kept for it, is the router's business.
+Every password given here, to log in, to create an account or to change
+one, is first normalised by L{normalise_password}, so every front end follows
+the same rule. Passwords are checked through L{twisted.cred} (see
+L{chatroute.core.auth}) and hashed off the reactor thread; failed logins are
+slowed down per account and per address by a L{LoginThrottle}. What a login
+grants, the nickname and the messages kept for it, is the router's business.
 """
 
 from twisted.cred.credentials import UsernamePassword
@@ -21,10 +23,11 @@ from chatroute.core.errors import (
     LoginThrottled,
     NotLoggedIn,
     NotRegistered,
+    WrongPassword,
 )
 from chatroute.core.events import AccountCreated, PasswordChanged
 from chatroute.core.interfaces import IStorage
-from chatroute.core.passwords import PasswordHashing
+from chatroute.core.passwords import PasswordHashing, normalise_password
 from chatroute.core.router import Router
 
 MIN_PASSWORD = 8
@@ -35,11 +38,14 @@ log = Logger()
 
 def check_new_password(password: str) -> None:
     """
-    @raise BadPassword: C{password} is too short, too long, or has white space.
+    Check a normalised password (see L{normalise_password}) against the rule.
+
+    @raise BadPassword: C{password} is too short or too long.
     """
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD or any(c.isspace() for c in password):
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise BadPassword(
-            f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters, without spaces"
+            f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters (spaces allowed; "
+            "white space at either end is dropped, and a run of it inside counts as one space)"
         )
 
 
@@ -68,7 +74,7 @@ class Accounts:
         @raise LoginThrottled: too many recent failures for the account or address.
         @raise LoginFailed: unknown name or wrong password (not said which).
         """
-        registered = await self._check_password(name, password, address)
+        registered = await self._check_password(name, normalise_password(password), address)
         log.info("{address} logged in as {name}", address=address, name=registered)
         await self._router.log_in(presence, registered)
 
@@ -86,6 +92,7 @@ class Accounts:
             raise NotRegistered()
         if presence.account:
             raise AccountExists(nick)
+        password = normalise_password(password)
         check_new_password(password)
         await self._storage.create_account(nick, await self._hashing.hash(password))
         log.info("account {nick} created", nick=nick)
@@ -99,13 +106,17 @@ class Accounts:
         @raise NotLoggedIn: the participant is not logged in to an account.
         @raise BadPassword: C{new} breaks the password rule.
         @raise LoginThrottled: too many recent failures.
-        @raise LoginFailed: C{old} is wrong.
+        @raise WrongPassword: C{old} is wrong.
         """
         nick = presence.nick
         if nick is None or not presence.account:
             raise NotLoggedIn()
+        new = normalise_password(new)
         check_new_password(new)
-        await self._check_password(nick, old, address)
+        try:
+            await self._check_password(nick, normalise_password(old), address)
+        except LoginFailed:
+            raise WrongPassword() from None
         await self._storage.set_password_hash(nick, await self._hashing.hash(new))
         log.info("{nick} changed password", nick=nick)
         presence.participant.deliver(PasswordChanged())

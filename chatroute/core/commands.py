@@ -13,7 +13,8 @@ from dataclasses import dataclass
 class Register:
     """
     C{#alice}: claim a nickname as a guest, or change to it;
-    C{#alice secret} or C{/login alice secret}: log in to the account.
+    C{#alice secret} or C{/login alice secret}: log in to the account (the
+    password is the rest of the line, spaces and all).
     """
 
     nick: str
@@ -22,14 +23,14 @@ class Register:
 
 @dataclass(slots=True)
 class CreateAccount:
-    """C{/register secret}: make the current nickname an account."""
+    """C{/register secret}: make the current nickname an account (the rest of the line)."""
 
     password: str
 
 
 @dataclass(slots=True)
 class ChangePassword:
-    """C{/password old new}."""
+    """C{/password old new} or C{/password "old words" "new words"}."""
 
     old: str
     new: str

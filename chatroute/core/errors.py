@@ -23,6 +23,18 @@ class InvalidEncoding(ChatError):
     reply = "invalid UTF-8; line discarded"
 
 
+class TelnetMangled(InvalidEncoding):
+    """
+    The line is not valid UTF-8, and telnet commands were taken out of it:
+    the client's telnet turned bytes of non-ASCII characters into commands.
+    """
+
+    reply = (
+        "invalid UTF-8: your telnet client changed non-ASCII characters; "
+        "use nc or chatroute-client for non-ASCII text; line discarded"
+    )
+
+
 class ControlCharacters(ChatError):
     """The line contains control characters (anything in C0, DEL or C1 but tab)."""
 
@@ -146,6 +158,12 @@ class LoginFailed(ChatError):
     """The name or the password is wrong (which one is not said)."""
 
     reply = "wrong nickname or password"
+
+
+class WrongPassword(ChatError):
+    """The current password given to change it is wrong (the account is known)."""
+
+    reply = "wrong password"
 
 
 class LoginThrottled(ChatError):

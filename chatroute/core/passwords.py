@@ -1,5 +1,5 @@
 """
-Password hashing with argon2id, off the reactor thread.
+Passwords: what counts as one, and hashing them with argon2id off the reactor thread.
 
 Hashing is slow on purpose (tens of milliseconds and tens of megabytes with
 the defaults), so it runs in a thread pool; the reactor keeps serving chat
@@ -12,6 +12,18 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+
+def normalise_password(password: str) -> str:
+    """
+    The password as typed, in the one form the server hashes and compares.
+
+    White space at either end is not part of a password, and any run of white
+    space inside counts as one space, so a passphrase typed with two spaces,
+    or a tab, still matches. A password without white space is unchanged.
+    Every front end's password goes through this (see L{chatroute.core.accounts}).
+    """
+    return " ".join(password.split())
 
 
 class InvalidPasswordHash(ValueError):

@@ -24,7 +24,7 @@ from chatroute.core.interfaces import ILink
 from chatroute.core.session import ConnectionSession, Hub, Peer, is_loopback
 from chatroute.frontends.sending import SlowReaderGuard, limit_send_buffer, sender
 from chatroute.frontends.syntax import LineFormat
-from chatroute.frontends.telnet import TelnetFilter
+from chatroute.frontends.telnet import TelnetFilter, mark_mangled
 
 
 def describe_peer(address: IAddress) -> str:
@@ -142,10 +142,13 @@ class ChatProtocol(LineReceiver):
             return
         session.data_arrived()
         telnet_answer = b""
+        with_commands: list[int] = []
         if self._telnet is not None or b"\xff" in data:
             if self._telnet is None:
-                self._telnet = TelnetFilter()
+                # Made at the first IAC, perhaps in the middle of a line.
+                self._telnet = TelnetFilter(line_begun=bool(self._buffer))
             data, telnet_answer = self._telnet.feed(data)
+            with_commands = self._telnet.lines_with_commands
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -153,12 +156,15 @@ class ChatProtocol(LineReceiver):
             else:
                 data = data[end + 1 :]
                 self._discarding = False
+                with_commands = [index - 1 for index in with_commands if index > 0]
         if self._buffer:
             data = self._buffer + data
         lines = data.split(b"\n")
         self._buffer = lines.pop()
         if b"\r" in data:
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        if with_commands:
+            mark_mangled(lines, with_commands, self.MAX_LENGTH)
         session.lines_received(lines)
         if len(self._buffer) > self.MAX_LENGTH + 1 and not session.closing:  # + 1: a CR may come
             start, self._buffer = self._buffer, b""

@@ -36,6 +36,7 @@ from chatroute.core.errors import (
     EmptyMessage,
     InvalidEncoding,
     MalformedLine,
+    TelnetMangled,
     UnknownCommand,
 )
 from chatroute.core.events import (
@@ -58,12 +59,16 @@ from chatroute.core.events import (
     UserList,
 )
 from chatroute.core.interfaces import IWireFormat
+from chatroute.frontends.telnet import TelnetMangledLine
 
 HELP = (
     "#name              take the nickname name as a guest, or change to it",
     "#name password     log in to the account name (also /login name password)",
     "/register password make your nickname an account with this password",
     "/password old new  change your account's password",
+    '  or /password "old words" "new words" (inside quotes \\" is " and \\\\ is \\)',
+    "  passwords: 8 to 1024 characters, spaces allowed (white space at either end",
+    "  is dropped; a run of it inside counts as one space)",
     "@name:message      send a direct message",
     "@#room:message     send a message to a room you are in",
     "/join #room        join a room, creating it if needed",
@@ -93,11 +98,37 @@ def _no_argument(command: str, argument: str) -> None:
         raise MalformedLine(f"usage: /{command}")
 
 
-def _words(command: str, argument: str, usage: str, count: int) -> list[str]:
-    words = argument.split()
-    if len(words) != count:
-        raise MalformedLine(f"usage: /{command} {usage}")
-    return words
+def _login(argument: str) -> Register:
+    words = argument.split(None, 1)
+    if len(words) != 2:
+        raise MalformedLine("usage: /login name password")
+    return Register(words[0], words[1])
+
+
+def _create_account(argument: str) -> CreateAccount:
+    if not argument:
+        raise MalformedLine("usage: /register password")
+    return CreateAccount(argument)
+
+
+# /password's two passwords: each a word that does not start with ", or a
+# double-quoted string in which \" and \\ stand for " and \ (any other
+# backslash is itself), which may hold spaces.
+_PASSWORD = r'(?:"((?:[^"\\]|\\.)*)"|([^\s"]\S*))'
+_PASSWORDS = re.compile(rf"{_PASSWORD}\s+{_PASSWORD}")
+_ESCAPE = re.compile(r'\\([\\"])')
+PASSWORD_USAGE = 'usage: /password old new, or with spaces: /password "old words" "new words"'
+
+
+def _change_password(argument: str) -> ChangePassword:
+    match = _PASSWORDS.fullmatch(argument)
+    if match is None:
+        raise MalformedLine(PASSWORD_USAGE)
+    quoted_old, old, quoted_new, new = match.groups()
+    return ChangePassword(
+        old if quoted_old is None else _ESCAPE.sub(r"\1", quoted_old),
+        new if quoted_new is None else _ESCAPE.sub(r"\1", quoted_new),
+    )
 
 
 def _history(argument: str) -> History:
@@ -155,14 +186,11 @@ def _parse_command(line: str) -> Command:
     argument = words[1].strip() if len(words) == 2 else ""
     match name:
         case "login":
-            nick, password = _words(name, argument, "name password", 2)
-            return Register(nick, password)
+            return _login(argument)
         case "register":
-            (password,) = _words(name, argument, "password", 1)
-            return CreateAccount(password)
+            return _create_account(argument)
         case "password":
-            old, new = _words(name, argument, "old new", 2)
-            return ChangePassword(old, new)
+            return _change_password(argument)
         case "history":
             return _history(argument)
         case "join":
@@ -304,6 +332,8 @@ class LineFormat:
         try:
             text = line.decode()
         except UnicodeDecodeError:
+            if isinstance(line, TelnetMangledLine):
+                raise TelnetMangled() from None
             raise InvalidEncoding() from None
         return parse_line(text)
 

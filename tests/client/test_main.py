@@ -69,7 +69,7 @@ def test_options():
 def test_a_bad_port_is_a_clean_usage_error(port):
     with pytest.raises(UsageError) as raised:
         ClientOptions().parseOptions(["--port", port])
-    assert str(raised.value) == f"invalid port {port!r}: a port is a number from 1 to 65535"
+    assert str(raised.value) == f"--port: expected a TCP port number 1-65535, got {port!r}"
 
 
 def test_a_leading_hash_in_the_nick_is_dropped():
@@ -114,7 +114,9 @@ def test_usage_errors_exit_with_2(capsys):
         main(["--port", "abc"])
     assert exited.value.code == 2
     error = capsys.readouterr().err
-    assert error.startswith("chatroute-client: invalid port 'abc': a port is a number from 1")
+    assert error.startswith(
+        "chatroute-client: --port: expected a TCP port number 1-65535, got 'abc'"
+    )
     assert "Parameter type enforcement" not in error
 
 

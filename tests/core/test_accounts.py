@@ -8,6 +8,11 @@ from chatroute.core.accounts import check_new_password
 from chatroute.core.events import AccountCreated, LoggedIn, PasswordChanged
 from tests.conftest import Person, settled
 
+PASSWORD_RULE = (
+    "a password must be 8 to 1024 characters (spaces allowed; white space at either end "
+    "is dropped, and a run of it inside counts as one space)"
+)
+
 
 def run(coroutine):
     return settled(Deferred.fromCoroutine(coroutine))
@@ -49,10 +54,38 @@ def test_create_twice(chat, alice):
         run(chat.accounts.create(alice.presence, "secret456"))
 
 
-@pytest.mark.parametrize("password", ["short", "has space1", "x" * 1025, "tab\there1"])
+@pytest.mark.parametrize("password", ["short", "x" * 1025, "", "seven77"])
 def test_password_rule(password):
-    with pytest.raises(errors.BadPassword, match="8 to 1024 characters, without spaces"):
+    with pytest.raises(errors.BadPassword) as raised:
         check_new_password(password)
+    assert str(raised.value) == PASSWORD_RULE
+
+
+@pytest.mark.parametrize("password", ["has space1", "x" * 1024, "correct horse battery staple"])
+def test_password_rule_allows(password):
+    check_new_password(password)
+
+
+@pytest.mark.parametrize("password", ["  seven77  ", "a  b  c  d", "a\t\tb\t\tc\t\td"])
+def test_password_rule_counts_after_normalising(chat, password):
+    person = Person(chat.router, "alice")
+    with pytest.raises(errors.BadPassword):
+        run(chat.accounts.create(person.presence, password))
+
+
+def test_passphrase(chat):
+    person = Person(chat.router, "alice")
+    run(chat.accounts.create(person.presence, "correct horse battery staple"))
+    chat.router.disconnect(person.presence)
+    assert log_in(chat, "alice", " correct   horse\tbattery staple  ").presence.account
+
+
+def test_passphrase_is_not_its_words_run_together(chat):
+    person = Person(chat.router, "alice")
+    run(chat.accounts.create(person.presence, "correct horse battery staple"))
+    chat.router.disconnect(person.presence)
+    with pytest.raises(errors.LoginFailed):
+        log_in(chat, "alice", "correcthorsebatterystaple")
 
 
 def test_log_in(chat, alice):
@@ -107,8 +140,28 @@ def test_change_password(chat, alice):
 
 
 def test_change_password_checks_the_old_one(chat, alice):
-    with pytest.raises(errors.LoginFailed):
+    with pytest.raises(errors.WrongPassword) as raised:
         run(chat.accounts.change_password(alice.presence, "wrong-one", "newsecret1", "192.0.2.1"))
+    assert str(raised.value) == "wrong password"
+
+
+def test_wrong_old_passwords_are_throttled(chat, alice):
+    for _ in range(3):
+        with pytest.raises(errors.WrongPassword):
+            run(
+                chat.accounts.change_password(
+                    alice.presence, "wrong-one", "newsecret1", "192.0.2.1"
+                )
+            )
+    with pytest.raises(errors.LoginThrottled):
+        run(chat.accounts.change_password(alice.presence, "secret123", "newsecret1", "192.0.2.1"))
+
+
+def test_change_to_a_passphrase(chat, alice):
+    old, new = " secret123 ", "  new   pass\tphrase "
+    run(chat.accounts.change_password(alice.presence, old, new, "192.0.2.1"))
+    chat.router.disconnect(alice.presence)
+    assert log_in(chat, "alice", "new pass phrase").presence.account
 
 
 def test_change_password_needs_a_login(chat):

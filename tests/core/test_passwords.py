@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
 
-from chatroute.core.passwords import InvalidPasswordHash, PasswordHashing
+from chatroute.core.passwords import InvalidPasswordHash, PasswordHashing, normalise_password
 
 # Cheap parameters keep the tests fast; production uses argon2-cffi's defaults.
 CHEAP = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -113,3 +113,18 @@ async def test_work_runs_in_the_given_pool():
     finally:
         pool.stop()
     assert [thread.name for thread in hasher.threads] == ["PoolThread-passwords-0"] * 2
+
+
+@pytest.mark.parametrize(
+    ("typed", "password"),
+    [
+        ("secret123", "secret123"),
+        ("  secret123\t", "secret123"),
+        ("correct horse battery staple", "correct horse battery staple"),
+        (" correct  horse\t\tbattery \u00a0staple ", "correct horse battery staple"),
+        ("p\u00e4ss w\u00f6rd", "p\u00e4ss w\u00f6rd"),
+        ("   ", ""),
+    ],
+)
+def test_normalise_password(typed, password):
+    assert normalise_password(typed) == password

@@ -322,6 +322,24 @@ def test_account_flow_over_the_wire(connect):
     assert again.say("/password secret123 newsecret1") == ["* password changed"]
 
 
+def test_passphrases_over_the_wire(connect):
+    alice = connect("alice")
+    assert alice.say("/register correct horse battery staple") == [
+        "* alice is now a registered account; log in with #alice <password>"
+    ]
+    assert alice.say('/password "correct horse battery staple" "battery \\"horse\\""') == [
+        "* password changed"
+    ]
+    alice.say("/quit")
+    assert connect().say('/login alice battery "horse"') == ["* logged in as alice"]
+
+
+def test_a_wrong_old_password_is_not_a_failed_login(connect):
+    alice = connect("alice")
+    alice.say("/register secret123")
+    assert alice.say("/password wrong-one newsecret1") == ["! wrong password"]
+
+
 def test_later_lines_wait_for_a_pending_one(connect, chat, monkeypatch):
     """While a line waits for storage, the next ones queue; replies keep their order."""
     alice = connect("alice")
@@ -360,6 +378,72 @@ def test_telnet_commands_are_answered_and_never_reach_the_chat(connect):
     alice.send(b"@bob:before\r\n\xff\xf4\xff\xfd\x06@bob:after\r\n")
     assert alice.transport.value() == b"\xff\xfb\x06"
     assert bob.lines() == ["<alice> before", "<alice> after"]
+
+
+TELNET_MANGLED = (
+    "! invalid UTF-8: your telnet client changed non-ASCII characters; "
+    "use nc or chatroute-client for non-ASCII text; line discarded"
+)
+
+
+def test_a_line_telnet_mangled_says_so(connect):
+    """What Debian 12's telnet -8 sends for @bob:本 (E6 9C AC), chunk by chunk."""
+    alice, bob = connect("alice"), connect("bob")
+    # 0x9c becomes IAC BRK, IAC DO TIMING-MARK; the rest waits for the answer.
+    alice.send(b"@bob:\xe6\xff\xf3\xff\xfd\x06")
+    assert alice.transport.value() == b"\xff\xfb\x06"
+    alice.transport.clear()
+    alice.send(b"\xac\r\n")
+    assert alice.lines() == [TELNET_MANGLED]
+    assert alice.say("@bob:still works") == []
+    assert bob.lines() == ["<alice> still works"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"@bob:\xe6\xff\xf3\xff\xfd\x06\xac\r\n",  # the same in one chunk
+        b"@bob:\xd0\xff\xf4\xff\xfd\x06\r\n",  # @bob:Ѓ (D0 83): 0x83 becomes IAC IP
+    ],
+)
+def test_a_line_telnet_mangled_in_one_chunk(connect, data):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(data)
+    assert alice.transport.value() == TELNET_MANGLED.encode() + b"\r\n\xff\xfb\x06"
+    alice.transport.clear()
+    assert alice.say("@bob:still works") == []
+    assert bob.lines() == ["<alice> still works"]
+
+
+def test_a_mangled_line_waits_its_turn(connect, chat, monkeypatch):
+    alice = connect("alice")
+    pending = Deferred()
+    monkeypatch.setattr(chat.storage, "get_account", lambda name: pending)
+    alice.send(b"@nobody:hi\r\n@bob:\xe6\xff\xf3\xff\xfd\x06\xac\r\n")
+    assert alice.transport.value() == b"\xff\xfb\x06"
+    alice.transport.clear()
+    pending.callback(None)
+    assert alice.lines() == ["! no such user: nobody", TELNET_MANGLED]
+
+
+def test_a_line_begun_before_the_first_telnet_command_counts(connect):
+    alice = connect("alice")
+    alice.send(b"@bob:\xe6")
+    alice.send(b"\xff\xf3\xff\xfd\x06\xac\r\n")
+    assert alice.transport.value() == TELNET_MANGLED.encode() + b"\r\n\xff\xfb\x06"
+
+
+def test_invalid_utf8_without_telnet_commands_is_plain(connect):
+    alice = connect("alice")
+    alice.send(b"\xff\xfd\x01")  # telnet negotiates, then a line of its own
+    alice.transport.clear()
+    assert alice.say(b"@bob:\xe6\xac") == ["! invalid UTF-8; line discarded"]
+
+
+def test_a_line_telnet_commands_left_valid_is_carried_out(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.send(b"@bob:\xe6\x9c\xff\xf1\xac\r\n")  # IAC NOP inside 本
+    assert bob.lines() == ["<alice> \u672c"]
 
 
 @pytest.fixture

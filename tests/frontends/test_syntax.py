@@ -21,6 +21,7 @@ from chatroute.core.events import (
     UserList,
 )
 from chatroute.frontends.syntax import (
+    HELP,
     ChangePassword,
     CreateAccount,
     Help,
@@ -37,6 +38,8 @@ from chatroute.frontends.syntax import (
     parse_line,
 )
 
+PASSWORD_USAGE = 'usage: /password old new, or with spaces: /password "old words" "new words"'
+
 
 @pytest.mark.parametrize(
     ("line", "command"),
@@ -50,6 +53,20 @@ from chatroute.frontends.syntax import (
         ("/LOGIN Alice s3cr3t!", Register("Alice", "s3cr3t!")),
         ("/register secret123", CreateAccount("secret123")),
         ("/password old new", ChangePassword("old", "new")),
+        ("/register correct horse battery staple", CreateAccount("correct horse battery staple")),
+        ("/register   spaced  out  ", CreateAccount("spaced  out")),
+        ("/login alice correct horse", Register("alice", "correct horse")),
+        (
+            '/password "correct horse" "battery staple"',
+            ChangePassword("correct horse", "battery staple"),
+        ),
+        ('/password  "a b"   "c d"  ', ChangePassword("a b", "c d")),
+        ('/password old "new words"', ChangePassword("old", "new words")),
+        ('/password "old words" new', ChangePassword("old words", "new")),
+        ('/password "say \\"hi\\"" "back\\\\slash"', ChangePassword('say "hi"', "back\\slash")),
+        ('/password "a\\b" "\\\\"', ChangePassword("a\\b", "\\")),
+        ('/password pass"word new"one', ChangePassword('pass"word', 'new"one')),
+        ('/password "" new', ChangePassword("", "new")),
         ("/history #lobby", History("#lobby", None)),
         ("/history #lobby 50", History("#lobby", 50)),
         ("@bob:hello there", SendDirect("bob", "hello there")),
@@ -97,10 +114,16 @@ def test_parse(line, command):
         ("/quit now", errors.MalformedLine, "usage: /quit"),
         ("/login", errors.MalformedLine, "usage: /login name password"),
         ("/login alice", errors.MalformedLine, "usage: /login name password"),
-        ("/login alice two words", errors.MalformedLine, "usage: /login name password"),
         ("/register", errors.MalformedLine, "usage: /register password"),
-        ("/register two words", errors.MalformedLine, "usage: /register password"),
-        ("/password onlyone", errors.MalformedLine, "usage: /password old new"),
+        ("/password", errors.MalformedLine, PASSWORD_USAGE),
+        ("/password onlyone", errors.MalformedLine, PASSWORD_USAGE),
+        ("/password one two three", errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "only one"', errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "a b" "c d" e', errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "unterminated new', errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "old\\" new', errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "old"new other', errors.MalformedLine, PASSWORD_USAGE),
+        ('/password "old" "new"x', errors.MalformedLine, PASSWORD_USAGE),
         ("/history", errors.MalformedLine, "usage: /history #room [N]"),
         ("/history #a many", errors.MalformedLine, "usage: /history #room [N]"),
         ("/history #a -1", errors.MalformedLine, "usage: /history #room [N]"),
@@ -164,3 +187,9 @@ def test_format(event, line):
 def test_format_rejects_non_events():
     with pytest.raises(TypeError):
         format_event("not an event")  # type: ignore[arg-type]
+
+
+def test_help_tells_the_password_forms_and_rule():
+    text = "\n".join(HELP)
+    assert '/password "old words" "new words"' in text
+    assert "8 to 1024 characters, spaces allowed" in text

@@ -27,3 +27,32 @@ def test_filter(chunks, data, answer):
         kept += more
         answered += reply
     assert (kept, answered) == (data, answer)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "lines"),
+    [
+        ([b"#alice\r\n@bob:hi\r\n"], [[]]),
+        # What Debian 12's telnet -8 sends for @bob:本 (E6 9C AC): the 0x9c
+        # becomes IAC BRK, IAC DO TIMING-MARK; the rest follows the answer.
+        ([b"@bob:\xe6\xff\xf3\xff\xfd\x06", b"\xac\r\n"], [[], [0]]),
+        ([b"@bob:\xe6\xff\xf3\xff\xfd\x06\xac\r\n"], [[0]]),
+        ([b"#bob\r\n@bob:\xd0\xff\xf4\xff\xfd\x06\r\nok\r\n"], [[1]]),
+        ([b"a\xff\xf4\nb\nc\xff\xf5\nd"], [[0, 2]]),
+        ([b"ab\xff\xf4", b"\xff\xfd\x06", b"cd", b"\r\n"], [[], [], [], [0]]),
+        ([b"\xff\xfd\x01", b"x\n"], [[], []]),  # negotiation before a line is not in it
+        ([b"\xff\xfd\x01x\n\xff\xfb\x03y\n"], [[]]),
+        ([b"x", b"\xff\xfd\x01", b"y\n"], [[], [], [0]]),  # but after its first byte it is
+        ([b"a\xff\xffb\n"], [[]]),  # a literal 255 is data, not a command
+        ([b"a\n\xff\xf4", b"b\n"], [[], []]),
+        ([b"a\nb\xff\xf4", b"c\n"], [[], [0]]),
+    ],
+)
+def test_lines_commands_were_taken_out_of(chunks, lines):
+    """For each chunk: the complete lines in its data that had commands taken out."""
+    telnet = TelnetFilter()
+    found = []
+    for chunk in chunks:
+        telnet.feed(chunk)
+        found.append(telnet.lines_with_commands)
+    assert found == lines

@@ -367,7 +367,7 @@ def test_reconnects_keeping_the_typed_line_name_and_rooms(
 
 def test_reconnecting_asks_for_the_password_of_an_account(server, terminal_client, tmp_path):
     carol = terminal_client("carol")
-    carol.type(b"/register correct-horse-battery\r")
+    carol.type(b"/register correct horse battery\r")
     carol.wait_for(
         lambda: carol.line_above().startswith("* carol is now a registered account"), "the account"
     )
@@ -377,7 +377,7 @@ def test_reconnecting_asks_for_the_password_of_an_account(server, terminal_clien
         carol.wait_for(
             lambda: carol.cursor_line == "password for carol:", "the password prompt", 30
         )
-        carol.type(b"correct-horse-battery\r")
+        carol.type(b"correct horse battery\r")
         carol.wait_for(lambda: carol.line_above() == "* logged in as carol", "the login")
         assert carol.cursor_line == ">", carol.describe()
         assert "horse" not in "".join(carol.screen.display), carol.describe()
