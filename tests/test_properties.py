@@ -69,6 +69,7 @@ from chatroute.frontends.syntax import (
     SendRoom,
     ShowLimits,
     Who,
+    format_error,
     format_event,
     parse_line,
 )
@@ -637,8 +638,8 @@ def test_with_the_flood_limit_answers_do_not_depend_on_how_the_stream_is_cut(dat
     check_same_answers(data, chunks, Limits(flood_rate=1, flood_burst=3))
 
 
-INVALID_UTF8 = f"! {InvalidEncoding.reply}"
-TELNET_MANGLED = f"! {TelnetMangled.reply}"
+INVALID_UTF8 = f"! {format_error(InvalidEncoding())}"
+TELNET_MANGLED = f"! {format_error(TelnetMangled())}"
 
 
 @FEWER

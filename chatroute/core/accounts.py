@@ -43,10 +43,7 @@ def check_new_password(password: str) -> None:
     @raise BadPassword: C{password} is too short or too long.
     """
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise BadPassword(
-            f"a password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters (spaces allowed; "
-            "white space at either end is dropped, and a run of it inside counts as one space)"
-        )
+        raise BadPassword(MIN_PASSWORD, MAX_PASSWORD)
 
 
 class Accounts:

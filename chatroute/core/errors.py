@@ -1,220 +1,283 @@
 """
-Errors a client's request can cause.
+Errors a client's request can cause, as data.
 
-Each L{ChatError} carries the text of the C{! ...} line that answers it, so
-the protocol writes every error the same way, from one place.
+Each L{ChatError} carries what the refusal is about as fields (the nickname,
+the room, the limit); C{str(error)} is a plain description for logs. Front
+ends word errors for their own clients (the line protocol's C{! ...} lines
+are in L{chatroute.frontends.syntax}), so that an IRC front end, say, can
+answer with its own numerics.
 """
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 NAME_RULE = "1-32 letters, digits, _ or -, starting with a letter"
 
 
 class ChatError(Exception):
-    """A request the server refuses; C{str(error)} is the reply after C{"! "}."""
+    """
+    A request the server refuses.
 
-    reply = "request refused"
+    @cvar summary: the plain description, a format string over the error's fields.
+    """
 
-    def __init__(self, reply: str | None = None) -> None:
-        super().__init__(reply if reply is not None else self.reply)
+    summary: ClassVar[str] = "request refused"
+
+    def __str__(self) -> str:
+        """The plain description, with the error's fields."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}  # type: ignore[arg-type]
+        return self.summary.format(**values)
 
 
+def _error(cls: type[ChatError]) -> type[ChatError]:
+    """Make C{cls} a dataclass of its fields, compared and shown by them."""
+    return dataclass(frozen=True, eq=True)(cls)
+
+
+@_error
 class InvalidEncoding(ChatError):
     """The line is not valid UTF-8."""
 
-    reply = "invalid UTF-8; line discarded"
+    summary = "invalid UTF-8"
 
 
+@_error
 class TelnetMangled(InvalidEncoding):
     """
     The line is not valid UTF-8, and telnet commands were taken out of it:
     the client's telnet turned bytes of non-ASCII characters into commands.
     """
 
-    reply = (
-        "invalid UTF-8: your telnet client changed non-ASCII characters; "
-        "use nc or chatroute-client for non-ASCII text; line discarded"
-    )
+    summary = "invalid UTF-8, mangled by the client's telnet"
 
 
+@_error
 class ControlCharacters(ChatError):
     """The line contains control characters (anything in C0, DEL or C1 but tab)."""
 
-    reply = "control characters are not allowed; line discarded"
+    summary = "control characters in the line"
 
 
+@_error
 class LineTooLong(ChatError):
     """The line is longer than the server's limit and was discarded."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"line too long (over {limit} bytes); discarded")
+    limit: int
+    summary = "line over {limit} bytes"
 
 
+@_error
 class MalformedLine(ChatError):
-    """The line is not any form the protocol knows; the reply says what was expected."""
+    """The line is not any form its front end knows; C{expected} says, in its words, what is."""
+
+    expected: str
+    summary = "{expected}"
 
 
+@_error
 class UnknownCommand(ChatError):
-    """A C{/command} the server does not know."""
+    """A command the server does not know."""
 
-    def __init__(self, command: str) -> None:
-        super().__init__(f"unknown command: /{command} (try /help)")
+    command: str
+    summary = "unknown command: {command}"
 
 
+@_error
 class EmptyMessage(ChatError):
     """A message with no text."""
 
-    reply = "empty message"
+    summary = "empty message"
 
 
+@_error
 class NotRegistered(ChatError):
     """The request needs a nickname and the connection has none yet."""
 
-    reply = "register first with #yourname"
+    summary = "no nickname yet"
 
 
+@_error
 class InvalidNickname(ChatError):
-    """The nickname breaks the naming rule."""
+    """The nickname breaks the naming rule, L{NAME_RULE}."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"invalid nickname: {nick!r} ({NAME_RULE})")
+    nick: str
+    summary = "invalid nickname: {nick!r}"
 
 
+@_error
 class InvalidRoomName(ChatError):
-    """The room name breaks the naming rule."""
+    """The room name breaks the naming rule: C{#} then L{NAME_RULE}."""
 
-    def __init__(self, room: str) -> None:
-        super().__init__(f"invalid room name: {room!r} (# then {NAME_RULE})")
+    room: str
+    summary = "invalid room name: {room!r}"
 
 
+@_error
 class NicknameTaken(ChatError):
-    """Another connection holds the nickname."""
+    """Another connection holds the nickname, as C{nick} (its holder's spelling)."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"nickname taken: {nick}")
+    nick: str
+    summary = "nickname taken: {nick}"
 
 
+@_error
 class NoSuchUser(ChatError):
-    """No one online has the nickname."""
+    """No one online has the nickname, and no account either."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"no such user: {nick}")
+    nick: str
+    summary = "no such user: {nick}"
 
 
+@_error
 class NoSuchRoom(ChatError):
     """No room has the name."""
 
-    def __init__(self, room: str) -> None:
-        super().__init__(f"no such room: {room}")
+    room: str
+    summary = "no such room: {room}"
 
 
+@_error
 class NotInRoom(ChatError):
     """The user is not a member of the room."""
 
-    def __init__(self, room: str) -> None:
-        super().__init__(f"you are not in {room}")
+    room: str
+    summary = "you are not in {room}"
 
 
+@_error
 class AlreadyInRoom(ChatError):
     """The user is already a member of the room."""
 
-    def __init__(self, room: str) -> None:
-        super().__init__(f"you are already in {room}")
+    room: str
+    summary = "you are already in {room}"
 
 
+@_error
 class InternalError(ChatError):
     """Something unexpected failed on the server; the connection stays usable."""
 
-    reply = "internal server error; the request was not completed"
+    summary = "internal server error"
 
 
+@_error
 class AccountExists(ChatError):
     """The nickname is already a registered account."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"{nick} is already registered")
+    nick: str
+    summary = "{nick} is already registered"
 
 
+@_error
 class NoSuchAccount(ChatError):
     """No account has the nickname."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"no such account: {nick}")
+    nick: str
+    summary = "no such account: {nick}"
 
 
+@_error
 class MailboxFull(ChatError):
     """The offline recipient has as many kept messages as the server allows."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"{nick} is offline and has too many waiting messages; not stored")
+    nick: str
+    summary = "{nick} is offline and has too many waiting messages"
 
 
+@_error
 class NameRegistered(ChatError):
     """A guest tried to take a nickname that is a registered account."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"{nick} is a registered account; log in with #{nick} <password>")
+    nick: str
+    summary = "{nick} is a registered account"
 
 
+@_error
 class LoginFailed(ChatError):
     """The name or the password is wrong (which one is not said)."""
 
-    reply = "wrong nickname or password"
+    summary = "wrong nickname or password"
 
 
+@_error
 class WrongPassword(ChatError):
     """The current password given to change it is wrong (the account is known)."""
 
-    reply = "wrong password"
+    summary = "wrong password"
 
 
+@_error
 class LoginThrottled(ChatError):
-    """Too many failed logins for the account or from the address."""
+    """Too many failed logins for the account or from the address; try after C{seconds}."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"too many failed logins; try again in {max(1, round(seconds))} s")
+    seconds: float
+    summary = "too many failed logins; wait {seconds:.0f} s"
 
 
+@_error
 class NotLoggedIn(ChatError):
     """The request needs an account and the connection is not logged in to one."""
 
-    reply = "log in first (#name <password>), or /register <password> to create an account"
+    summary = "not logged in to an account"
 
 
+@_error
 class AccountRequired(ChatError):
     """The server runs with --require-account and the user is a guest."""
 
-    reply = (
-        "this server requires an account: /register <password> to create one, "
-        "or log in with #name <password>"
-    )
+    summary = "this server requires an account"
 
 
+@_error
 class BadPassword(ChatError):
-    """The new password breaks the password rule."""
+    """The new password breaks the password rule: C{shortest} to C{longest} characters."""
+
+    shortest: int
+    longest: int
+    summary = "a password must be {shortest} to {longest} characters"
 
 
+@_error
 class Flooding(ChatError):
-    """The connection sends lines faster than the flood limit."""
+    """
+    The connection sends lines faster than the flood limit.
 
-    def __init__(self, rate: float, burst: int, line_start: str) -> None:
-        """
-        @param line_start: the start of the refused line, as
-            L{chatroute.frontends.syntax.quote_line_start} gives it.
-        """
-        lines = "line" if rate == 1 else "lines"
-        super().__init__(
-            f"flood limit: at most {rate:g} {lines} a second (bursts of {burst}); "
-            f"line discarded: {line_start}"
-        )
+    @ivar line_start: the start of the refused line, safe to show, as the
+        front end quotes it.
+    """
+
+    rate: float
+    burst: int
+    line_start: str
+    summary = "over the flood limit of {rate:g} lines a second (bursts of {burst})"
 
 
+@_error
 class PasswordNeedsTLS(ChatError):
     """A password was sent over plain TCP from outside the machine, and the server forbids it."""
 
-    reply = "passwords are accepted only over TLS; connect to the server's TLS port"
+    summary = "passwords are accepted only over TLS"
 
 
+@_error
 class NotReading(ChatError):
     """The recipient stopped reading; the server disconnected it."""
 
-    def __init__(self, nick: str) -> None:
-        super().__init__(f"{nick} is not reading messages and was disconnected; not delivered")
+    nick: str
+    summary = "{nick} is not reading and was disconnected"
+
+
+@_error
+class ServerFull(ChatError):
+    """The server has as many connections as it allows; this one is closed."""
+
+    limit: int
+    summary = "the server is full ({limit} connections)"
+
+
+@_error
+class TooManyConnections(ChatError):
+    """The address has as many connections as one address may; this one is closed."""
+
+    address: str
+    limit: int
+    summary = "too many connections from {address} (at most {limit})"

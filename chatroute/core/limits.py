@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
+from chatroute.core.errors import ChatError, ServerFull, TooManyConnections
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -83,17 +85,18 @@ class ConnectionCounter:
         self._total = 0
         self._per_address: Counter[str] = Counter()
 
-    def admit(self, address: str) -> str | None:
+    def admit(self, address: str) -> ChatError | None:
         """
         Count a new connection from C{address}, if the limits allow it.
 
-        @return: None if admitted (call L{release} when it closes), else why not.
+        @return: None if admitted (call L{release} when it closes), else why not:
+            L{ServerFull} or L{TooManyConnections}.
         """
         limits = self._limits
         if limits.max_connections and self._total >= limits.max_connections:
-            return f"the server is full ({limits.max_connections} connections)"
+            return ServerFull(limits.max_connections)
         if limits.max_per_address and self._per_address[address] >= limits.max_per_address:
-            return f"too many connections from {address} (at most {limits.max_per_address})"
+            return TooManyConnections(address, limits.max_per_address)
         self._total += 1
         self._per_address[address] += 1
         return None

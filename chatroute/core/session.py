@@ -230,7 +230,7 @@ class ConnectionSession(TimeoutMixin):
         if refusal is not None:
             self._log.info("refused {peer}: {reason}", peer=peer.shown, reason=refusal)
             self._closing = True
-            self._link.write(self._format.encode_error(ChatError(f"{refusal}; closing")))
+            self._link.write(self._format.encode_error(refusal))
             self._link.close()
             return False
         self._admitted = True

@@ -31,13 +31,39 @@ from chatroute.core.commands import (
     Who,
 )
 from chatroute.core.errors import (
+    NAME_RULE,
+    AccountExists,
+    AccountRequired,
+    AlreadyInRoom,
+    BadPassword,
     ChatError,
     ControlCharacters,
     EmptyMessage,
+    Flooding,
+    InternalError,
     InvalidEncoding,
+    InvalidNickname,
+    InvalidRoomName,
+    LineTooLong,
+    LoginFailed,
+    LoginThrottled,
+    MailboxFull,
     MalformedLine,
+    NameRegistered,
+    NicknameTaken,
+    NoSuchAccount,
+    NoSuchRoom,
+    NoSuchUser,
+    NotInRoom,
+    NotLoggedIn,
+    NotReading,
+    NotRegistered,
+    PasswordNeedsTLS,
+    ServerFull,
     TelnetMangled,
+    TooManyConnections,
     UnknownCommand,
+    WrongPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
@@ -311,6 +337,72 @@ def format_event(event: Event) -> str:
     return formatter(event)
 
 
+def _flooding(error: Flooding) -> str:
+    lines = "line" if error.rate == 1 else "lines"
+    return (
+        f"flood limit: at most {error.rate:g} {lines} a second (bursts of {error.burst}); "
+        f"line discarded: {error.line_start}"
+    )
+
+
+# How the line protocol words each error (docs/protocol.md, Errors); any other
+# error is its plain description.
+_ERRORS: dict[type, Callable[[Any], str]] = {
+    InvalidEncoding: lambda e: "invalid UTF-8; line discarded",
+    TelnetMangled: lambda e: (
+        "invalid UTF-8: your telnet client changed non-ASCII characters; "
+        "use nc or chatroute-client for non-ASCII text; line discarded"
+    ),
+    ControlCharacters: lambda e: "control characters are not allowed; line discarded",
+    LineTooLong: lambda e: f"line too long (over {e.limit} bytes); discarded",
+    MalformedLine: lambda e: e.expected,
+    UnknownCommand: lambda e: f"unknown command: /{e.command} (try /help)",
+    EmptyMessage: lambda e: "empty message",
+    NotRegistered: lambda e: "register first with #yourname",
+    InvalidNickname: lambda e: f"invalid nickname: {e.nick!r} ({NAME_RULE})",
+    InvalidRoomName: lambda e: f"invalid room name: {e.room!r} (# then {NAME_RULE})",
+    NicknameTaken: lambda e: f"nickname taken: {e.nick}",
+    NoSuchUser: lambda e: f"no such user: {e.nick}",
+    NoSuchRoom: lambda e: f"no such room: {e.room}",
+    NotInRoom: lambda e: f"you are not in {e.room}",
+    AlreadyInRoom: lambda e: f"you are already in {e.room}",
+    InternalError: lambda e: "internal server error; the request was not completed",
+    AccountExists: lambda e: f"{e.nick} is already registered",
+    NoSuchAccount: lambda e: f"no such account: {e.nick}",
+    MailboxFull: lambda e: f"{e.nick} is offline and has too many waiting messages; not stored",
+    NameRegistered: lambda e: f"{e.nick} is a registered account; log in with #{e.nick} <password>",
+    LoginFailed: lambda e: "wrong nickname or password",
+    WrongPassword: lambda e: "wrong password",
+    LoginThrottled: lambda e: f"too many failed logins; try again in {max(1, round(e.seconds))} s",
+    NotLoggedIn: lambda e: (
+        "log in first (#name <password>), or /register <password> to create an account"
+    ),
+    AccountRequired: lambda e: (
+        "this server requires an account: /register <password> to create one, "
+        "or log in with #name <password>"
+    ),
+    BadPassword: lambda e: (
+        f"a password must be {e.shortest} to {e.longest} characters (spaces allowed; "
+        "white space at either end is dropped, and a run of it inside counts as one space)"
+    ),
+    Flooding: _flooding,
+    PasswordNeedsTLS: lambda e: (
+        "passwords are accepted only over TLS; connect to the server's TLS port"
+    ),
+    NotReading: lambda e: f"{e.nick} is not reading messages and was disconnected; not delivered",
+    ServerFull: lambda e: f"the server is full ({e.limit} connections); closing",
+    TooManyConnections: lambda e: (
+        f"too many connections from {e.address} (at most {e.limit}); closing"
+    ),
+}
+
+
+def format_error(error: ChatError) -> str:
+    """The text of the C{! ...} line answering with C{error}, without the C{! }."""
+    formatter = _ERRORS.get(type(error))
+    return str(error) if formatter is None else formatter(error)
+
+
 @implementer(IWireFormat)
 class LineFormat:
     """
@@ -346,7 +438,7 @@ class LineFormat:
 
     def encode_error(self, error: ChatError) -> bytes:
         """The error as a C{! ...} line."""
-        return f"! {error}\r\n".encode()
+        return f"! {format_error(error)}\r\n".encode()
 
     def help_lines(self) -> Sequence[str]:
         """The commands, a line each, to answer C{/help} with."""

@@ -8,11 +8,6 @@ from chatroute.core.accounts import check_new_password
 from chatroute.core.events import AccountCreated, LoggedIn, PasswordChanged
 from tests.conftest import Person, settled
 
-PASSWORD_RULE = (
-    "a password must be 8 to 1024 characters (spaces allowed; white space at either end "
-    "is dropped, and a run of it inside counts as one space)"
-)
-
 
 def run(coroutine):
     return settled(Deferred.fromCoroutine(coroutine))
@@ -58,7 +53,7 @@ def test_create_twice(chat, alice):
 def test_password_rule(password):
     with pytest.raises(errors.BadPassword) as raised:
         check_new_password(password)
-    assert str(raised.value) == PASSWORD_RULE
+    assert raised.value == errors.BadPassword(8, 1024)
 
 
 @pytest.mark.parametrize("password", ["has space1", "x" * 1024, "correct horse battery staple"])
@@ -108,14 +103,14 @@ def test_failures_slow_down_then_lock_out(chat, alice):
             log_in(chat, "alice", "wrong-one")
     with pytest.raises(errors.LoginFailed):
         log_in(chat, "alice", "wrong-one")
-    with pytest.raises(errors.LoginThrottled, match=r"try again in 1 s"):
+    with pytest.raises(errors.LoginThrottled, match=r"wait 1 s"):
         log_in(chat, "alice", "secret123")
     for _ in range(7):
         chat.clock.advance(61)
         with pytest.raises(errors.LoginFailed):
             log_in(chat, "alice", "wrong-one")
     chat.clock.advance(61)
-    with pytest.raises(errors.LoginThrottled, match=r"try again in \d+ s"):
+    with pytest.raises(errors.LoginThrottled, match=r"wait \d+ s"):
         log_in(chat, "alice", "secret123", address="198.51.100.7")
     chat.clock.advance(15 * 60)
     assert log_in(chat, "alice", "secret123", address="198.51.100.7").presence.account

@@ -2,6 +2,7 @@
 
 from twisted.internet.task import Clock
 
+from chatroute.core.errors import ServerFull, TooManyConnections
 from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
 
 
@@ -29,9 +30,9 @@ def test_counts_per_address_and_in_all():
     counter = ConnectionCounter(Limits(max_per_address=2, max_connections=3))
     assert counter.admit("10.0.0.1") is None
     assert counter.admit("10.0.0.1") is None
-    assert counter.admit("10.0.0.1") == "too many connections from 10.0.0.1 (at most 2)"
+    assert counter.admit("10.0.0.1") == TooManyConnections("10.0.0.1", 2)
     assert counter.admit("10.0.0.2") is None
-    assert counter.admit("10.0.0.3") == "the server is full (3 connections)"
+    assert counter.admit("10.0.0.3") == ServerFull(3)
     counter.release("10.0.0.1")
     assert counter.admit("10.0.0.3") is None
 

@@ -34,6 +34,7 @@ from chatroute.frontends.syntax import (
     SendDirect,
     SendRoom,
     Who,
+    format_error,
     format_event,
     parse_line,
 )
@@ -140,7 +141,7 @@ def test_parse(line, command):
 def test_parse_errors(line, error, reply):
     with pytest.raises(error) as raised:
         parse_line(line)
-    assert str(raised.value).startswith(reply)
+    assert format_error(raised.value).startswith(reply)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +194,23 @@ def test_help_tells_the_password_forms_and_rule():
     text = "\n".join(HELP)
     assert '/password "old words" "new words"' in text
     assert "8 to 1024 characters, spaces allowed" in text
+
+
+def test_every_error_has_its_line_wording():
+    """No error falls back to its plain description on the line protocol."""
+    from chatroute.frontends import syntax
+
+    kinds = {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, errors.ChatError)
+    } - {errors.ChatError}
+    assert kinds <= set(syntax._ERRORS), kinds - set(syntax._ERRORS)
+
+
+def test_errors_are_data_with_plain_descriptions():
+    error = errors.NicknameTaken("alice")
+    assert error == errors.NicknameTaken("alice") and error.nick == "alice"
+    assert str(error) == "nickname taken: alice"
+    assert str(errors.NotRegistered()) == "no nickname yet", "no line syntax in the core's words"
+    assert format_error(errors.NotRegistered()) == "register first with #yourname"
