@@ -19,7 +19,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,8 @@ _BIN = Path(sys.executable).parent
 _STARTED = re.compile(r"ChatServerFactory starting on (\d+)")
 # A TLS listener's factory is wrapped, and logs itself so; the plain pattern misses it.
 TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
+# A --listen-web listener: the chat page and its WebSocket.
+WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 
 
 def client_command() -> list[str]:
@@ -259,17 +261,23 @@ class ServerProcess:
     """A running C{twistd --nodaemon chatroute} on an ephemeral loopback port."""
 
     def __init__(
-        self, directory: Path, *options: str, log_name: str = "twistd.log", port: int = 0
+        self,
+        directory: Path,
+        *options: str,
+        log_name: str = "twistd.log",
+        port: int = 0,
+        twistd: Sequence[str] = (),
     ) -> None:
         """
         Start the server in C{directory} and wait until it listens.
 
         @param options: more options of C{twistd chatroute}.
         @param port: the port to listen on; by default one the system chooses.
+        @param twistd: the command to run instead of this environment's C{twistd}.
         """
         self.log_path = directory / log_name
         command = [
-            str(_BIN / "twistd"),
+            *(twistd or [str(_BIN / "twistd")]),
             "--nodaemon",
             "--pidfile=",
             "chatroute",
