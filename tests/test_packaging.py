@@ -32,6 +32,8 @@ def test_wheel_ships_the_plugin_without_shadowing_twisted(wheel):
     assert "twisted/plugins/__init__.py" not in names
     assert "chatroute/tap.py" in names
     assert "chatroute/storage/schema/v1.sql" in names
+    for page in ("index.html", "chat.js", "chat.css"):
+        assert f"chatroute/frontends/page/{page}" in names
 
 
 def test_twistd_finds_the_plugin_in_a_normal_install(wheel, tmp_path):

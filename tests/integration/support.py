@@ -34,8 +34,9 @@ _LOG_POLL_INTERVAL = 0.02
 _BIN = Path(sys.executable).parent
 _STARTED = re.compile(r"ChatServerFactory starting on (\d+)")
 # A TLS listener's factory is wrapped, and logs itself so; the plain pattern misses it.
-WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
+# A --listen-web listener: the chat page and its WebSocket.
+WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 
 
 def client_command() -> list[str]:
@@ -260,7 +261,11 @@ class ServerProcess:
     """A running C{twistd --nodaemon chatroute} on an ephemeral loopback port."""
 
     def __init__(
-        self, directory: Path, *options: str, log_name: str = "twistd.log", port: int = 0
+        self,
+        directory: Path,
+        *options: str,
+        log_name: str = "twistd.log",
+        port: int = 0,
     ) -> None:
         """
         Start the server in C{directory} and wait until it listens.
