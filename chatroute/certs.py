@@ -225,11 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         (without C{--force}) or cannot be written.
     """
     options = CertOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        sys.stderr.write(f"chatroute-makecert: {error}\n{options.synopsis}\n(--help for more)\n")
-        raise SystemExit(2) from None
+    options.parse_or_exit(argv)
     key_path, cert_path = Path(options["key"]).absolute(), Path(options["cert"]).absolute()
     hosts: list[Host] = options["hosts"]
     if not options["force"]:

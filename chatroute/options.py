@@ -37,6 +37,19 @@ class CommandOptions(usage.Options):
     # Twisted leaves -h free for options such as --host; here it is help.
     opt_h = usage.Options.opt_help
 
+    def parse_or_exit(self, argv: list[str] | None = None) -> None:
+        """
+        Parse C{argv}, by default the command line's arguments.
+
+        @raise SystemExit: with 2 after saying what is wrong, for a usage error.
+        """
+        try:
+            self.parseOptions(sys.argv[1:] if argv is None else argv)
+        except usage.UsageError as error:
+            synopsis = getattr(self, "synopsis", "")
+            sys.stderr.write(f"{self.command}: {error}\n{synopsis}\n(--help for more)\n")
+            raise SystemExit(2) from None
+
     def opt_version(self) -> NoReturn:
         """Display the chatroute version and exit."""
         sys.stdout.write(f"{self.command} {version()}\n")

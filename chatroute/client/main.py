@@ -790,11 +790,7 @@ async def run(reactor: Any, options: ClientOptions, terminal: bool) -> None:
 def main(argv: list[str] | None = None) -> NoReturn:
     """The C{chatroute-client} command."""
     options = ClientOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        sys.stderr.write(f"chatroute-client: {error}\n{options.synopsis}\n(--help for more)\n")
-        raise SystemExit(2) from None
+    options.parse_or_exit(argv)
     terminal = os.isatty(0) and os.isatty(1)
 
     def start(reactor: Any) -> Deferred[None]:
