@@ -174,16 +174,18 @@ class ConnectionSession(TimeoutMixin):
         "_admitted",
         "_awaiting_nick",
         "_bucket",
-        "_closing",
         "_format",
         "_held",
         "_hub",
         "_link",
+        "_outbox",
         "_peer",
         "_presence",
         "_queued",
+        "_router",
         "_waiting",
         "callLater",
+        "closing",
         "timeOut",
     )
 
@@ -195,6 +197,9 @@ class ConnectionSession(TimeoutMixin):
         @param peer: where the connection comes from.
         """
         self._hub = hub
+        # Kept at hand, as the hot path reaches them for every line and delivery.
+        self._router = hub.router
+        self._outbox = hub.outbox
         self._link = link
         self._format = wire
         self._peer = peer
@@ -208,16 +213,12 @@ class ConnectionSession(TimeoutMixin):
         self._abort_later: IDelayedCall | None = None
         self._awaiting_nick = True
         self._presence: Presence | None = None
-        self._closing = False
+        # The session has ended and the connection is closing: read nothing more.
+        self.closing = False
         self._waiting = False
         # Lines waiting for an earlier one; made when first needed, as most
         # connections never need it and an empty deque takes half a kilobyte.
         self._queued: deque[bytes | ChatError] | None = None
-
-    @property
-    def closing(self) -> bool:
-        """Whether the session has ended and the connection is closing: read nothing more."""
-        return self._closing
 
     def open(self) -> bool:
         """
@@ -229,7 +230,7 @@ class ConnectionSession(TimeoutMixin):
         refusal = hub.connections.admit(peer.host)
         if refusal is not None:
             self._log.info("refused {peer}: {reason}", peer=peer.shown, reason=refusal)
-            self._closing = True
+            self.closing = True
             self._link.write(self._format.encode_error(refusal))
             self._link.close()
             return False
@@ -257,13 +258,8 @@ class ConnectionSession(TimeoutMixin):
         if presence is not None:
             nick = presence.nick or "no nickname"
             self._log.info("{peer} ({nick}) disconnected", peer=self._peer.shown, nick=nick)
-            self._hub.router.disconnect(presence)
+            self._router.disconnect(presence)
             self._presence = None
-
-    def data_arrived(self) -> None:
-        """The client sent something: it is not idle."""
-        if not self._awaiting_nick:
-            self.resetTimeout()
 
     def timeoutConnection(self) -> None:
         """No nickname in time, or silent for too long (L{TimeoutMixin}): say so and close."""
@@ -276,28 +272,31 @@ class ConnectionSession(TimeoutMixin):
 
     def lines_received(self, lines: list[bytes]) -> None:
         """
-        Carry out the client's complete lines (without their line endings),
-        in order, holding what is written meanwhile (L{Outbox}).
+        The client sent something (it is not idle), ending these complete
+        lines, without their line endings (perhaps none): carry them out in
+        order, holding what is written meanwhile (L{Outbox}).
         """
-        outbox = self._hub.outbox
+        if not self._awaiting_nick:
+            self.resetTimeout()
+        if not lines:
+            return
+        outbox = self._outbox
         outbox.collect(self)
         try:
-            self._carry_out(lines)
+            limit = self._hub.max_line_length
+            bucket = self._bucket
+            for line in lines:
+                if self.closing:
+                    return
+                if bucket is not None and not self._within_flood_limit(bucket, line):
+                    continue
+                # _take spelled out for the common case: this runs for every line.
+                if len(line) > limit or self._waiting:
+                    self._take(LineTooLong(limit) if len(line) > limit else line)
+                else:
+                    self.line_received(line)
         finally:
             outbox.flush()
-
-    def _carry_out(self, lines: list[bytes]) -> None:
-        limit = self._hub.max_line_length
-        bucket = self._bucket
-        for line in lines:
-            if self._closing:
-                return
-            if bucket is not None and not self._within_flood_limit(bucket, line):
-                continue
-            if len(line) > limit:
-                self._take(LineTooLong(limit))
-            else:
-                self._take(line)
 
     def line_too_long(self, start: bytes) -> None:
         """
@@ -370,7 +369,7 @@ class ConnectionSession(TimeoutMixin):
         carried out that its message did not get through.
         """
         presence = self._presence
-        if self._closing or presence is None:
+        if self.closing or presence is None:
             return
         nick = presence.nick or self._peer.shown
         self._log.warn(
@@ -379,13 +378,13 @@ class ConnectionSession(TimeoutMixin):
             nick=nick,
             limit=limit,
         )
-        self._closing = True
+        self.closing = True
         self._held = None
         self._presence = None
-        router = self._hub.router
+        router = self._router
         router.disconnect(presence)
         self._link.abort()
-        reader = self._hub.outbox.reader
+        reader = self._outbox.reader
         if reader is not None and reader is not self and reader._presence is not None:
             router.not_delivered(reader._presence, NotReading(nick))
 
@@ -393,15 +392,18 @@ class ConnectionSession(TimeoutMixin):
         """Write what the L{Outbox} held for this client."""
         held, self._held = self._held, None
         if held:
-            self._link.write_all(held)
+            if len(held) == 1:
+                self._link.write(held[0])
+            else:
+                self._link.write_all(held)
 
     def _send(self, data: bytes) -> None:
         """Write to the client: now, or with the rest of this chunk's output."""
-        if not self._hub.outbox.collecting:
+        if not self._outbox.collecting:
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
-            self._hub.outbox.hold(self)
+            self._outbox.hold(self)
         else:
             self._held.append(data)
 
@@ -416,11 +418,11 @@ class ConnectionSession(TimeoutMixin):
         """
         self.deliver(Notice(notice))
         self.flush()
-        self._closing = True
+        self.closing = True
         self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
         presence, self._presence = self._presence, None
         if presence is not None:
-            self._hub.router.disconnect(presence)
+            self._router.disconnect(presence)
         self._link.resume_reading()
         self._link.close()
         self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
@@ -452,17 +454,17 @@ class ConnectionSession(TimeoutMixin):
         self._waiting = False
         if self._awaiting_nick:
             self._check_nick()
-        while self._queued and not self._waiting and not self._closing:
+        while self._queued and not self._waiting and not self.closing:
             self._take(self._queued.popleft())
         if not self._waiting:
             # Also when closing: a TLS close must read the peer's.
             self._link.resume_reading()
 
     def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
-        return self._hub.router.send_direct(presence, command.to, command.text)
+        return self._router.send_direct(presence, command.to, command.text)
 
     def _send_room(self, presence: Presence, command: SendRoom) -> None:
-        self._hub.router.send_room(presence, command.room, command.text)
+        self._router.send_room(presence, command.room, command.text)
 
     def _check_password_channel(self) -> None:
         """
@@ -474,7 +476,7 @@ class ConnectionSession(TimeoutMixin):
 
     def _register(self, presence: Presence, command: Register) -> Deferred[None] | None:
         if command.password is None:
-            return self._hub.router.register(presence, command.nick)
+            return self._router.register(presence, command.nick)
         self._check_password_channel()
         return Deferred.fromCoroutine(
             self._hub.accounts.log_in(presence, command.nick, command.password, self._peer.host)
@@ -491,19 +493,19 @@ class ConnectionSession(TimeoutMixin):
         )
 
     def _join(self, presence: Presence, command: Join) -> Deferred[None] | None:
-        return self._hub.router.join(presence, command.room)
+        return self._router.join(presence, command.room)
 
     def _leave(self, presence: Presence, command: Leave) -> None:
-        self._hub.router.leave(presence, command.room)
+        self._router.leave(presence, command.room)
 
     def _history(self, presence: Presence, command: History) -> Deferred[None]:
-        return self._hub.router.history(presence, command.room, command.count)
+        return self._router.history(presence, command.room, command.count)
 
     def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
-        self.deliver(self._hub.router.rooms())
+        self.deliver(self._router.rooms())
 
     def _who(self, presence: Presence, command: Who) -> None:
-        self.deliver(self._hub.router.who(command.room))
+        self.deliver(self._router.who(command.room))
 
     def _help(self, presence: Presence, command: Help) -> None:
         for line in self._format.help_lines():

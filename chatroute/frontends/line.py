@@ -76,7 +76,7 @@ class ChatProtocol(LineReceiver):
         "_session",
         "_telnet",
         "_wire",
-        "_write",
+        "write",
     )
 
     def __init__(self, hub: Hub, wire: LineFormat) -> None:
@@ -95,7 +95,9 @@ class ChatProtocol(LineReceiver):
         transport = self.transport
         assert transport is not None, "connectionMade comes after makeConnection"
         self._out: ITransport = transport
-        self._write = sender(transport)
+        # ILink's write: the sending function itself, not a method calling it,
+        # as it runs for every delivery.
+        self.write = sender(transport)
         session = self._session = ConnectionSession(self._hub, self, self._wire, peer_of(transport))
         if not session.open():
             return
@@ -140,7 +142,6 @@ class ChatProtocol(LineReceiver):
         session = self._session
         if session is None or session.closing:
             return
-        session.data_arrived()
         telnet_answer = b""
         with_commands: list[int] = []
         if self._telnet is not None or b"\xff" in data:
@@ -172,7 +173,7 @@ class ChatProtocol(LineReceiver):
             self.lineLengthExceeded(start)
         if telnet_answer and not session.closing:
             # After the lines before it: what a timing mark asks for.
-            self._write(telnet_answer)
+            self.write(telnet_answer)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -189,13 +190,9 @@ class ChatProtocol(LineReceiver):
         assert self._session is not None
         self._session.lines_received([line])
 
-    def write(self, data: bytes) -> None:
-        """Send C{data} to the client (L{ILink})."""
-        self._write(data)
-
     def write_all(self, items: list[bytes]) -> None:
         """Send C{items} in one write (L{ILink})."""
-        self._write(b"".join(items))
+        self.write(b"".join(items))
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (L{ILink})."""

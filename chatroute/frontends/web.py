@@ -129,7 +129,6 @@ class WebChatProtocol(WebSocketServerProtocol):
         session = self._session
         if session is None or session.closing:
             return
-        session.data_arrived()
         line = b"".join(self._parts)
         self._parts = []
         if line.endswith(b"\n"):

@@ -579,7 +579,7 @@ def test_drop_during_a_delivery_tells_the_sender(limited):
     def full(data):
         bob.transport.producer.pauseProducing()
 
-    bob.protocol._write = full
+    bob.protocol.write = full
     assert alice.say("@bob:hi") == [
         "! bob is not reading messages and was disconnected; not delivered"
     ]
