@@ -62,7 +62,8 @@ class CertOptions(CommandOptions):
 
     command = "chatroute-makecert"
     synopsis = (
-        "Usage: chatroute-makecert [--key key.pem] [--cert cert.pem] [--host NAME ...] [--force]"
+        "Usage: chatroute-makecert [--key key.pem] [--cert cert.pem] [--host NAME ...] "
+        "[--days N] [--force]"
     )
     longdesc = (
         "Make a private key and a self-signed certificate for a chatroute TLS listener, "

@@ -186,17 +186,11 @@ class Options(CommandOptions):
         self["listen"].append(description)
 
     def opt_listen_web(self, description: str) -> None:
-        """
-        Serve the chat page and its WebSocket on a Twisted endpoint, e.g.
-        tcp:8080:interface=127.0.0.1, or ssl:... for HTTPS (repeatable).
-        """
+        """Serve the chat page and its WebSocket on an endpoint, e.g. tcp:8080 (repeatable)."""
         self["listen-web"].append(description)
 
     def opt_web_origin(self, origin: str) -> None:
-        """
-        Let pages from this origin, e.g. https://chat.example.org, use the
-        chat's WebSocket, besides the chat's own page (repeatable).
-        """
+        """Let pages of this origin, e.g. https://chat.example.org, use the chat (repeatable)."""
         if origin_of(origin) is None:
             raise usage.UsageError(
                 f"--web-origin wants scheme://host[:port], e.g. https://chat.example.org; "
@@ -221,7 +215,8 @@ class Options(CommandOptions):
                     serverFromString(reactor, self.endpoint(description))
                 except (ValueError, KeyError, TypeError) as error:
                     raise usage.UsageError(
-                        f"bad --{option} endpoint {description!r}: {error}"
+                        f"--{option}: expected a Twisted endpoint such as "
+                        f"tcp:12345:interface=127.0.0.1, got {description!r} ({error})"
                     ) from None
 
     def endpoint(self, description: str) -> str:
@@ -350,4 +345,4 @@ def _storage(database: str, reactor: Any) -> IStorage:
     try:
         return open_sqlite(database, reactor, linger=SERVER_LINGER)
     except (sqlite3.Error, SchemaError) as error:
-        raise SystemExit(f"chatroute: cannot use database {database}: {error}") from None
+        raise SystemExit(f"chatroute: cannot use --db {database}: {error}") from None

@@ -224,7 +224,7 @@ async def test_stopping_tells_everyone_and_closes_the_storage():
 
 def test_unusable_database_stops_start_up_with_a_message(tmp_path):
     (tmp_path / "not.db").write_text("not a database")
-    with pytest.raises(SystemExit, match=r"cannot use database .*not\.db"):
+    with pytest.raises(SystemExit, match=r"cannot use --db .*not\.db"):
         makeService(parse("--db", str(tmp_path / "not.db")))
 
 
@@ -250,4 +250,14 @@ def test_router_settings_from_options():
     ).router_settings()
     assert settings == RouterSettings(
         require_account=True, offline_cap=7, join_history=0, max_history=9
+    )
+
+
+@pytest.mark.parametrize("option", ["--listen", "--listen-web"])
+def test_a_bad_endpoint_names_its_option_and_what_it_wants(option):
+    with pytest.raises(UsageError) as raised:
+        parse(option, "tcp:abc")
+    assert str(raised.value).startswith(
+        f"{option}: expected a Twisted endpoint such as tcp:12345:interface=127.0.0.1, "
+        "got 'tcp:abc'"
     )

@@ -117,7 +117,8 @@ class ClientOptions(CommandOptions):
 
     command = "chatroute-client"
     synopsis = (
-        "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME] [--tls [--cafile FILE]]"
+        "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME] [--tls [--cafile FILE]] "
+        "[--no-reconnect]"
     )
     longdesc = (
         "Chat on a chatroute server. Lines typed, or piped in, are sent to the server; its "
@@ -591,6 +592,8 @@ class ClientSession:
         self._waiting: Deferred[Any] | None = None
         self._nick: str | None = None
         self._account = False
+        self._password: bytes | None = None
+        self._rejoining = False
         self._rooms: dict[str, str] = {}
 
     async def run(self) -> None:
@@ -632,7 +635,7 @@ class ClientSession:
             self._connection = None
             if clean or self._quit_asked:
                 return None
-            if not self._reconnect or connection.closing_reason in _NO_RECONNECT_REASONS:
+            if not self._reconnect or not self._worth_reconnecting(connection.closing_reason):
                 return _why_it_ended(connection, self._options)
             why = connection.closing_reason or _why_it_ended(connection, self._options)
             if self._clock.seconds() - began >= STABLE_CONNECTION:
@@ -644,6 +647,11 @@ class ClientSession:
                 waited: Deferred[bool] = deferLater(self._clock, delay, lambda: True)
                 if not await self._unless_quit(waited):
                     return None
+                if self._password is None and self._account and self._prompt is not None:
+                    # Asked before connecting, so the server's nickname timeout cannot run out.
+                    self._password = await self._unless_quit(self._ask_password(self._prompt))
+                    if self._password is None:
+                        return None
                 try:
                     reconnected = await self._unless_quit(Deferred.fromCoroutine(self._connect()))
                 except _Cannot as error:
@@ -653,6 +661,22 @@ class ClientSession:
                     return None
                 self._attach(reconnected)
                 self._take_up_again(reconnected)
+
+    def _worth_reconnecting(self, reason: str | None) -> bool:
+        """
+        Whether to take back a connection the server closed for C{reason}:
+        not after a login elsewhere, nor after the server gave up waiting
+        for a nickname that was never chosen.
+        """
+        if reason in _NO_RECONNECT_REASONS:
+            return False
+        return not (reason is not None and reason.startswith("no nickname") and self._nick is None)
+
+    def _ask_password(self, prompt: TerminalScreen) -> Deferred[bytes]:
+        """Deferred firing with the password the user types for their account."""
+        answered: Deferred[bytes] = Deferred()
+        prompt.ask_secret(f"password for {self._nick}: ", answered.callback)
+        return answered
 
     def _delay(self, attempt: int) -> float:
         delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
@@ -706,30 +730,28 @@ class ClientSession:
         connection.start(self._clock)
 
     def _take_up_again(self, connection: ServerConnection) -> None:
-        """After a reconnection: the nickname again (logged in, if it was an account), the rooms."""
+        """
+        After a reconnection: the nickname again (logged in, if it was an
+        account), then, once the server has confirmed it, the rooms.
+        """
         if self._nick is None:
             return
-        if self._account and self._prompt is not None:
-            self._prompt.ask_secret(f"password for {self._nick}: ", self._log_in_again)
-            return
-        connection.send(b"#" + self._nick.encode())
-        self._join_again(connection)
+        password, self._password = self._password, None
+        if password is None:
+            connection.send(b"#" + self._nick.encode())
+        else:
+            connection.send(b"#" + self._nick.encode() + b" " + password)
+        self._rejoining = True
 
     def _log_in_again(self, password: bytes) -> None:
-        connection = self._connection
-        if connection is None or self._nick is None:
-            return
-        connection.send(b"#" + self._nick.encode() + b" " + password)
-        self._join_again(connection)
-
-    def _join_again(self, connection: ServerConnection) -> None:
-        for room in self._rooms.values():
-            connection.send(b"/join " + room.encode())
+        """The user typed the password again, after a failed login."""
+        if self._connection is not None and self._nick is not None:
+            self._connection.send(b"#" + self._nick.encode() + b" " + password)
 
     def _send(self, line: bytes) -> bool:
         """Send a line the user entered, if connected; whether it was sent."""
         if self._connection is None:
-            self._notice("not connected; the line is kept, to send once reconnected")
+            self._notice("not connected: the line was not sent; press Enter again once reconnected")
             return False
         self._connection.send(line)
         return True
@@ -757,15 +779,32 @@ class ClientSession:
         self._screen.show(text)
         self._follow(text)
 
+    def _join_again(self) -> None:
+        """Once the nickname is back after a reconnection, join the rooms again."""
+        if self._rejoining and self._connection is not None:
+            self._rejoining = False
+            for room in self._rooms.values():
+                self._connection.send(b"/join " + room.encode())
+
     def _follow(self, text: str) -> None:
+        if (
+            self._rejoining
+            and self._account
+            and self._prompt is not None
+            and text.startswith(("! wrong nickname or password", "! too many failed logins"))
+        ):
+            self._prompt.ask_secret(f"password for {self._nick}: ", self._log_in_again)
+            return
         if not text.startswith("* "):
             return
         notice = text[2:]
         if notice.startswith("registered as "):
             self._nick, self._account = notice.removeprefix("registered as "), False
+            self._join_again()
             return
         if notice.startswith("logged in as "):
             self._nick, self._account = notice.removeprefix("logged in as ").split(";")[0], True
+            self._join_again()
             return
         if self._nick is None:
             return

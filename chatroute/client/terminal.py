@@ -411,9 +411,11 @@ class TerminalScreen(HistoricRecvLine):
         """
         Ask for a password in place of the line being edited, which is set
         aside and comes back after. What is typed is not shown at all; Enter
-        gives it to C{answer}.
+        gives it to C{answer}. Asked again while asking, the new C{answer}
+        takes the old one's place, and the line set aside stays.
         """
-        self._set_aside = (self.lineBuffer, self.lineBufferIndex)
+        if self._asking is None:
+            self._set_aside = (self.lineBuffer, self.lineBufferIndex)
         self._asking = answer
         self.ps = (prompt.encode(), prompt.encode())
         self.lineBuffer, self.lineBufferIndex = [], 0

@@ -127,14 +127,18 @@ class Router:
         self._presences.add(presence)
         return presence
 
-    def disconnect(self, presence: Presence) -> None:
-        """The participant is gone: leave every room (members are told) and free the name."""
+    def disconnect(self, presence: Presence, tell_rooms: bool = True) -> None:
+        """
+        The participant is gone: leave every room and free the name.
+
+        @param tell_rooms: tell the rooms' other members (not when everyone goes).
+        """
         self._presences.discard(presence)
         nick = presence.nick
         if nick is None:
             return
         for room in list(presence.rooms.values()):
-            self._remove_member(presence, room, disconnected=True)
+            self._remove_member(presence, room, disconnected=True, tell=tell_rooms)
         self._directory.release(nick)
         presence.nick = None
         presence.account = False
@@ -149,7 +153,7 @@ class Router:
     def close_all(self, reason: str) -> None:
         """Tell everyone connected why, and close their connections (server shutdown)."""
         for presence in list(self._presences):
-            self.disconnect(presence)
+            self.disconnect(presence, tell_rooms=False)
             presence.participant.close(reason)
 
     def register(self, presence: Presence, nick: str) -> Deferred[None] | None:
@@ -426,12 +430,15 @@ class Router:
                     mates[id(member)] = member
         return list(mates.values())
 
-    def _remove_member(self, presence: Presence, room: Room, disconnected: bool) -> None:
+    def _remove_member(
+        self, presence: Presence, room: Room, disconnected: bool, tell: bool = True
+    ) -> None:
         nick = self._nick(presence)
         del room.members[name_key(nick)]
         del presence.rooms[name_key(room.name)]
         if room.members:
-            _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
+            if tell:
+                _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
         else:
             self._directory.close_room(room.name)
             log.info("room {room} closed", room=room.name)

@@ -323,7 +323,8 @@ class ConnectionSession(TimeoutMixin):
         if bucket.take():
             return True
         limits = self._hub.limits
-        self.reply_error(Flooding(limits.flood_rate, limits.flood_burst, self._format.quote(line)))
+        # Answered in turn, after the lines before it that wait for storage.
+        self._take(Flooding(limits.flood_rate, limits.flood_burst, self._format.quote(line)))
         return False
 
     def _check_nick(self) -> None:

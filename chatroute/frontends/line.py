@@ -166,14 +166,21 @@ class ChatProtocol(LineReceiver):
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         if with_commands:
             mark_mangled(lines, with_commands, self.MAX_LENGTH)
-        session.lines_received(lines)
+        if telnet_answer:
+            # After the replies to the lines before the commands, before the
+            # replies to a line they were in: telnet shows nothing from the
+            # server until its timing mark is answered.
+            split = min(with_commands, default=len(lines))
+            session.lines_received(lines[:split])
+            if not session.closing:
+                self.write(telnet_answer)
+            lines = lines[split:]
+        if lines or not telnet_answer:
+            session.lines_received(lines)
         if len(self._buffer) > self.MAX_LENGTH + 1 and not session.closing:  # + 1: a CR may come
             start, self._buffer = self._buffer, b""
             self._discarding = True
             self.lineLengthExceeded(start)
-        if telnet_answer and not session.closing:
-            # After the lines before it: what a timing mark asks for.
-            self.write(telnet_answer)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """

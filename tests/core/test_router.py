@@ -416,3 +416,14 @@ def test_a_room_name_without_hash_is_called_invalid(router, attempt):
     router.join(alice.presence, "#lobby")
     with pytest.raises(errors.InvalidRoomName):
         attempt(router, alice.presence)
+
+
+def test_shutting_down_tells_everyone_once_without_leaving_notices(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    for person in (alice, bob):
+        settled(router.join(person.presence, "#lobby"))
+    alice.take()
+    bob.take()
+    router.close_all("the server is shutting down")
+    assert alice.take() == [] and bob.take() == []
+    assert alice.participant.closed == bob.participant.closed == "the server is shutting down"

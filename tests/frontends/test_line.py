@@ -407,9 +407,10 @@ def test_a_line_telnet_mangled_says_so(connect):
     ],
 )
 def test_a_line_telnet_mangled_in_one_chunk(connect, data):
+    """The timing mark is answered first: telnet shows nothing from the server until then."""
     alice, bob = connect("alice"), connect("bob")
     alice.send(data)
-    assert alice.transport.value() == TELNET_MANGLED.encode() + b"\r\n\xff\xfb\x06"
+    assert alice.transport.value() == b"\xff\xfb\x06" + TELNET_MANGLED.encode() + b"\r\n"
     alice.transport.clear()
     assert alice.say("@bob:still works") == []
     assert bob.lines() == ["<alice> still works"]
@@ -430,7 +431,7 @@ def test_a_line_begun_before_the_first_telnet_command_counts(connect):
     alice = connect("alice")
     alice.send(b"@bob:\xe6")
     alice.send(b"\xff\xf3\xff\xfd\x06\xac\r\n")
-    assert alice.transport.value() == TELNET_MANGLED.encode() + b"\r\n\xff\xfb\x06"
+    assert alice.transport.value() == b"\xff\xfb\x06" + TELNET_MANGLED.encode() + b"\r\n"
 
 
 def test_invalid_utf8_without_telnet_commands_is_plain(connect):
@@ -648,3 +649,18 @@ def test_a_close_the_client_does_not_complete_is_aborted(factory, chat):
     assert chat.router.who().nicks == (), "the name is free before the close completes"
     chat.clock.advance(CLOSE_GRACE)
     assert transport.disconnected
+
+
+def test_a_flood_refusal_comes_after_the_replies_to_the_lines_before_it(limited, chat, monkeypatch):
+    pending = Deferred()
+    monkeypatch.setattr(chat.storage, "get_account", lambda name: pending)
+    guest = limited(flood_rate=1, flood_burst=2)
+    chat.clock.advance(10)
+    guest.send(b"#carol\n/ping\n@carol:too many\n")
+    assert guest.lines() == [], "the registration waits for storage"
+    pending.callback(None)
+    assert guest.lines() == [
+        "* registered as carol",
+        "* pong",
+        "! flood limit: at most 1 line a second (bursts of 2); line discarded: @carol:too many",
+    ]

@@ -428,3 +428,36 @@ def test_a_resize_mid_line_leaves_no_stale_pieces(connect, terminal_client, refl
     )
     carol.type(b"\r")
     dave.expect("<carol> " + typed[len("> @dave:") :])
+
+
+def test_a_wrong_password_after_reconnecting_asks_again_and_rooms_wait(
+    server, terminal_client, tmp_path
+):
+    carol = terminal_client("carol")
+    carol.type(b"/register correct horse battery\r/join #lobby\r")
+    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the join")
+    carol.type(b"draft line")
+
+    again = restarted(server, tmp_path)
+    try:
+        carol.wait_for(lambda: carol.cursor_line == "password for carol:", "the prompt", 30)
+        carol.type(b"not the password\r")
+        carol.wait_for(lambda: carol.line_above() == "! wrong nickname or password", "the refusal")
+        carol.wait_for(lambda: carol.cursor_line == "password for carol:", "the prompt again")
+        assert not any("register first" in line for line in carol.screen.display), carol.describe()
+        carol.type(b"correct horse battery\r")
+        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the rooms again")
+        assert carol.cursor_line == "> draft line", carol.describe()
+    finally:
+        again.stop()
+
+
+@pytest.mark.server_options("--register-timeout", "1")
+def test_a_client_that_never_chose_a_nickname_is_not_taken_back(server, tmp_path):
+    command = [*client_command(), "--host", "127.0.0.1", "--port", str(server.port)]
+    session = TerminalSession(command, tmp_path)
+    try:
+        assert session.wait_for_exit() == 1, session.describe()
+        assert "reconnecting" not in "".join(session.screen.display), session.describe()
+    finally:
+        session.close()
