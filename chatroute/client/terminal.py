@@ -21,6 +21,8 @@ from twisted.python.failure import Failure
 from wcwidth import wcwidth
 
 _TAB_WIDTH = 4
+_ERASE_ROW = b"\x1b[2K"
+_DOWN_AND_ERASE_ROW = b"\x1b[B\x1b[2K"
 _TAB_STOP = 8  # the terminal's, for tabs in messages from the server
 _CUT = "\N{HORIZONTAL ELLIPSIS}".encode()
 _KEPT_CHARACTERS = 1 << 18
@@ -221,6 +223,7 @@ class TerminalScreen(HistoricRecvLine):
         self._cursor_row = 0
         self._top = 0
         self._drawn_size = (0, 0)
+        self._drawn_rows = 1
         self._undrawn = False
         # The end of the conversation, to redraw after a resize.
         self._conversation: deque[str] = deque()
@@ -569,7 +572,12 @@ class TerminalScreen(HistoricRecvLine):
         self.terminal.write(b"\r")
         if self._cursor_row:
             self.terminal.cursorUp(self._cursor_row)
-        self.terminal.eraseToDisplayEnd()
+        # Row by row, not "erase to the end of the display": from the top left
+        # corner that is a clear, which tmux and others keep in their scrollback.
+        rows = max(self._drawn_rows, 1)
+        self.terminal.write(_ERASE_ROW + _DOWN_AND_ERASE_ROW * (rows - 1))
+        if rows > 1:
+            self.terminal.cursorUp(rows - 1)
         self._cursor_row = 0
 
     def _draw(self) -> None:
@@ -584,6 +592,7 @@ class TerminalScreen(HistoricRecvLine):
         area = self._input_area(*size)
         self.terminal.write(b"\r\n".join(area.rows))
         self._cursor_row = len(area.rows) - 1
+        self._drawn_rows = len(area.rows)
         self._top = area.top
         self._drawn_size = size
         self._place_cursor(*area.cursor)
