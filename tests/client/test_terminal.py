@@ -563,3 +563,15 @@ def test_a_resize_can_make_the_line_taller_than_the_screen(reflows):
     terminal.input.resized()
     assert terminal.lines() == ["…" + TALL_ROWS[6][1:], *TALL_ROWS[7:], ""]
     assert terminal.cursor() == (4, 2)
+
+
+def test_the_input_area_is_erased_row_by_row_never_cleared_from_the_top_corner():
+    """Erasing to the end of the display from the top left is a clear: tmux keeps it."""
+    terminal = Terminal(columns=10)
+    terminal.type(b"\x0c" + b"a draft longer than a row")
+    terminal.lines()
+    terminal.input.show("<bob> hi")
+    terminal.type(b"\x15")
+    written = terminal.output.value()
+    assert b"\x1b[J" not in written and b"\x1b[0J" not in written
+    assert terminal.lines()[:2] == ["<bob> hi", ">"]
