@@ -175,12 +175,6 @@ def split_password(line: bytes) -> tuple[bytes, bytes] | None:
     return before, line[len(before) :]
 
 
-def conceal(line: bytes) -> bytes:
-    """C{line} with the password in C{#name pw}, C{/login}, C{/register}, C{/password} masked."""
-    parts = split_password(line)
-    return line if parts is None else parts[0] + lines.PASSWORD_MASK.encode()
-
-
 def printable(text: str) -> str:
     """C{text} with control characters replaced, so a server cannot drive the terminal."""
     return CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)

@@ -20,6 +20,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from wcwidth import wcwidth
 
+from chatroute.frontends import syntax
+
 _TAB_WIDTH = 4
 _ERASE_ROW = b"\x1b[2K"
 _DOWN_AND_ERASE_ROW = b"\x1b[B\x1b[2K"
@@ -40,7 +42,7 @@ class Secret(bytes):
     """
 
 
-PASSWORD_MASK = b"********"
+PASSWORD_MASK = syntax.PASSWORD_MASK.encode()
 
 
 def display_width(character: bytes) -> int:
