@@ -3,11 +3,15 @@ The WebSocket front end of the real server, spoken to in raw frames, beside
 line-protocol users on TCP: one chat, the same errors, the same limits.
 """
 
+import re
+import ssl
+import subprocess
+import sys
 import urllib.request
 
 import pytest
 
-from .support import WEB_STARTED, ServerProcess
+from .support import READ_TIMEOUT, WEB_STARTED, ServerProcess, subprocess_environment
 from .websocket import BINARY, TEXT, Refused, WebSocket
 
 pytestmark = [
@@ -16,6 +20,7 @@ pytestmark = [
 ]
 
 GREETING_START = "* connected from 127.0.0.1:"
+WEB_TLS_STARTED = re.compile(r"ChatWebSite \(TLS\) starting on (\d+)")
 
 
 def web_port(server: ServerProcess) -> int:
@@ -160,3 +165,40 @@ def test_a_websocket_logs_in_to_an_account_made_on_tcp(connect, websocket):
     web = websocket()
     web.send("#tom tomspassword")
     web.expect("* logged in as tom")
+
+
+def test_wss_on_a_tls_web_listener(tmp_path):
+    """The page's WebSocket through TLS (wss://), with a certificate from chatroute-makecert."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [sys.executable, "-m", "chatroute.certs", "--key", str(key), "--cert", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=READ_TIMEOUT,
+        env=subprocess_environment(),
+    )
+    directory = tmp_path / "server"
+    directory.mkdir()
+    listener = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    server = ServerProcess(directory, "--listen-web", listener)
+    try:
+        port = int(server.wait_for_log(WEB_TLS_STARTED)[0].group(1))
+        context = ssl.create_default_context(cafile=str(cert))
+        web = WebSocket(port, tls=context)
+        assert web.receive().startswith(GREETING_START)
+        register(web, "wanda")
+        web.send("@wanda:over wss")
+        web.expect("<wanda> over wss")
+        web.close()
+    finally:
+        assert server.stop() in (0, -15)
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.server_options("--listen-web", "tcp:0:interface=127.0.0.1", "--idle-timeout", "1")
+def test_the_idle_timeout_holds_on_a_websocket(websocket):
+    web = websocket()
+    register(web, "wanda")
+    assert web.receive() == "* nothing received for 1 s; closing"
+    with pytest.raises(EOFError, match="closed by the server"):
+        web.receive()

@@ -6,6 +6,7 @@ WebSocket as any client, well-behaved or not, would use it.
 import base64
 import os
 import socket
+import ssl
 import struct
 
 from .support import READ_TIMEOUT
@@ -20,8 +21,22 @@ class Refused(Exception):
 class WebSocket:
     """One WebSocket connection to C{ws://127.0.0.1:PORT/ws}, frame by frame."""
 
-    def __init__(self, port: int, origin: str | None = None, path: str = "/ws") -> None:
+    def __init__(
+        self,
+        port: int,
+        origin: str | None = None,
+        path: str = "/ws",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """
+        Connect and do the opening handshake.
+
+        @param tls: speak TLS with these settings (C{wss://}), for 127.0.0.1.
+        @raise Refused: the server answered the handshake with another status.
+        """
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16)).decode()
         headers = [
             f"GET {path} HTTP/1.1",
