@@ -65,7 +65,7 @@ def test_rename_frees_old_name_and_tells_roommates_once(router):
     router.register(alice.presence, "alicia")
     assert alice.take() == [Registered("alicia")]
     assert bob.take() == [Renamed("alice", "alicia")]
-    assert router.who("#a") == UserList("#a", ("alicia", "bob"))
+    assert router.who("#a") == UserList("#a", ("alicia", "bob"), ("alicia",))
     carol = Person(router)
     router.register(carol.presence, "alice")
     router.send_direct(bob.presence, "alicia", "hi")
@@ -121,10 +121,10 @@ def test_unregistered_user_cannot_be_reached(router):
 def test_join_creates_room_and_announces(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
     router.join(alice.presence, "#Lobby")
-    assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",))]
+    assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",), ("alice",))]
     router.join(bob.presence, "#lobby")
     assert alice.take() == [Joined("#Lobby", "bob")]
-    assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"))]
+    assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"), ("alice",))]
     assert router.rooms() == RoomList((("#Lobby", 2),))
 
 
@@ -324,7 +324,7 @@ def test_second_login_closes_the_first(chat):
     assert first.take() == [
         LoggedIn("alice", 0),
         Joined("#lobby", "alice"),
-        UserList("#lobby", ("alice",)),
+        UserList("#lobby", ("alice",), ("alice",)),
         Joined("#lobby", "bob"),
     ]
 
@@ -366,7 +366,7 @@ def test_room_messages_are_kept_and_replayed_on_join(chat):
     events = bob.take()
     assert events[:3] == [
         Joined("#lobby", "bob"),
-        UserList("#lobby", ("alice", "bob")),
+        UserList("#lobby", ("alice", "bob"), ("alice",)),
         HistoryStart("#lobby", 20),
     ]
     assert events[3:] == [
@@ -378,7 +378,7 @@ def test_room_messages_are_kept_and_replayed_on_join(chat):
 def test_first_join_of_a_room_without_history_says_nothing_more(chat):
     alice = Person(chat.router, "alice")
     settled(chat.router.join(alice.presence, "#new"))
-    assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",))]
+    assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",), ("alice",))]
 
 
 def test_history_command(chat):

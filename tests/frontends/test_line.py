@@ -106,14 +106,14 @@ def test_many_lines_in_one_chunk(connect):
 
 def test_room_commands(connect):
     alice, bob = connect("alice"), connect("bob")
-    assert alice.say("/join #lobby") == ["* alice joined #lobby", "* #lobby (1): alice"]
-    assert bob.say("/join #lobby") == ["* bob joined #lobby", "* #lobby (2): alice, bob"]
+    assert alice.say("/join #lobby") == ["* alice joined #lobby", "* #lobby (1): @alice"]
+    assert bob.say("/join #lobby") == ["* bob joined #lobby", "* #lobby (2): @alice, bob"]
     assert alice.lines() == ["* bob joined #lobby"]
     assert bob.say("@#lobby:hi all") == ["#lobby <bob> hi all"]
     assert alice.lines() == ["#lobby <bob> hi all"]
     assert alice.say("/rooms") == ["* rooms (1): #lobby 2"]
     assert alice.say("/who") == ["* online (2): alice, bob"]
-    assert alice.say("/who #lobby") == ["* #lobby (2): alice, bob"]
+    assert alice.say("/who #lobby") == ["* #lobby (2): @alice, bob"]
     assert bob.say("/leave #lobby") == ["* bob left #lobby"]
     assert alice.lines() == ["* bob left #lobby"]
 

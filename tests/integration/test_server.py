@@ -73,7 +73,7 @@ def test_who_and_rooms(connect):
     carol.send("/rooms")
     carol.expect("* rooms (2): #Dev 1, #lobby 2")
     carol.send("/who #lobby")
-    carol.expect("* #lobby (2): alice, bob")
+    carol.expect("* #lobby (2): @alice, bob")
 
     bob.send("/leave #lobby")
     bob.expect("* bob left #lobby")
