@@ -118,6 +118,83 @@ def test_room_commands(connect):
     assert alice.lines() == ["* bob left #lobby"]
 
 
+def test_topic_over_the_line(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.say("/join #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    assert bob.say("/topic #lobby") == ["* #lobby has no topic"]
+    assert bob.say("/topic #lobby mine") == ["! you are not an operator of #lobby"]
+    assert alice.say("/topic #lobby release: friday") == [
+        "* alice set the topic of #lobby: release: friday"
+    ]
+    assert bob.lines() == ["* alice set the topic of #lobby: release: friday"]
+    assert connect().say("/topic #LOBBY") == ["* topic of #lobby: release: friday"]
+    carol = connect("carol")
+    assert carol.say("/join #lobby") == [
+        "* carol joined #lobby",
+        "* #lobby (3): @alice, bob, carol",
+        "* topic of #lobby: release: friday",
+    ]
+    alice.lines()
+    assert alice.say("/topic #lobby -") == ["* alice cleared the topic of #lobby"]
+    assert alice.say("/topic #nowhere x") == ["! no such room: #nowhere"]
+
+
+def test_operators_kicks_and_bans_over_the_line(connect):
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    for person in (alice, bob, carol):
+        person.say("/join #lobby")
+    alice.lines(), bob.lines()
+    assert bob.say("/kick #lobby carol") == ["! you are not an operator of #lobby"]
+    assert alice.say("/op #lobby bob") == ["* alice made bob an operator of #lobby"]
+    assert bob.lines() == carol.lines() == ["* alice made bob an operator of #lobby"]
+    assert carol.say("/who #lobby") == ["* #lobby (3): @alice, @bob, carol"]
+    assert alice.say("/op #lobby dave") == ["! dave is not in #lobby"]
+    assert bob.say("/kick #lobby carol bye now") == [
+        "* carol was kicked from #lobby by bob: bye now"
+    ]
+    assert carol.lines() == ["* carol was kicked from #lobby by bob: bye now"]
+    assert carol.say("@#lobby:hi") == ["! you are not in #lobby"]
+    assert bob.say("/ban #lobby Carol") == ["* bob banned Carol from #lobby"]
+    assert carol.say("/join #lobby") == ["! you are banned from #lobby"]
+    assert connect().say("/bans #lobby") == ["* bans of #lobby (1): Carol"]
+    assert bob.say("/deop #lobby alice") == ["* bob took operator status in #lobby from alice"]
+    alice.lines()
+    assert alice.say("/unban #lobby carol") == ["! you are not an operator of #lobby"]
+    assert bob.say("/unban #lobby carol") == ["* bob unbanned Carol from #lobby"]
+    assert bob.say("/unban #lobby carol") == ["! carol is not banned from #lobby"]
+    assert carol.say("/join #lobby")[0] == "* carol joined #lobby"
+
+
+def test_a_ban_kicks_a_member(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.say("/join #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    told = ["* alice banned bob from #lobby", "* bob was kicked from #lobby by alice"]
+    assert alice.say("/ban #lobby bob") == told
+    assert bob.lines() == told
+    assert alice.say("/who #lobby") == ["* #lobby (1): @alice"]
+
+
+def test_actions_over_the_line(connect):
+    alice, bob = connect("alice"), connect("bob")
+    alice.say("/join #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    assert alice.say("/me #lobby waves") == ["#lobby * alice waves"]
+    assert bob.lines() == ["#lobby * alice waves"]
+    assert bob.say("/me alice nods") == []
+    assert alice.lines() == ["<bob> * nods"]
+    assert bob.say("/history #lobby") == [
+        "* history of #lobby: 1 message follows",
+        "[2027-01-15T08:00:00Z] #lobby * alice waves",
+    ]
+    assert alice.say("/me #nowhere waves") == ["! no such room: #nowhere"]
+    assert alice.say("/me") == ["! usage: /me #room action, or /me name action"]
+
+
 def test_help(connect):
     assert connect().say("/help") == [f"* {line}" for line in HELP]
 
