@@ -158,7 +158,7 @@ def test_dropped_connection_leaves_its_rooms_and_frees_its_name(connect, reset):
 
     again = connect("alice-again")
     again.register("alice")
-    again.join("#lobby", bob)
+    again.join("#lobby", bob, operator=None)  # alice, its operator, left
     bob.send("@alice:welcome back")
     again.expect("<bob> welcome back")
 
