@@ -65,6 +65,20 @@ def connect(factory):
     return connect
 
 
+@pytest.fixture
+def lobby(connect):
+    def lobby(*nicks: str) -> list[Client]:
+        """Clients with C{nicks} in #lobby, the first its creator; what they were told is read."""
+        people = [connect(nick) for nick in nicks]
+        for person in people:
+            person.say("/join #lobby")
+        for person in people:
+            person.lines()
+        return people
+
+    return lobby
+
+
 def test_greeting(factory):
     client = Client(factory, 40122)
     assert client.lines() == ["* connected from 127.0.0.1:40122 — register with #yourname"]
@@ -118,11 +132,8 @@ def test_room_commands(connect):
     assert alice.lines() == ["* bob left #lobby"]
 
 
-def test_topic_over_the_line(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_topic_over_the_line(connect, lobby):
+    alice, bob = lobby("alice", "bob")
     assert bob.say("/topic #lobby") == ["* #lobby has no topic"]
     assert bob.say("/topic #lobby mine") == ["! you are not an operator of #lobby"]
     assert alice.say("/topic #lobby release: friday") == [
@@ -141,11 +152,8 @@ def test_topic_over_the_line(connect):
     assert alice.say("/topic #nowhere x") == ["! no such room: #nowhere"]
 
 
-def test_operators_kicks_and_bans_over_the_line(connect):
-    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
-    for person in (alice, bob, carol):
-        person.say("/join #lobby")
-    alice.lines(), bob.lines()
+def test_operators_kicks_and_bans_over_the_line(connect, lobby):
+    alice, bob, carol = lobby("alice", "bob", "carol")
     assert bob.say("/kick #lobby carol") == ["! you are not an operator of #lobby"]
     assert alice.say("/op #lobby bob") == ["* alice made bob an operator of #lobby"]
     assert bob.lines() == carol.lines() == ["* alice made bob an operator of #lobby"]
@@ -167,22 +175,16 @@ def test_operators_kicks_and_bans_over_the_line(connect):
     assert carol.say("/join #lobby")[0] == "* carol joined #lobby"
 
 
-def test_a_ban_kicks_a_member(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_a_ban_kicks_a_member(lobby):
+    alice, bob = lobby("alice", "bob")
     told = ["* alice banned bob from #lobby", "* bob was kicked from #lobby by alice"]
     assert alice.say("/ban #lobby bob") == told
     assert bob.lines() == told
     assert alice.say("/who #lobby") == ["* #lobby (1): @alice"]
 
 
-def test_actions_over_the_line(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_actions_over_the_line(lobby):
+    alice, bob = lobby("alice", "bob")
     assert alice.say("/me #lobby waves") == ["#lobby * alice waves"]
     assert bob.lines() == ["#lobby * alice waves"]
     assert bob.say("/me alice nods") == []
@@ -207,11 +209,8 @@ def test_quit_says_bye_closes_and_ignores_the_rest(connect):
     assert bob.lines() == []
 
 
-def test_rename_tells_room(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_rename_tells_room(lobby):
+    alice, bob = lobby("alice", "bob")
     assert alice.say("#alicia") == ["* registered as alicia"]
     assert bob.lines() == ["* alice is now alicia"]
 
@@ -309,11 +308,8 @@ def test_overlong_line_arriving_in_pieces_is_discarded_up_to_its_end(connect):
     assert alice.transport.connected
 
 
-def test_disconnect_mid_line_cleans_up(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_disconnect_mid_line_cleans_up(connect, lobby):
+    alice, bob = lobby("alice", "bob")
     bob.send(b"@alice:never fini")
     bob.transport.loseConnection()
     assert alice.lines() == ["* bob left #lobby (disconnected)"]
