@@ -33,21 +33,27 @@ from chatroute.core.errors import (
 )
 from chatroute.core.events import (
     AccountCreated,
+    BanChanged,
+    BanList,
     DirectMessage,
     Event,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LimitsInfo,
     LoggedIn,
     Notice,
+    OperatorChanged,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.core.limits import Limits
@@ -60,14 +66,20 @@ from chatroute.frontends.syntax import (
     Help,
     History,
     Join,
+    Kick,
     Leave,
+    ListBans,
     ListRooms,
     Ping,
     Quit,
     Register,
     SendDirect,
     SendRoom,
+    SetBan,
+    SetOperator,
+    SetTopic,
     ShowLimits,
+    ShowTopic,
     Who,
     format_error,
     format_event,
@@ -159,6 +171,20 @@ def _slash_commands(draw: st.DrawFn) -> tuple[str, Command]:
                 (_slash(draw, "join", room), Join(room)),
                 (_slash(draw, "leave", room), Leave(room)),
                 (_slash(draw, "who", room), Who(room)),
+                (_slash(draw, "me", room, phrase), SendRoom(room, phrase, True)),
+                (_slash(draw, "me", nick, phrase), SendDirect(nick, phrase, True)),
+                (_slash(draw, "topic", room), ShowTopic(room)),
+                (
+                    _slash(draw, "topic", room, phrase),
+                    SetTopic(room, None if phrase == "-" else phrase),
+                ),
+                (_slash(draw, "op", room, nick), SetOperator(room, nick, True)),
+                (_slash(draw, "deop", room, nick), SetOperator(room, nick, False)),
+                (_slash(draw, "kick", room, nick), Kick(room, nick)),
+                (_slash(draw, "kick", room, nick, phrase), Kick(room, nick, phrase)),
+                (_slash(draw, "ban", room, nick), SetBan(room, nick, True)),
+                (_slash(draw, "unban", room, nick), SetBan(room, nick, False)),
+                (_slash(draw, "bans", room), ListBans(room)),
             ]
         )
     )
@@ -248,13 +274,24 @@ def test_valid_lines_parse_to_their_command(line_and_command):
 
 
 EVENTS: dict[type, st.SearchStrategy[Event]] = {
-    DirectMessage: st.builds(DirectMessage, NICKS, TEXTS),
-    RoomMessage: st.builds(RoomMessage, ROOMS, NICKS, TEXTS),
+    DirectMessage: st.builds(DirectMessage, NICKS, TEXTS, st.booleans()),
+    RoomMessage: st.builds(RoomMessage, ROOMS, NICKS, TEXTS, st.booleans()),
     Joined: st.builds(Joined, ROOMS, NICKS),
     Left: st.builds(Left, ROOMS, NICKS, st.booleans()),
     Renamed: st.builds(Renamed, NICKS, NICKS),
     Registered: st.builds(Registered, NICKS),
-    UserList: st.builds(UserList, st.none() | ROOMS, st.lists(NICKS, max_size=5).map(tuple)),
+    UserList: st.builds(
+        UserList,
+        st.none() | ROOMS,
+        st.lists(NICKS, max_size=5).map(tuple),
+        st.lists(NICKS, max_size=2).map(tuple),
+    ),
+    RoomTopic: st.builds(RoomTopic, ROOMS, st.none() | TEXTS),
+    TopicChanged: st.builds(TopicChanged, ROOMS, NICKS, st.none() | TEXTS),
+    OperatorChanged: st.builds(OperatorChanged, ROOMS, NICKS, NICKS, st.booleans()),
+    Kicked: st.builds(Kicked, ROOMS, NICKS, NICKS, st.none() | TEXTS),
+    BanChanged: st.builds(BanChanged, ROOMS, NICKS, NICKS, st.booleans()),
+    BanList: st.builds(BanList, ROOMS, st.lists(NICKS, max_size=5).map(tuple)),
     RoomList: st.builds(
         RoomList, st.lists(st.tuples(ROOMS, st.integers(0, 10**6)), max_size=5).map(tuple)
     ),
@@ -266,7 +303,8 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
     Replayed: st.builds(
         Replayed,
         st.floats(0, 2**32),
-        st.builds(DirectMessage, NICKS, TEXTS) | st.builds(RoomMessage, ROOMS, NICKS, TEXTS),
+        st.builds(DirectMessage, NICKS, TEXTS, st.booleans())
+        | st.builds(RoomMessage, ROOMS, NICKS, TEXTS, st.booleans()),
     ),
     LimitsInfo: st.builds(
         LimitsInfo,
@@ -489,6 +527,7 @@ def cased_command(line: str) -> st.SearchStrategy[str]:
 ANY_NICK = st.one_of(POOL_NICKS, POOL_NICKS, NICKS, BAD_NICKS)
 ANY_ROOM = st.one_of(POOL_ROOMS, POOL_ROOMS, ROOMS, BAD_ROOMS)
 COUNTS = st.sampled_from(["0", "1", "3", "20", "999", "x", "-1"])
+ROOM_COMMANDS = st.sampled_from(["op", "deop", "kick", "ban", "unban"])
 
 
 def _form(template: str, *parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -512,6 +551,12 @@ CHAT_TEXT_LINES = st.tuples(
         _form("/who {}", ANY_ROOM),
         _form("/history {}", ANY_ROOM),
         _form("/history {} {}", ANY_ROOM, COUNTS),
+        _form("/me {} {}", ANY_ROOM | ANY_NICK, SHORT_TEXTS),
+        _form("/topic {}", ANY_ROOM),
+        _form("/topic {} {}", ANY_ROOM, SHORT_TEXTS | st.just("-")),
+        _form("/{} {} {}", ROOM_COMMANDS, ANY_ROOM, ANY_NICK),
+        _form("/kick {} {} {}", ANY_ROOM, ANY_NICK, SHORT_TEXTS),
+        _form("/bans {}", ANY_ROOM),
         st.sampled_from(["/who", "/rooms", "/help", "/ping", "/quit", "/dance", "/rooms x"]),
         st.sampled_from(["", "  \t "]),
         st.text(max_size=30).filter(lambda text: "\n" not in text),
@@ -715,6 +760,7 @@ ACCOUNT_MADE = "* {name} is now a registered account; log in with #{name} <passw
 ACCOUNT_CREATED = re.compile(r"\* (\S+) is now a registered account; log in with #\S+ <password>")
 JOINED = re.compile(r"\* (\S+) joined (#\S+)")
 LEFT = re.compile(r"\* (\S+) left (#\S+)")
+KICKED_OUT = re.compile(r"\* (\S+) was kicked from (#\S+) by \S+(?:: .*)?")
 
 
 @dataclass(eq=False)
@@ -760,7 +806,9 @@ class Peer:
             self.account = True
         elif (match := JOINED.fullmatch(line)) and match[1] == self.nick:
             self.rooms[match[2].lower()] = match[2]
-        elif (match := LEFT.fullmatch(line)) and match[1] == self.nick:
+        elif (match := LEFT.fullmatch(line) or KICKED_OUT.fullmatch(line)) and match[
+            1
+        ] == self.nick:
             del self.rooms[match[2].lower()]
 
 
@@ -832,6 +880,9 @@ class ChatMachine(RuleBasedStateMachine):
         target, colon, message = text[1:].partition(":")
         target, message = target.strip(), message.strip()
         direct = text[0] == "@" and colon and message and target[:1] not in ("", "#")
+        words = text.split(None, 2)
+        if words[0].lower() == "/me" and len(words) == 3 and words[1][0] != "#":
+            target, message, direct = words[1], "* " + words[2], True
         if direct and sender.nick is not None and target.isascii():
             for peer in self.online():
                 # Names are ASCII, and the same ignoring letter case.
@@ -882,6 +933,22 @@ class ChatMachine(RuleBasedStateMachine):
     )
     def use_a_room(self, which: int, nick: str, command: str, room: str) -> None:
         self.say(self.named_peer(which, nick), f"/{command} {room}".encode())
+
+    @rule(
+        which=WHICH,
+        nick=POOL_NICKS,
+        command=st.sampled_from(["op", "deop", "kick", "ban", "unban"]),
+        room=POOL_ROOMS,
+        other=POOL_NICKS,
+    )
+    def run_a_room(self, which: int, nick: str, command: str, room: str, other: str) -> None:
+        self.say(self.named_peer(which, nick), f"/{command} {room} {other}".encode())
+
+    @rule(which=WHICH, nick=POOL_NICKS, room=POOL_ROOMS, text=SHORT_TEXTS)
+    def act_and_set_topics(self, which: int, nick: str, room: str, text: str) -> None:
+        peer = self.named_peer(which, nick)
+        self.say(peer, f"/topic {room} {text}".encode())
+        self.say(peer, f"/me {room} {text}".encode())
 
     @rule(which=WHICH, command=st.sampled_from(["/who", "/rooms", "/help", "/ping", "/quit"]))
     def ask(self, which: int, command: str) -> None:
@@ -1059,6 +1126,8 @@ class ChatMachine(RuleBasedStateMachine):
         for session in router._presences:
             for key, room in session.rooms.items():
                 assert router._directory._rooms[key] is room
+        for room in router._directory._rooms.values():
+            assert room.operators <= set(room.members)
 
     @invariant()
     def who_and_rooms_tell_the_truth(self) -> None:

@@ -187,6 +187,20 @@ async def test_history_is_per_room_in_any_case(storage):
 
 
 @pytest_twisted.ensureDeferred
+async def test_actions_are_kept_as_actions(storage):
+    message_id = await storage.store_message("bob", "alice", "waves", 1.0, 10, True)
+    await storage.append_history("#a", "alice", "says", 2.0)
+    await storage.append_history("#a", "alice", "nods", 3.0, True)
+    assert await storage.pending_messages("bob") == [
+        StoredMessage(message_id, "bob", "alice", "waves", 1.0, True)
+    ]
+    assert [(e.text, e.action) for e in await storage.recent_history("#a", 5)] == [
+        ("says", False),
+        ("nods", True),
+    ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_failing_writes_fail_alone(storage):
     await storage.store_message("full", "x", "kept", 1.0, cap=1)
     # All asked for in one turn: for SQLite, one batch.
@@ -406,7 +420,7 @@ def db(tmp_path) -> Path:
 
 @pytest.fixture
 def schemas(tmp_path) -> Path:
-    """A schema directory going up to v3: v1 as shipped, then two upgrades."""
+    """A schema directory going up to v3: v1 with the shipped tables, then two upgrades."""
     directory = tmp_path / "schema"
     directory.mkdir()
     (directory / "v1.sql").write_text(CURRENT_SCHEMA.create_script())
@@ -432,7 +446,7 @@ async def test_new_database_records_the_schema_version_and_uses_wal(db):
 
 @pytest_twisted.ensureDeferred
 async def test_upgrades_apply_in_order_and_keep_the_data(db, schemas):
-    storage = reopen(db)
+    storage = reopen(db, Schema(schemas, 1))
     await storage.create_account("alice", "hash")
     await storage.close()
     with capturedLogs() as events:
@@ -460,7 +474,7 @@ async def test_new_database_is_created_at_the_target_version_directly(db, schema
 
 @pytest_twisted.ensureDeferred
 async def test_missing_upgrade_leaves_the_database_alone(db, schemas):
-    await (reopen(db)).close()
+    await (reopen(db, Schema(schemas, 1))).close()
     with pytest.raises(SchemaError, match=r"upgrade-v3-to-v4\.sql"):
         reopen(db, Schema(schemas, 4))
     assert stored_version(db) == 1
@@ -469,7 +483,7 @@ async def test_missing_upgrade_leaves_the_database_alone(db, schemas):
 
 @pytest_twisted.ensureDeferred
 async def test_failing_upgrade_rolls_back_every_step(db, schemas):
-    await (reopen(db)).close()
+    await (reopen(db, Schema(schemas, 1))).close()
     (schemas / "upgrade-v2-to-v3.sql").write_text("INSERT INTO no_such_table VALUES (1);")
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
         reopen(db, Schema(schemas, 3))
@@ -479,6 +493,37 @@ async def test_failing_upgrade_rolls_back_every_step(db, schemas):
     (schemas / "upgrade-v2-to-v3.sql").write_text("SELECT 1;")
     await (reopen(db, Schema(schemas, 3))).close()
     assert stored_version(db) == 3
+
+
+# The tables of schema v1 that v2 changes, with a message and a history entry.
+V1_TABLES = """
+CREATE TABLE version (version INTEGER NOT NULL);
+INSERT INTO version (version) VALUES (1);
+CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, recipient_key TEXT NOT NULL,
+    recipient TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL, sent_at REAL NOT NULL);
+CREATE TABLE history (id INTEGER PRIMARY KEY, room_key TEXT NOT NULL, room TEXT NOT NULL,
+    sender TEXT NOT NULL, text TEXT NOT NULL, sent_at REAL NOT NULL);
+INSERT INTO messages (recipient_key, recipient, sender, text, sent_at)
+    VALUES ('bob', 'bob', 'alice', 'kept', 1.0);
+INSERT INTO history (room_key, room, sender, text, sent_at)
+    VALUES ('#a', '#a', 'alice', 'old', 2.0);
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_v1_is_upgraded_to_actions_keeping_messages_and_history(db):
+    with sqlite3.connect(db) as connection:
+        connection.executescript(V1_TABLES)
+    storage = reopen(db)
+    (kept,) = await storage.pending_messages("bob")
+    assert (kept.text, kept.action) == ("kept", False)
+    await storage.append_history("#a", "alice", "waves", 3.0, True)
+    assert await storage.recent_history("#a", 5) == [
+        HistoryEntry("#a", "alice", "old", 2.0),
+        HistoryEntry("#a", "alice", "waves", 3.0, True),
+    ]
+    await storage.close()
+    assert stored_version(db) == 2
 
 
 @pytest_twisted.ensureDeferred

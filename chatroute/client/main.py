@@ -810,8 +810,8 @@ class ClientSession:
         elif what.startswith("joined #"):
             room = what[len("joined ") :]
             self._rooms[room.lower()] = room
-        elif what.startswith("left #"):
-            room = what[len("left ") :].split()[0]
+        elif what.startswith(("left #", "was kicked from #")):
+            room = what.removeprefix("was kicked from ").removeprefix("left ").split()[0]
             self._rooms.pop(room.lower(), None)
 
 

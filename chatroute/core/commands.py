@@ -46,18 +46,20 @@ class History:
 
 @dataclass(slots=True)
 class SendDirect:
-    """C{@bob:hello}: a message to one user."""
+    """C{@bob:hello}: a message to one user; with C{action}, C{/me bob waves}."""
 
     to: str
     text: str
+    action: bool = False
 
 
 @dataclass(slots=True)
 class SendRoom:
-    """C{@#lobby:hello}: a message to a room."""
+    """C{@#lobby:hello}: a message to a room; with C{action}, C{/me #lobby waves}."""
 
     room: str
     text: str
+    action: bool = False
 
 
 @dataclass(slots=True)
@@ -70,6 +72,55 @@ class Join:
 @dataclass(slots=True)
 class Leave:
     """C{/leave #lobby}."""
+
+    room: str
+
+
+@dataclass(slots=True)
+class ShowTopic:
+    """C{/topic #lobby}: the room's topic."""
+
+    room: str
+
+
+@dataclass(slots=True)
+class SetTopic:
+    """C{/topic #lobby text} sets the room's topic; C{/topic #lobby -} clears it (None)."""
+
+    room: str
+    topic: str | None
+
+
+@dataclass(slots=True)
+class SetOperator:
+    """C{/op #lobby bob} (C{operator}) or C{/deop #lobby bob}."""
+
+    room: str
+    nick: str
+    operator: bool
+
+
+@dataclass(slots=True)
+class Kick:
+    """C{/kick #lobby bob [reason]}: put a member out of the room."""
+
+    room: str
+    nick: str
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class SetBan:
+    """C{/ban #lobby bob} (C{banned}) or C{/unban #lobby bob}."""
+
+    room: str
+    nick: str
+    banned: bool
+
+
+@dataclass(slots=True)
+class ListBans:
+    """C{/bans #lobby}: the nicknames banned from the room."""
 
     room: str
 
@@ -121,4 +172,10 @@ Command = (
     | CreateAccount
     | ChangePassword
     | History
+    | ShowTopic
+    | SetTopic
+    | SetOperator
+    | Kick
+    | SetBan
+    | ListBans
 )

@@ -37,10 +37,20 @@ class Presence:
 
 @dataclass(eq=False, slots=True)
 class Room:
-    """A named group of presences; C{members} are keyed by nickname key, in join order."""
+    """
+    A named group of presences, and what lives as long as the room does.
+
+    @ivar members: keyed by nickname key, in join order.
+    @ivar operators: the keys of the members who are operators.
+    @ivar topic: the room's topic; None if it has none.
+    @ivar bans: the banned nicknames as the operators gave them, by key.
+    """
 
     name: str
     members: dict[str, Presence] = field(default_factory=dict)
+    operators: set[str] = field(default_factory=set)
+    topic: str | None = None
+    bans: dict[str, str] = field(default_factory=dict)
 
 
 @implementer(IDirectory)

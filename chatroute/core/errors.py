@@ -281,3 +281,80 @@ class TooManyConnections(ChatError):
     address: str
     limit: int
     summary = "too many connections from {address} (at most {limit})"
+
+
+@_error
+class OperatorRequired(ChatError):
+    """The request needs the user to be an operator of the room, and they are not."""
+
+    room: str
+    summary = "you are not an operator of {room}"
+
+
+@_error
+class NoSuchMember(ChatError):
+    """The user the request names is not a member of the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} is not in {room}"
+
+
+@_error
+class AlreadyOperator(ChatError):
+    """The member is already an operator of the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} is already an operator of {room}"
+
+
+@_error
+class NotOperator(ChatError):
+    """The member whose operator status is to be taken away has none."""
+
+    room: str
+    nick: str
+    summary = "{nick} is not an operator of {room}"
+
+
+@_error
+class BannedFromRoom(ChatError):
+    """The user's nickname is banned from the room, so they cannot join it."""
+
+    room: str
+    summary = "you are banned from {room}"
+
+
+@_error
+class AlreadyBanned(ChatError):
+    """The nickname is already banned from the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} is already banned from {room}"
+
+
+@_error
+class NotBanned(ChatError):
+    """The nickname to unban is not banned from the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} is not banned from {room}"
+
+
+@_error
+class TopicTooLong(ChatError):
+    """The topic is longer than C{limit} characters."""
+
+    limit: int
+    summary = "topic over {limit} characters"
+
+
+@_error
+class ReasonTooLong(ChatError):
+    """The reason given for a kick is longer than C{limit} characters."""
+
+    limit: int
+    summary = "reason over {limit} characters"

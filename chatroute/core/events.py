@@ -15,19 +15,27 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class DirectMessage:
-    """A message from C{sender} to the participant alone."""
+    """
+    A message from C{sender} to the participant alone; with C{action}, what
+    the sender does (C{/me}) rather than says.
+    """
 
     sender: str
     text: str
+    action: bool = False
 
 
 @dataclass(slots=True)
 class RoomMessage:
-    """A message from C{sender} in C{room}; every member gets it, the sender too."""
+    """
+    A message from C{sender} in C{room}; every member gets it, the sender
+    too. With C{action}, what the sender does (C{/me}) rather than says.
+    """
 
     room: str
     sender: str
     text: str
+    action: bool = False
 
 
 @dataclass(slots=True)
@@ -64,9 +72,71 @@ class Registered:
 
 @dataclass(slots=True)
 class UserList:
-    """The online users (C{room} is None) or the members of C{room}."""
+    """
+    The online users (C{room} is None) or the members of C{room}; of those,
+    C{operators} are the room's operators (as in C{nicks}, in the same order).
+    """
 
     room: str | None
+    nicks: tuple[str, ...]
+    operators: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class RoomTopic:
+    """The topic of C{room}, None if it has none: answering a request, or on joining."""
+
+    room: str
+    topic: str | None
+
+
+@dataclass(slots=True)
+class TopicChanged:
+    """C{nick} set the topic of C{room} to C{topic}, or cleared it (None)."""
+
+    room: str
+    nick: str
+    topic: str | None
+
+
+@dataclass(slots=True)
+class OperatorChanged:
+    """C{by} made C{nick} an operator of C{room} (C{operator}), or took that away."""
+
+    room: str
+    nick: str
+    by: str
+    operator: bool
+
+
+@dataclass(slots=True)
+class Kicked:
+    """
+    C{by} put C{nick} out of C{room}, for C{reason} (None: none given).
+    Every member gets it, C{nick} too, who is then no longer a member.
+    """
+
+    room: str
+    nick: str
+    by: str
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class BanChanged:
+    """C{by} banned the nickname C{nick} from C{room} (C{banned}), or lifted the ban."""
+
+    room: str
+    nick: str
+    by: str
+    banned: bool
+
+
+@dataclass(slots=True)
+class BanList:
+    """The nicknames banned from C{room}, as the operators gave them, by name."""
+
+    room: str
     nicks: tuple[str, ...]
 
 
@@ -152,6 +222,12 @@ Event = (
     | Registered
     | UserList
     | RoomList
+    | RoomTopic
+    | TopicChanged
+    | OperatorChanged
+    | Kicked
+    | BanChanged
+    | BanList
     | LimitsInfo
     | Notice
 )

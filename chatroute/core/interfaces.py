@@ -129,23 +129,31 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A direct message kept for an offline account; C{sent_at} is POSIX seconds."""
+    """
+    A direct message kept for an offline account; C{sent_at} is POSIX
+    seconds; C{action}: what the sender does (C{/me}), not says.
+    """
 
     id: int
     recipient: str
     sender: str
     text: str
     sent_at: float
+    action: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """A room message as kept in the room's history; C{sent_at} is POSIX seconds."""
+    """
+    A room message as kept in the room's history; C{sent_at} is POSIX
+    seconds; C{action}: what the sender does (C{/me}), not says.
+    """
 
     room: str
     sender: str
     text: str
     sent_at: float
+    action: bool = False
 
 
 class IStorage(Interface):
@@ -174,10 +182,10 @@ class IStorage(Interface):
         """
 
     def store_message(
-        recipient: str, sender: str, text: str, sent_at: float, cap: int
+        recipient: str, sender: str, text: str, sent_at: float, cap: int, action: bool = False
     ) -> Deferred[int]:
         """
-        Keep a direct message for C{recipient}. Deferred firing with the
+        Keep a direct message for C{recipient} (an action with C{action}). Deferred firing with the
         message's id once it is on disk, failing with
         L{chatroute.core.errors.MailboxFull} if C{cap} messages are already kept
         for the recipient.
@@ -189,8 +197,13 @@ class IStorage(Interface):
     def delete_messages(ids: Sequence[int]) -> Deferred[None]:
         """Forget the kept messages with these ids (delivered). Deferred firing with None."""
 
-    def append_history(room: str, sender: str, text: str, sent_at: float) -> Deferred[None]:
-        """Add a room message to the room's history. Deferred firing with None once durable."""
+    def append_history(
+        room: str, sender: str, text: str, sent_at: float, action: bool = False
+    ) -> Deferred[None]:
+        """
+        Add a room message (an action with C{action}) to the room's history.
+        Deferred firing with None once durable.
+        """
 
     def recent_history(room: str, limit: int) -> Deferred[list[HistoryEntry]]:
         """Deferred firing with the last C{limit} messages of C{room}, oldest first."""

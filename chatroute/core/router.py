@@ -22,30 +22,45 @@ from twisted.python.failure import Failure
 from chatroute.core.directory import LocalDirectory, Presence, Room
 from chatroute.core.errors import (
     AccountRequired,
+    AlreadyBanned,
     AlreadyInRoom,
+    AlreadyOperator,
+    BannedFromRoom,
     ChatError,
     InvalidNickname,
     InvalidRoomName,
     NameRegistered,
     NicknameTaken,
+    NoSuchMember,
     NoSuchRoom,
     NoSuchUser,
+    NotBanned,
     NotInRoom,
+    NotOperator,
     NotRegistered,
+    OperatorRequired,
+    ReasonTooLong,
+    TopicTooLong,
 )
 from chatroute.core.events import (
+    BanChanged,
+    BanList,
     DirectMessage,
     Event,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LoggedIn,
+    OperatorChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.core.interfaces import IDirectory, IParticipant, IStorage
@@ -65,12 +80,16 @@ class RouterSettings:
     @ivar offline_cap: most messages kept for one offline account.
     @ivar join_history: room messages replayed on joining (0: none).
     @ivar max_history: most messages C{/history} replays at once.
+    @ivar max_topic_length: the longest topic, in characters.
+    @ivar max_reason_length: the longest reason for a kick, in characters.
     """
 
     require_account: bool = False
     offline_cap: int = 100
     join_history: int = 20
     max_history: int = 500
+    max_topic_length: int = 390
+    max_reason_length: int = 390
 
 
 def _deliver_all(presences: list[Presence], event: Event) -> None:
@@ -213,7 +232,9 @@ class Router:
         participant.deliver(LoggedIn(name, len(messages)))
         for message in messages:
             participant.deliver(
-                Replayed(message.sent_at, DirectMessage(message.sender, message.text))
+                Replayed(
+                    message.sent_at, DirectMessage(message.sender, message.text, message.action)
+                )
             )
         if messages:
             await self._storage.delete_messages([message.id for message in messages])
@@ -223,10 +244,14 @@ class Router:
         if presence.nick is not None and name_key(presence.nick) == name_key(name):
             presence.account = True
 
-    def send_direct(self, presence: Presence, to: str, text: str) -> Deferred[None] | None:
+    def send_direct(
+        self, presence: Presence, to: str, text: str, action: bool = False
+    ) -> Deferred[None] | None:
         """
         Deliver C{text} from the participant to the user named C{to}, or keep it
         for them if they are an account that is offline.
+
+        @param action: C{text} is what the sender does (C{/me}), not says.
 
         @raise NotRegistered: the sender has no nickname.
         @raise AccountRequired: the sender is a guest and the server wants accounts.
@@ -241,27 +266,33 @@ class Router:
             sender = self._sender(presence)
         recipient = self._directory.holder(to)
         if recipient is not None:
-            recipient.participant.deliver(DirectMessage(sender, text))
+            recipient.participant.deliver(DirectMessage(sender, text, action))
             return None
-        return Deferred.fromCoroutine(self._keep(presence, sender, to, text))
+        return Deferred.fromCoroutine(self._keep(presence, sender, to, text, action))
 
-    async def _keep(self, presence: Presence, sender: str, to: str, text: str) -> None:
+    async def _keep(
+        self, presence: Presence, sender: str, to: str, text: str, action: bool
+    ) -> None:
         account = await self._storage.get_account(to)
         recipient = self._directory.holder(to)
         if recipient is not None:  # logged in while we looked
-            recipient.participant.deliver(DirectMessage(sender, text))
+            recipient.participant.deliver(DirectMessage(sender, text, action))
             return
         if account is None:
             raise NoSuchUser(to)
         await self._storage.store_message(
-            account.name, sender, text, self._clock.seconds(), self.settings.offline_cap
+            account.name, sender, text, self._clock.seconds(), self.settings.offline_cap, action
         )
         presence.participant.deliver(StoredForLater(account.name))
 
-    def send_room(self, presence: Presence, room_name: str, text: str) -> None:
+    def send_room(
+        self, presence: Presence, room_name: str, text: str, action: bool = False
+    ) -> None:
         """
         Deliver C{text} from the participant to every member of the room, the
         sender too, and add it to the room's history.
+
+        @param action: C{text} is what the sender does (C{/me}), not says.
 
         @raise NotRegistered: the sender has no nickname.
         @raise AccountRequired: the sender is a guest and the server wants accounts.
@@ -272,38 +303,46 @@ class Router:
         room = self._room(room_name)
         if name_key(sender) not in room.members:
             raise NotInRoom(room.name)
-        _deliver_all(list(room.members.values()), RoomMessage(room.name, sender, text))
-        self._storage.append_history(room.name, sender, text, self._clock.seconds()).addErrback(
-            _log_failure, "keeping a room message in history"
-        )
+        _deliver_all(list(room.members.values()), RoomMessage(room.name, sender, text, action))
+        self._storage.append_history(
+            room.name, sender, text, self._clock.seconds(), action
+        ).addErrback(_log_failure, "keeping a room message in history")
 
     def join(self, presence: Presence, room_name: str) -> Deferred[None] | None:
         """
-        Add the participant to the room, creating the room if it does not exist.
+        Add the participant to the room, creating the room if it does not
+        exist, with the participant as its first operator.
 
         Every member, the joiner included, is told with L{Joined}; the joiner
-        then gets the member list and the room's recent history.
+        then gets the member list, the topic if the room has one, and the
+        room's recent history.
 
         @raise NotRegistered: the participant has no nickname.
         @raise AccountRequired: the participant is a guest and the server wants accounts.
         @raise InvalidRoomName: the name breaks the naming rule.
         @raise AlreadyInRoom: the participant is already a member.
+        @raise BannedFromRoom: the participant's nickname is banned from the room.
         @return: None, or a Deferred firing once the history is delivered.
         """
         nick = self._sender(presence)
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
-        room_key = name_key(room_name)
+        room_key, key = name_key(room_name), name_key(nick)
         room = self._directory.room(room_name)
         if room is None:
             room = self._directory.open_room(room_name)
+            room.operators.add(key)
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
-        elif name_key(nick) in room.members:
+        elif key in room.members:
             raise AlreadyInRoom(room.name)
-        room.members[name_key(nick)] = presence
+        elif key in room.bans:
+            raise BannedFromRoom(room.name)
+        room.members[key] = presence
         presence.rooms[room_key] = room
         _deliver_all(list(room.members.values()), Joined(room.name, nick))
         presence.participant.deliver(self.who(room.name))
+        if room.topic is not None:
+            presence.participant.deliver(RoomTopic(room.name, room.topic))
         if not self.settings.join_history:
             return None
         return Deferred.fromCoroutine(
@@ -340,7 +379,9 @@ class Router:
         participant.deliver(HistoryStart(room.name, len(entries)))
         for entry in entries:
             participant.deliver(
-                Replayed(entry.sent_at, RoomMessage(room.name, entry.sender, entry.text))
+                Replayed(
+                    entry.sent_at, RoomMessage(room.name, entry.sender, entry.text, entry.action)
+                )
             )
 
     def leave(self, presence: Presence, room_name: str) -> None:
@@ -375,7 +416,139 @@ class Router:
             online = [presence.nick for presence in self._directory.online() if presence.nick]
             return UserList(None, _sorted_names(online))
         room = self._room(room_name)
-        return UserList(room.name, _sorted_names([s.nick for s in room.members.values() if s.nick]))
+        nicks = _sorted_names([s.nick for s in room.members.values() if s.nick])
+        return UserList(
+            room.name, nicks, tuple(nick for nick in nicks if name_key(nick) in room.operators)
+        )
+
+    def topic(self, room_name: str) -> RoomTopic:
+        """
+        The room's topic (anyone may ask, member or not).
+
+        @raise NoSuchRoom: C{room_name} names no room.
+        """
+        room = self._room(room_name)
+        return RoomTopic(room.name, room.topic)
+
+    def set_topic(self, presence: Presence, room_name: str, topic: str | None) -> None:
+        """
+        Set the room's topic, or clear it (None or empty); every member is
+        told with L{TopicChanged}. The topic lives as long as the room.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise TopicTooLong: C{topic} is over C{max_topic_length} characters.
+        """
+        nick, room = self._operator(presence, room_name)
+        if topic is not None and len(topic) > self.settings.max_topic_length:
+            raise TopicTooLong(self.settings.max_topic_length)
+        room.topic = topic or None
+        _deliver_all(list(room.members.values()), TopicChanged(room.name, nick, room.topic))
+
+    def set_operator(self, presence: Presence, room_name: str, nick: str, operator: bool) -> None:
+        """
+        Make the member C{nick} an operator of the room (C{operator}), or take
+        that away; every member is told with L{OperatorChanged}.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise NoSuchMember: C{nick} is not a member.
+        @raise AlreadyOperator: C{operator}, and the member already is one.
+        @raise NotOperator: not C{operator}, and the member is not one.
+        """
+        by, room = self._operator(presence, room_name)
+        member = self._nick(self._member(room, nick))
+        key = name_key(member)
+        if operator and key in room.operators:
+            raise AlreadyOperator(room.name, member)
+        if not operator and key not in room.operators:
+            raise NotOperator(room.name, member)
+        if operator:
+            room.operators.add(key)
+        else:
+            room.operators.discard(key)
+        _deliver_all(list(room.members.values()), OperatorChanged(room.name, member, by, operator))
+
+    def kick(self, presence: Presence, room_name: str, nick: str, reason: str | None) -> None:
+        """
+        Put the member C{nick} out of the room: every member, C{nick} too, is
+        told with L{Kicked}, and then C{nick} is no longer a member.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise ReasonTooLong: C{reason} is over C{max_reason_length} characters.
+        @raise NoSuchMember: C{nick} is not a member.
+        """
+        by, room = self._operator(presence, room_name)
+        if reason is not None and len(reason) > self.settings.max_reason_length:
+            raise ReasonTooLong(self.settings.max_reason_length)
+        self._kick(room, self._member(room, nick), by, reason or None)
+
+    def set_ban(self, presence: Presence, room_name: str, nick: str, banned: bool) -> None:
+        """
+        Ban the nickname C{nick} (in any letter case) from the room
+        (C{banned}), or lift the ban; every member is told with
+        L{BanChanged}. A banned member is then kicked (L{Kicked}, no reason).
+        Bans live as long as the room.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise InvalidNickname: C{nick} breaks the naming rule.
+        @raise AlreadyBanned: C{banned}, and C{nick} already is.
+        @raise NotBanned: not C{banned}, and C{nick} is not.
+        """
+        by, room = self._operator(presence, room_name)
+        if not _NAME.fullmatch(nick):
+            raise InvalidNickname(nick)
+        key = name_key(nick)
+        members = list(room.members.values())
+        if not banned:
+            lifted = room.bans.pop(key, None)
+            if lifted is None:
+                raise NotBanned(room.name, nick)
+            _deliver_all(members, BanChanged(room.name, lifted, by, False))
+            return
+        if key in room.bans:
+            raise AlreadyBanned(room.name, room.bans[key])
+        member = room.members.get(key)
+        shown = room.bans[key] = nick if member is None else self._nick(member)
+        _deliver_all(members, BanChanged(room.name, shown, by, True))
+        if member is not None:
+            self._kick(room, member, by, None)
+
+    def bans(self, room_name: str) -> BanList:
+        """
+        The nicknames banned from the room, by name (anyone may ask).
+
+        @raise NoSuchRoom: C{room_name} names no room.
+        """
+        room = self._room(room_name)
+        return BanList(room.name, _sorted_names(list(room.bans.values())))
+
+    def _operator(self, presence: Presence, room_name: str) -> tuple[str, Room]:
+        """The nickname of a participant who is an operator of the room, and the room."""
+        nick = self._sender(presence)
+        room = self._room(room_name)
+        key = name_key(nick)
+        if key not in room.members:
+            raise NotInRoom(room.name)
+        if key not in room.operators:
+            raise OperatorRequired(room.name)
+        return nick, room
+
+    def _member(self, room: Room, nick: str) -> Presence:
+        """The room's member C{nick}, in any letter case."""
+        member = room.members.get(name_key(nick))
+        if member is None:
+            raise NoSuchMember(room.name, nick)
+        return member
+
+    def _kick(self, room: Room, member: Presence, by: str, reason: str | None) -> None:
+        """Tell every member, C{member} too, that C{by} kicked it; then it is out."""
+        nick = self._nick(member)
+        _deliver_all(list(room.members.values()), Kicked(room.name, nick, by, reason))
+        self._remove_member(member, room, disconnected=False, tell=False)
+        log.info("{nick} kicked from {room} by {by}", nick=nick, room=room.name, by=by)
 
     def _check_free(self, presence: Presence, nick: str) -> None:
         holder = self._directory.holder(nick)
@@ -392,6 +565,9 @@ class Router:
             for room in presence.rooms.values():
                 del room.members[old_key]
                 room.members[key] = presence
+                if old_key in room.operators:
+                    room.operators.discard(old_key)
+                    room.operators.add(key)
         self._directory.claim(presence, nick)
         presence.nick = nick
         presence.account = account
@@ -435,6 +611,7 @@ class Router:
     ) -> None:
         nick = self._nick(presence)
         del room.members[name_key(nick)]
+        room.operators.discard(name_key(nick))
         del presence.rooms[name_key(room.name)]
         if room.members:
             if tell:

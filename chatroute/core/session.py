@@ -34,14 +34,20 @@ from chatroute.core.commands import (
     Help,
     History,
     Join,
+    Kick,
     Leave,
+    ListBans,
     ListRooms,
     Ping,
     Quit,
     Register,
     SendDirect,
     SendRoom,
+    SetBan,
+    SetOperator,
+    SetTopic,
     ShowLimits,
+    ShowTopic,
     Who,
 )
 from chatroute.core.directory import Presence
@@ -462,10 +468,10 @@ class ConnectionSession(TimeoutMixin):
             self._link.resume_reading()
 
     def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
-        return self._router.send_direct(presence, command.to, command.text)
+        return self._router.send_direct(presence, command.to, command.text, command.action)
 
     def _send_room(self, presence: Presence, command: SendRoom) -> None:
-        self._router.send_room(presence, command.room, command.text)
+        self._router.send_room(presence, command.room, command.text, command.action)
 
     def _check_password_channel(self) -> None:
         """
@@ -501,6 +507,24 @@ class ConnectionSession(TimeoutMixin):
 
     def _history(self, presence: Presence, command: History) -> Deferred[None]:
         return self._router.history(presence, command.room, command.count)
+
+    def _show_topic(self, presence: Presence, command: ShowTopic) -> None:
+        self.deliver(self._router.topic(command.room))
+
+    def _set_topic(self, presence: Presence, command: SetTopic) -> None:
+        self._router.set_topic(presence, command.room, command.topic)
+
+    def _set_operator(self, presence: Presence, command: SetOperator) -> None:
+        self._router.set_operator(presence, command.room, command.nick, command.operator)
+
+    def _kick(self, presence: Presence, command: Kick) -> None:
+        self._router.kick(presence, command.room, command.nick, command.reason)
+
+    def _set_ban(self, presence: Presence, command: SetBan) -> None:
+        self._router.set_ban(presence, command.room, command.nick, command.banned)
+
+    def _list_bans(self, presence: Presence, command: ListBans) -> None:
+        self.deliver(self._router.bans(command.room))
 
     def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
         self.deliver(self._router.rooms())
@@ -541,6 +565,12 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     Join: ConnectionSession._join,
     Leave: ConnectionSession._leave,
     History: ConnectionSession._history,
+    ShowTopic: ConnectionSession._show_topic,
+    SetTopic: ConnectionSession._set_topic,
+    SetOperator: ConnectionSession._set_operator,
+    Kick: ConnectionSession._kick,
+    SetBan: ConnectionSession._set_ban,
+    ListBans: ConnectionSession._list_bans,
     ListRooms: ConnectionSession._list_rooms,
     Who: ConnectionSession._who,
     Help: ConnectionSession._help,

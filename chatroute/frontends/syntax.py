@@ -20,22 +20,31 @@ from chatroute.core.commands import (
     Help,
     History,
     Join,
+    Kick,
     Leave,
+    ListBans,
     ListRooms,
     Ping,
     Quit,
     Register,
     SendDirect,
     SendRoom,
+    SetBan,
+    SetOperator,
+    SetTopic,
     ShowLimits,
+    ShowTopic,
     Who,
 )
 from chatroute.core.errors import (
     NAME_RULE,
     AccountExists,
     AccountRequired,
+    AlreadyBanned,
     AlreadyInRoom,
+    AlreadyOperator,
     BadPassword,
+    BannedFromRoom,
     ChatError,
     ControlCharacters,
     EmptyMessage,
@@ -52,36 +61,48 @@ from chatroute.core.errors import (
     NameRegistered,
     NicknameTaken,
     NoSuchAccount,
+    NoSuchMember,
     NoSuchRoom,
     NoSuchUser,
+    NotBanned,
     NotInRoom,
     NotLoggedIn,
+    NotOperator,
     NotReading,
     NotRegistered,
+    OperatorRequired,
     PasswordNeedsTLS,
+    ReasonTooLong,
     ServerFull,
     TelnetMangled,
     TooManyConnections,
+    TopicTooLong,
     UnknownCommand,
     WrongPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
+    BanChanged,
+    BanList,
     DirectMessage,
     Event,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LimitsInfo,
     LoggedIn,
     Notice,
+    OperatorChanged,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.core.interfaces import IWireFormat
@@ -97,10 +118,16 @@ HELP = (
     "  is dropped; a run of it inside counts as one space)",
     "@name:message      send a direct message",
     "@#room:message     send a message to a room you are in",
-    "/join #room        join a room, creating it if needed",
+    "/me #room action   do an action in a room you are in (/me name action: to one user)",
+    "/join #room        join a room, creating it if needed (its creator is its operator)",
     "/leave #room       leave a room",
     "/rooms             list rooms and their member counts",
-    "/who [#room]       list online users, or a room's members",
+    "/who [#room]       list online users, or a room's members (@ marks operators)",
+    "/topic #room [text] show a room's topic, or set it (operators; /topic #room - clears it)",
+    "/op #room name     make a member an operator (operators only; /deop #room name undoes it)",
+    "/kick #room name [reason]  put a member out of a room (operators only)",
+    "/ban #room name    ban a nickname from a room, kicking it (operators; /unban undoes it)",
+    "/bans #room        list the nicknames banned from a room",
     "/history #room [N] show the last N messages of a room you are in",
     "/ping              get * pong back (keeps a quiet connection open)",
     "/limits            show the flood, line-length and idle limits of this connection",
@@ -155,6 +182,43 @@ def _change_password(argument: str) -> ChangePassword:
         old if quoted_old is None else _ESCAPE.sub(r"\1", quoted_old),
         new if quoted_new is None else _ESCAPE.sub(r"\1", quoted_new),
     )
+
+
+TOPIC_USAGE = "usage: /topic #room [text], or /topic #room - to clear it"
+ACTION_USAGE = "usage: /me #room action, or /me name action"
+
+
+def _room_and_name(command: str, argument: str) -> tuple[str, str]:
+    words = argument.split()
+    if len(words) != 2:
+        raise MalformedLine(f"usage: /{command} #room name")
+    return words[0], words[1]
+
+
+def _topic(argument: str) -> ShowTopic | SetTopic:
+    words = argument.split(None, 1)
+    if not words:
+        raise MalformedLine(TOPIC_USAGE)
+    if len(words) == 1:
+        return ShowTopic(words[0])
+    return SetTopic(words[0], None if words[1] == "-" else words[1])
+
+
+def _kick(argument: str) -> Kick:
+    words = argument.split(None, 2)
+    if len(words) < 2:
+        raise MalformedLine("usage: /kick #room name [reason]")
+    return Kick(words[0], words[1], words[2] if len(words) == 3 else None)
+
+
+def _action(argument: str) -> SendRoom | SendDirect:
+    words = argument.split(None, 1)
+    if len(words) != 2:
+        raise MalformedLine(ACTION_USAGE)
+    target, text = words
+    if target[0] == "#":
+        return SendRoom(target, text, True)
+    return SendDirect(target, text, True)
 
 
 def _history(argument: str) -> History:
@@ -225,6 +289,18 @@ def _parse_command(line: str) -> Command:
             return Leave(_room_argument(name, argument))
         case "who":
             return Who(_room_argument(name, argument) if argument else None)
+        case "me":
+            return _action(argument)
+        case "topic":
+            return _topic(argument)
+        case "op" | "deop":
+            return SetOperator(*_room_and_name(name, argument), name == "op")
+        case "kick":
+            return _kick(argument)
+        case "ban" | "unban":
+            return SetBan(*_room_and_name(name, argument), name == "ban")
+        case "bans":
+            return ListBans(_room_argument(name, argument))
         case "rooms":
             _no_argument(name, argument)
             return ListRooms()
@@ -302,11 +378,45 @@ def _left(event: Left) -> str:
     return f"* {event.nick} left {event.room}{' (disconnected)' if event.disconnected else ''}"
 
 
+def _members(event: UserList) -> str:
+    if not event.operators:
+        return _listing(event.room or "online", event.nicks)
+    operators = set(event.operators)
+    return _listing(
+        event.room or "online", [f"@{nick}" if nick in operators else nick for nick in event.nicks]
+    )
+
+
+def _room_topic(event: RoomTopic) -> str:
+    if event.topic is None:
+        return f"* {event.room} has no topic"
+    return f"* topic of {event.room}: {event.topic}"
+
+
+def _topic_changed(event: TopicChanged) -> str:
+    if event.topic is None:
+        return f"* {event.nick} cleared the topic of {event.room}"
+    return f"* {event.nick} set the topic of {event.room}: {event.topic}"
+
+
+def _operator_changed(event: OperatorChanged) -> str:
+    if event.operator:
+        return f"* {event.by} made {event.nick} an operator of {event.room}"
+    return f"* {event.by} took operator status in {event.room} from {event.nick}"
+
+
+def _kicked(event: Kicked) -> str:
+    reason = "" if event.reason is None else f": {event.reason}"
+    return f"* {event.nick} was kicked from {event.room} by {event.by}{reason}"
+
+
 # One formatter per kind of event, looked up by type: a match statement over
 # class patterns costs several times more, and this runs for every message.
 _FORMATS: dict[type, Callable[[Any], str]] = {
-    DirectMessage: lambda e: f"<{e.sender}> {e.text}",
-    RoomMessage: lambda e: f"{e.room} <{e.sender}> {e.text}",
+    DirectMessage: lambda e: f"<{e.sender}> * {e.text}" if e.action else f"<{e.sender}> {e.text}",
+    RoomMessage: lambda e: (
+        f"{e.room} * {e.sender} {e.text}" if e.action else f"{e.room} <{e.sender}> {e.text}"
+    ),
     Replayed: lambda e: f"[{format_time(e.sent_at)}] {format_event(e.message)}",
     LoggedIn: _logged_in,
     AccountCreated: lambda e: (
@@ -319,8 +429,14 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     Left: _left,
     Renamed: lambda e: f"* {e.old} is now {e.new}",
     Registered: lambda e: f"* registered as {e.nick}",
-    UserList: lambda e: _listing(e.room or "online", e.nicks),
+    UserList: _members,
     RoomList: lambda e: _listing("rooms", [f"{name} {count}" for name, count in e.rooms]),
+    RoomTopic: _room_topic,
+    TopicChanged: _topic_changed,
+    OperatorChanged: _operator_changed,
+    Kicked: _kicked,
+    BanChanged: lambda e: f"* {e.by} {'banned' if e.banned else 'unbanned'} {e.nick} from {e.room}",
+    BanList: lambda e: _listing(f"bans of {e.room}", e.nicks),
     LimitsInfo: lambda e: (
         f"* limits: flood-rate={e.flood_rate:g} flood-burst={e.flood_burst} "
         f"max-line-length={e.max_line_length} idle-timeout={e.idle_timeout:g}"
@@ -366,6 +482,15 @@ _ERRORS: dict[type, Callable[[Any], str]] = {
     NoSuchRoom: lambda e: f"no such room: {e.room}",
     NotInRoom: lambda e: f"you are not in {e.room}",
     AlreadyInRoom: lambda e: f"you are already in {e.room}",
+    OperatorRequired: lambda e: f"you are not an operator of {e.room}",
+    NoSuchMember: lambda e: f"{e.nick} is not in {e.room}",
+    AlreadyOperator: lambda e: f"{e.nick} is already an operator of {e.room}",
+    NotOperator: lambda e: f"{e.nick} is not an operator of {e.room}",
+    BannedFromRoom: lambda e: f"you are banned from {e.room}",
+    AlreadyBanned: lambda e: f"{e.nick} is already banned from {e.room}",
+    NotBanned: lambda e: f"{e.nick} is not banned from {e.room}",
+    TopicTooLong: lambda e: f"topic too long (over {e.limit} characters)",
+    ReasonTooLong: lambda e: f"reason too long (over {e.limit} characters)",
     InternalError: lambda e: "internal server error; the request was not completed",
     AccountExists: lambda e: f"{e.nick} is already registered",
     NoSuchAccount: lambda e: f"no such account: {e.nick}",

@@ -51,7 +51,7 @@ class MemoryStorage:
         return succeed(None)
 
     def store_message(
-        self, recipient: str, sender: str, text: str, sent_at: float, cap: int
+        self, recipient: str, sender: str, text: str, sent_at: float, cap: int, action: bool = False
     ) -> Deferred[int]:
         """See L{IStorage.store_message}."""
         key = name_key(recipient)
@@ -59,7 +59,7 @@ class MemoryStorage:
             return fail(MailboxFull(recipient))
         message_id = next(self._ids)
         self._mailboxes.setdefault(key, {})[message_id] = StoredMessage(
-            message_id, recipient, sender, text, sent_at
+            message_id, recipient, sender, text, sent_at, action
         )
         self._recipient_of[message_id] = key
         return succeed(message_id)
@@ -79,9 +79,11 @@ class MemoryStorage:
                     del self._mailboxes[key]
         return succeed(None)
 
-    def append_history(self, room: str, sender: str, text: str, sent_at: float) -> Deferred[None]:
+    def append_history(
+        self, room: str, sender: str, text: str, sent_at: float, action: bool = False
+    ) -> Deferred[None]:
         """See L{IStorage.append_history}."""
-        entry = HistoryEntry(room, sender, text, sent_at)
+        entry = HistoryEntry(room, sender, text, sent_at, action)
         self._history.setdefault(name_key(room), []).append(entry)
         return succeed(None)
 

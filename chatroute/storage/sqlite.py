@@ -51,7 +51,7 @@ from chatroute.core.errors import AccountExists, MailboxFull, NoSuchAccount
 from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage import name_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code reads and writes."""
 
 MAX_BATCH = 1000
@@ -311,10 +311,10 @@ class SQLiteStorage:
         return self._write(_set_password_hash_txn, name, password_hash)
 
     def store_message(
-        self, recipient: str, sender: str, text: str, sent_at: float, cap: int
+        self, recipient: str, sender: str, text: str, sent_at: float, cap: int, action: bool = False
     ) -> Deferred[int]:
         """See L{IStorage.store_message}."""
-        return self._write(_store_message_txn, recipient, sender, text, sent_at, cap)
+        return self._write(_store_message_txn, recipient, sender, text, sent_at, cap, action)
 
     def pending_messages(self, recipient: str) -> Deferred[list[StoredMessage]]:
         """See L{IStorage.pending_messages}."""
@@ -324,9 +324,11 @@ class SQLiteStorage:
         """See L{IStorage.delete_messages}."""
         return self._write(_delete_messages_txn, list(ids))
 
-    def append_history(self, room: str, sender: str, text: str, sent_at: float) -> Deferred[None]:
+    def append_history(
+        self, room: str, sender: str, text: str, sent_at: float, action: bool = False
+    ) -> Deferred[None]:
         """See L{IStorage.append_history}."""
-        return self._write(_append_history_txn, room, sender, text, sent_at)
+        return self._write(_append_history_txn, room, sender, text, sent_at, action)
 
     def recent_history(self, room: str, limit: int) -> Deferred[list[HistoryEntry]]:
         """See L{IStorage.recent_history}."""
@@ -522,7 +524,13 @@ def _set_password_hash_txn(txn: Cursor, name: str, password_hash: str) -> None:
 
 
 def _store_message_txn(
-    txn: Cursor, recipient: str, sender: str, text: str, sent_at: float, cap: int
+    txn: Cursor,
+    recipient: str,
+    sender: str,
+    text: str,
+    sent_at: float,
+    cap: int,
+    action: bool = False,
 ) -> int:
     key = name_key(recipient)
     txn.execute("SELECT count(*) FROM messages WHERE recipient_key = ?", (key,))
@@ -530,9 +538,9 @@ def _store_message_txn(
     if kept >= cap:
         raise MailboxFull(recipient)
     txn.execute(
-        "INSERT INTO messages (recipient_key, recipient, sender, text, sent_at)"
-        " VALUES (?, ?, ?, ?, ?) RETURNING id",
-        (key, recipient, sender, text, sent_at),
+        "INSERT INTO messages (recipient_key, recipient, sender, text, sent_at, action)"
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (key, recipient, sender, text, sent_at, action),
     )
     message_id: int = txn.fetchone()[0]
     return message_id
@@ -540,31 +548,40 @@ def _store_message_txn(
 
 def _pending_messages_txn(txn: Cursor, recipient: str) -> list[StoredMessage]:
     txn.execute(
-        "SELECT id, recipient, sender, text, sent_at FROM messages"
+        "SELECT id, recipient, sender, text, sent_at, action FROM messages"
         " WHERE recipient_key = ? ORDER BY id",
         (name_key(recipient),),
     )
-    return [StoredMessage(*row) for row in txn.fetchall()]
+    return [
+        StoredMessage(message_id, to, sender, text, sent_at, bool(action))
+        for message_id, to, sender, text, sent_at, action in txn.fetchall()
+    ]
 
 
 def _delete_messages_txn(txn: Cursor, ids: list[int]) -> None:
     txn.executemany("DELETE FROM messages WHERE id = ?", [(message_id,) for message_id in ids])
 
 
-def _append_history_txn(txn: Cursor, room: str, sender: str, text: str, sent_at: float) -> None:
+def _append_history_txn(
+    txn: Cursor, room: str, sender: str, text: str, sent_at: float, action: bool = False
+) -> None:
     txn.execute(
-        "INSERT INTO history (room_key, room, sender, text, sent_at) VALUES (?, ?, ?, ?, ?)",
-        (name_key(room), room, sender, text, sent_at),
+        "INSERT INTO history (room_key, room, sender, text, sent_at, action)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (name_key(room), room, sender, text, sent_at, action),
     )
 
 
 def _recent_history_txn(txn: Cursor, room: str, limit: int) -> list[HistoryEntry]:
     # The newest `limit` by the (room_key, id) index, then put oldest first.
     txn.execute(
-        "SELECT room, sender, text, sent_at FROM"
-        " (SELECT id, room, sender, text, sent_at FROM history"
+        "SELECT room, sender, text, sent_at, action FROM"
+        " (SELECT id, room, sender, text, sent_at, action FROM history"
         "  WHERE room_key = ? ORDER BY id DESC LIMIT max(?, 0))"
         " ORDER BY id",
         (name_key(room), limit),
     )
-    return [HistoryEntry(*row) for row in txn.fetchall()]
+    return [
+        HistoryEntry(room, sender, text, sent_at, bool(action))
+        for room, sender, text, sent_at, action in txn.fetchall()
+    ]

@@ -6,17 +6,23 @@ from twisted.logger import capturedLogs
 
 from chatroute.core import errors
 from chatroute.core.events import (
+    BanChanged,
+    BanList,
     DirectMessage,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LoggedIn,
+    OperatorChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.core.router import RouterSettings
@@ -65,7 +71,7 @@ def test_rename_frees_old_name_and_tells_roommates_once(router):
     router.register(alice.presence, "alicia")
     assert alice.take() == [Registered("alicia")]
     assert bob.take() == [Renamed("alice", "alicia")]
-    assert router.who("#a") == UserList("#a", ("alicia", "bob"))
+    assert router.who("#a") == UserList("#a", ("alicia", "bob"), ("alicia",))
     carol = Person(router)
     router.register(carol.presence, "alice")
     router.send_direct(bob.presence, "alicia", "hi")
@@ -121,10 +127,10 @@ def test_unregistered_user_cannot_be_reached(router):
 def test_join_creates_room_and_announces(router):
     alice, bob = Person(router, "alice"), Person(router, "bob")
     router.join(alice.presence, "#Lobby")
-    assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",))]
+    assert alice.take() == [Joined("#Lobby", "alice"), UserList("#Lobby", ("alice",), ("alice",))]
     router.join(bob.presence, "#lobby")
     assert alice.take() == [Joined("#Lobby", "bob")]
-    assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"))]
+    assert bob.take() == [Joined("#Lobby", "bob"), UserList("#Lobby", ("alice", "bob"), ("alice",))]
     assert router.rooms() == RoomList((("#Lobby", 2),))
 
 
@@ -324,7 +330,7 @@ def test_second_login_closes_the_first(chat):
     assert first.take() == [
         LoggedIn("alice", 0),
         Joined("#lobby", "alice"),
-        UserList("#lobby", ("alice",)),
+        UserList("#lobby", ("alice",), ("alice",)),
         Joined("#lobby", "bob"),
     ]
 
@@ -366,7 +372,7 @@ def test_room_messages_are_kept_and_replayed_on_join(chat):
     events = bob.take()
     assert events[:3] == [
         Joined("#lobby", "bob"),
-        UserList("#lobby", ("alice", "bob")),
+        UserList("#lobby", ("alice", "bob"), ("alice",)),
         HistoryStart("#lobby", 20),
     ]
     assert events[3:] == [
@@ -378,7 +384,7 @@ def test_room_messages_are_kept_and_replayed_on_join(chat):
 def test_first_join_of_a_room_without_history_says_nothing_more(chat):
     alice = Person(chat.router, "alice")
     settled(chat.router.join(alice.presence, "#new"))
-    assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",))]
+    assert alice.take() == [Joined("#new", "alice"), UserList("#new", ("alice",), ("alice",))]
 
 
 def test_history_command(chat):
@@ -427,3 +433,254 @@ def test_shutting_down_tells_everyone_once_without_leaving_notices(router):
     router.close_all("the server is shutting down")
     assert alice.take() == [] and bob.take() == []
     assert alice.participant.closed == bob.participant.closed == "the server is shutting down"
+
+
+# Topics, operators, kicks, bans and actions.
+
+
+def room_of(router, *nicks):
+    """People with C{nicks} in #lobby, the first its creator; their events so far dropped."""
+    people = [Person(router, nick) for nick in nicks]
+    for person in people:
+        settled(router.join(person.presence, "#lobby"))
+    for person in people:
+        person.take()
+    return people
+
+
+def test_the_creator_is_the_first_operator(router):
+    room_of(router, "alice", "bob")
+    assert router.who("#lobby") == UserList("#lobby", ("alice", "bob"), ("alice",))
+
+
+def test_an_operator_sets_the_topic_and_every_member_is_told(router):
+    alice, bob = room_of(router, "alice", "bob")
+    router.set_topic(alice.presence, "#LOBBY", "release on friday")
+    assert alice.take() == bob.take() == [TopicChanged("#lobby", "alice", "release on friday")]
+    assert router.topic("#lobby") == RoomTopic("#lobby", "release on friday")
+
+
+def test_clearing_the_topic(router):
+    (alice,) = room_of(router, "alice")
+    router.set_topic(alice.presence, "#lobby", "x")
+    router.set_topic(alice.presence, "#lobby", None)
+    assert alice.take()[-1] == TopicChanged("#lobby", "alice", None)
+    assert router.topic("#lobby") == RoomTopic("#lobby", None)
+
+
+def test_only_operators_set_the_topic(router):
+    alice, bob = room_of(router, "alice", "bob")
+    with pytest.raises(errors.OperatorRequired):
+        router.set_topic(bob.presence, "#lobby", "mine")
+    carol = Person(router, "carol")
+    with pytest.raises(errors.NotInRoom):
+        router.set_topic(carol.presence, "#lobby", "mine")
+    assert router.topic("#lobby") == RoomTopic("#lobby", None)
+    assert alice.take() == bob.take() == []
+
+
+def test_topic_length_limit(router):
+    (alice,) = room_of(router, "alice")
+    router.set_topic(alice.presence, "#lobby", "t" * 390)
+    with pytest.raises(errors.TopicTooLong) as raised:
+        router.set_topic(alice.presence, "#lobby", "t" * 391)
+    assert raised.value == errors.TopicTooLong(390)
+    assert router.topic("#lobby") == RoomTopic("#lobby", "t" * 390)
+
+
+def test_joiners_get_the_topic_after_the_member_list(router):
+    (alice,) = room_of(router, "alice")
+    router.set_topic(alice.presence, "#lobby", "welcome")
+    bob = Person(router, "bob")
+    router.join(bob.presence, "#lobby")
+    assert bob.take() == [
+        Joined("#lobby", "bob"),
+        UserList("#lobby", ("alice", "bob"), ("alice",)),
+        RoomTopic("#lobby", "welcome"),
+    ]
+
+
+def test_the_topic_goes_with_the_room(router):
+    (alice,) = room_of(router, "alice")
+    router.set_topic(alice.presence, "#lobby", "welcome")
+    router.leave(alice.presence, "#lobby")
+    router.join(alice.presence, "#lobby")
+    assert RoomTopic("#lobby", "welcome") not in alice.take()
+
+
+def test_op_and_deop_are_told_to_every_member(router):
+    alice, bob, carol = room_of(router, "alice", "bob", "carol")
+    router.set_operator(alice.presence, "#lobby", "BOB", True)
+    told = [OperatorChanged("#lobby", "bob", "alice", True)]
+    assert alice.take() == bob.take() == carol.take() == told
+    router.set_operator(bob.presence, "#lobby", "alice", False)
+    told = [OperatorChanged("#lobby", "alice", "bob", False)]
+    assert alice.take() == bob.take() == carol.take() == told
+    assert router.who("#lobby").operators == ("bob",)
+
+
+@pytest.mark.parametrize(
+    ("who", "target", "operator", "error"),
+    [
+        ("bob", "carol", True, errors.OperatorRequired("#lobby")),
+        ("alice", "dave", True, errors.NoSuchMember("#lobby", "dave")),
+        ("alice", "ALICE", True, errors.AlreadyOperator("#lobby", "alice")),
+        ("alice", "bob", False, errors.NotOperator("#lobby", "bob")),
+    ],
+)
+def test_op_and_deop_refused(router, who, target, operator, error):
+    people = {person.presence.nick: person for person in room_of(router, "alice", "bob", "carol")}
+    Person(router, "dave")
+    with pytest.raises(type(error)) as raised:
+        router.set_operator(people[who].presence, "#lobby", target, operator)
+    assert raised.value == error
+    assert router.who("#lobby").operators == ("alice",)
+    assert all(person.take() == [] for person in people.values())
+
+
+def test_operators_stay_operators_when_renamed(router):
+    alice, _ = room_of(router, "alice", "bob")
+    settled(router.register(alice.presence, "alicia"))
+    assert router.who("#lobby").operators == ("alicia",)
+    router.set_topic(alice.presence, "#lobby", "still op")
+
+
+def test_when_the_last_operator_leaves_nobody_is_operator(router):
+    alice, bob = room_of(router, "alice", "bob")
+    router.leave(alice.presence, "#lobby")
+    assert router.who("#lobby") == UserList("#lobby", ("bob",), ())
+    router.join(alice.presence, "#lobby")
+    assert router.who("#lobby").operators == ()
+    with pytest.raises(errors.OperatorRequired):
+        router.kick(bob.presence, "#lobby", "alice", None)
+
+
+def test_kick_tells_every_member_and_the_kicked_then_takes_it_out(router):
+    alice, bob, carol = room_of(router, "alice", "bob", "carol")
+    router.kick(alice.presence, "#lobby", "Bob", "spam")
+    told = [Kicked("#lobby", "bob", "alice", "spam")]
+    assert alice.take() == bob.take() == carol.take() == told
+    assert router.who("#lobby").nicks == ("alice", "carol")
+    assert "#lobby" not in bob.presence.rooms
+    router.send_room(alice.presence, "#lobby", "after")
+    assert bob.take() == []
+    router.join(bob.presence, "#lobby")  # a kick is no ban
+
+
+def test_kick_without_a_reason_and_of_an_operator(router):
+    alice, bob = room_of(router, "alice", "bob")
+    router.set_operator(alice.presence, "#lobby", "bob", True)
+    router.kick(bob.presence, "#lobby", "alice", None)
+    assert bob.take()[-1] == Kicked("#lobby", "alice", "bob", None)
+    assert router.who("#lobby") == UserList("#lobby", ("bob",), ("bob",))
+
+
+def test_kicking_the_last_member_closes_the_room(router):
+    (alice,) = room_of(router, "alice")
+    router.kick(alice.presence, "#lobby", "alice", None)
+    assert alice.take() == [Kicked("#lobby", "alice", "alice", None)]
+    assert router.rooms() == RoomList(())
+
+
+@pytest.mark.parametrize(
+    ("who", "target", "reason", "error"),
+    [
+        ("bob", "alice", None, errors.OperatorRequired("#lobby")),
+        ("alice", "carol", None, errors.NoSuchMember("#lobby", "carol")),
+        ("alice", "bob", "r" * 391, errors.ReasonTooLong(390)),
+    ],
+)
+def test_kick_refused(router, who, target, reason, error):
+    people = {person.presence.nick: person for person in room_of(router, "alice", "bob")}
+    Person(router, "carol")
+    with pytest.raises(type(error)) as raised:
+        router.kick(people[who].presence, "#lobby", target, reason)
+    assert raised.value == error
+    assert router.who("#lobby").nicks == ("alice", "bob")
+
+
+def test_ban_tells_every_member_kicks_and_keeps_the_name_out(router):
+    alice, bob, carol = room_of(router, "alice", "bob", "carol")
+    router.set_ban(alice.presence, "#lobby", "BOB", True)
+    told = [BanChanged("#lobby", "bob", "alice", True), Kicked("#lobby", "bob", "alice")]
+    assert alice.take() == bob.take() == carol.take() == told
+    with pytest.raises(errors.BannedFromRoom) as raised:
+        router.join(bob.presence, "#LOBBY")
+    assert raised.value == errors.BannedFromRoom("#lobby")
+    assert router.bans("#lobby") == BanList("#lobby", ("bob",))
+
+
+def test_a_name_not_in_the_room_can_be_banned_in_any_case(router):
+    (alice,) = room_of(router, "alice")
+    router.set_ban(alice.presence, "#lobby", "Dave", True)
+    assert alice.take() == [BanChanged("#lobby", "Dave", "alice", True)]
+    dave = Person(router, "DAVE")
+    with pytest.raises(errors.BannedFromRoom):
+        router.join(dave.presence, "#lobby")
+
+
+def test_unban_lets_the_name_in_again(router):
+    alice, carol = room_of(router, "alice", "carol")
+    router.set_ban(alice.presence, "#lobby", "bob", True)
+    router.set_ban(alice.presence, "#lobby", "BOB", False)
+    assert (
+        alice.take()
+        == carol.take()
+        == [
+            BanChanged("#lobby", "bob", "alice", True),
+            BanChanged("#lobby", "bob", "alice", False),
+        ]
+    )
+    assert router.bans("#lobby") == BanList("#lobby", ())
+    bob = Person(router, "bob")
+    router.join(bob.presence, "#lobby")
+
+
+@pytest.mark.parametrize(
+    ("who", "target", "banned", "error"),
+    [
+        ("bob", "carol", True, errors.OperatorRequired("#lobby")),
+        ("alice", "no one", True, errors.InvalidNickname("no one")),
+        ("alice", "carol", False, errors.NotBanned("#lobby", "carol")),
+        ("alice", "Dave", True, errors.AlreadyBanned("#lobby", "dave")),
+    ],
+)
+def test_ban_and_unban_refused(router, who, target, banned, error):
+    people = {person.presence.nick: person for person in room_of(router, "alice", "bob")}
+    router.set_ban(people["alice"].presence, "#lobby", "dave", True)
+    people["alice"].take(), people["bob"].take()
+    with pytest.raises(type(error)) as raised:
+        router.set_ban(people[who].presence, "#lobby", target, banned)
+    assert raised.value == error
+    assert router.bans("#lobby") == BanList("#lobby", ("dave",))
+    assert people["alice"].take() == people["bob"].take() == []
+
+
+def test_bans_go_with_the_room(router):
+    (alice,) = room_of(router, "alice")
+    router.set_ban(alice.presence, "#lobby", "bob", True)
+    router.leave(alice.presence, "#lobby")
+    bob = Person(router, "bob")
+    router.join(bob.presence, "#lobby")
+    assert router.who("#lobby") == UserList("#lobby", ("bob",), ("bob",))
+
+
+def test_room_actions_reach_every_member_and_history(chat):
+    alice, bob = room_of(chat.router, "alice", "bob")
+    chat.router.send_room(alice.presence, "#lobby", "waves", True)
+    assert alice.take() == bob.take() == [RoomMessage("#lobby", "alice", "waves", True)]
+    settled(chat.router.history(bob.presence, "#lobby", 5))
+    assert bob.take()[1:] == [
+        Replayed(1_800_000_000, RoomMessage("#lobby", "alice", "waves", True))
+    ]
+
+
+def test_direct_actions_reach_the_user_and_are_kept_for_an_offline_account(chat):
+    alice, bob = Person(chat.router, "alice"), Person(chat.router, "bob")
+    chat.router.send_direct(alice.presence, "bob", "waves", True)
+    assert bob.take() == [DirectMessage("alice", "waves", True)]
+    make_account(chat, "carol")
+    settled(chat.router.send_direct(alice.presence, "carol", "nods", True))
+    carol = Person(chat.router)
+    settled(chat.router.log_in(carol.presence, "carol"))
+    assert carol.take()[1:] == [Replayed(1_800_000_000, DirectMessage("alice", "nods", True))]

@@ -65,6 +65,20 @@ def connect(factory):
     return connect
 
 
+@pytest.fixture
+def lobby(connect):
+    def lobby(*nicks: str) -> list[Client]:
+        """Clients with C{nicks} in #lobby, the first its creator; what they were told is read."""
+        people = [connect(nick) for nick in nicks]
+        for person in people:
+            person.say("/join #lobby")
+        for person in people:
+            person.lines()
+        return people
+
+    return lobby
+
+
 def test_greeting(factory):
     client = Client(factory, 40122)
     assert client.lines() == ["* connected from 127.0.0.1:40122 — register with #yourname"]
@@ -106,16 +120,81 @@ def test_many_lines_in_one_chunk(connect):
 
 def test_room_commands(connect):
     alice, bob = connect("alice"), connect("bob")
-    assert alice.say("/join #lobby") == ["* alice joined #lobby", "* #lobby (1): alice"]
-    assert bob.say("/join #lobby") == ["* bob joined #lobby", "* #lobby (2): alice, bob"]
+    assert alice.say("/join #lobby") == ["* alice joined #lobby", "* #lobby (1): @alice"]
+    assert bob.say("/join #lobby") == ["* bob joined #lobby", "* #lobby (2): @alice, bob"]
     assert alice.lines() == ["* bob joined #lobby"]
     assert bob.say("@#lobby:hi all") == ["#lobby <bob> hi all"]
     assert alice.lines() == ["#lobby <bob> hi all"]
     assert alice.say("/rooms") == ["* rooms (1): #lobby 2"]
     assert alice.say("/who") == ["* online (2): alice, bob"]
-    assert alice.say("/who #lobby") == ["* #lobby (2): alice, bob"]
+    assert alice.say("/who #lobby") == ["* #lobby (2): @alice, bob"]
     assert bob.say("/leave #lobby") == ["* bob left #lobby"]
     assert alice.lines() == ["* bob left #lobby"]
+
+
+def test_topic_over_the_line(connect, lobby):
+    alice, bob = lobby("alice", "bob")
+    assert bob.say("/topic #lobby") == ["* #lobby has no topic"]
+    assert bob.say("/topic #lobby mine") == ["! you are not an operator of #lobby"]
+    assert alice.say("/topic #lobby release: friday") == [
+        "* alice set the topic of #lobby: release: friday"
+    ]
+    assert bob.lines() == ["* alice set the topic of #lobby: release: friday"]
+    assert connect().say("/topic #LOBBY") == ["* topic of #lobby: release: friday"]
+    carol = connect("carol")
+    assert carol.say("/join #lobby") == [
+        "* carol joined #lobby",
+        "* #lobby (3): @alice, bob, carol",
+        "* topic of #lobby: release: friday",
+    ]
+    alice.lines()
+    assert alice.say("/topic #lobby -") == ["* alice cleared the topic of #lobby"]
+    assert alice.say("/topic #nowhere x") == ["! no such room: #nowhere"]
+
+
+def test_operators_kicks_and_bans_over_the_line(connect, lobby):
+    alice, bob, carol = lobby("alice", "bob", "carol")
+    assert bob.say("/kick #lobby carol") == ["! you are not an operator of #lobby"]
+    assert alice.say("/op #lobby bob") == ["* alice made bob an operator of #lobby"]
+    assert bob.lines() == carol.lines() == ["* alice made bob an operator of #lobby"]
+    assert carol.say("/who #lobby") == ["* #lobby (3): @alice, @bob, carol"]
+    assert alice.say("/op #lobby dave") == ["! dave is not in #lobby"]
+    assert bob.say("/kick #lobby carol bye now") == [
+        "* carol was kicked from #lobby by bob: bye now"
+    ]
+    assert carol.lines() == ["* carol was kicked from #lobby by bob: bye now"]
+    assert carol.say("@#lobby:hi") == ["! you are not in #lobby"]
+    assert bob.say("/ban #lobby Carol") == ["* bob banned Carol from #lobby"]
+    assert carol.say("/join #lobby") == ["! you are banned from #lobby"]
+    assert connect().say("/bans #lobby") == ["* bans of #lobby (1): Carol"]
+    assert bob.say("/deop #lobby alice") == ["* bob took operator status in #lobby from alice"]
+    alice.lines()
+    assert alice.say("/unban #lobby carol") == ["! you are not an operator of #lobby"]
+    assert bob.say("/unban #lobby carol") == ["* bob unbanned Carol from #lobby"]
+    assert bob.say("/unban #lobby carol") == ["! carol is not banned from #lobby"]
+    assert carol.say("/join #lobby")[0] == "* carol joined #lobby"
+
+
+def test_a_ban_kicks_a_member(lobby):
+    alice, bob = lobby("alice", "bob")
+    told = ["* alice banned bob from #lobby", "* bob was kicked from #lobby by alice"]
+    assert alice.say("/ban #lobby bob") == told
+    assert bob.lines() == told
+    assert alice.say("/who #lobby") == ["* #lobby (1): @alice"]
+
+
+def test_actions_over_the_line(lobby):
+    alice, bob = lobby("alice", "bob")
+    assert alice.say("/me #lobby waves") == ["#lobby * alice waves"]
+    assert bob.lines() == ["#lobby * alice waves"]
+    assert bob.say("/me alice nods") == []
+    assert alice.lines() == ["<bob> * nods"]
+    assert bob.say("/history #lobby") == [
+        "* history of #lobby: 1 message follows",
+        "[2027-01-15T08:00:00Z] #lobby * alice waves",
+    ]
+    assert alice.say("/me #nowhere waves") == ["! no such room: #nowhere"]
+    assert alice.say("/me") == ["! usage: /me #room action, or /me name action"]
 
 
 def test_help(connect):
@@ -130,11 +209,8 @@ def test_quit_says_bye_closes_and_ignores_the_rest(connect):
     assert bob.lines() == []
 
 
-def test_rename_tells_room(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_rename_tells_room(lobby):
+    alice, bob = lobby("alice", "bob")
     assert alice.say("#alicia") == ["* registered as alicia"]
     assert bob.lines() == ["* alice is now alicia"]
 
@@ -232,11 +308,8 @@ def test_overlong_line_arriving_in_pieces_is_discarded_up_to_its_end(connect):
     assert alice.transport.connected
 
 
-def test_disconnect_mid_line_cleans_up(connect):
-    alice, bob = connect("alice"), connect("bob")
-    alice.say("/join #lobby")
-    bob.say("/join #lobby")
-    alice.lines()
+def test_disconnect_mid_line_cleans_up(connect, lobby):
+    alice, bob = lobby("alice", "bob")
     bob.send(b"@alice:never fini")
     bob.transport.loseConnection()
     assert alice.lines() == ["* bob left #lobby (disconnected)"]

@@ -5,19 +5,25 @@ import pytest
 from chatroute.core import errors
 from chatroute.core.events import (
     AccountCreated,
+    BanChanged,
+    BanList,
     DirectMessage,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LoggedIn,
     Notice,
+    OperatorChanged,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.frontends.syntax import (
@@ -27,12 +33,18 @@ from chatroute.frontends.syntax import (
     Help,
     History,
     Join,
+    Kick,
     Leave,
+    ListBans,
     ListRooms,
     Quit,
     Register,
     SendDirect,
     SendRoom,
+    SetBan,
+    SetOperator,
+    SetTopic,
+    ShowTopic,
     Who,
     format_error,
     format_event,
@@ -40,6 +52,8 @@ from chatroute.frontends.syntax import (
 )
 
 PASSWORD_USAGE = 'usage: /password old new, or with spaces: /password "old words" "new words"'
+TOPIC_USAGE = "usage: /topic #room [text], or /topic #room - to clear it"
+ACTION_USAGE = "usage: /me #room action, or /me name action"
 
 
 @pytest.mark.parametrize(
@@ -85,6 +99,23 @@ PASSWORD_USAGE = 'usage: /password old new, or with spaces: /password "old words
         ("/who #lobby", Who("#lobby")),
         ("/help", Help()),
         ("/quit", Quit()),
+        ("/me #lobby waves", SendRoom("#lobby", "waves", True)),
+        ("/ME  #lobby   waves  hello ", SendRoom("#lobby", "waves  hello", True)),
+        ("/me bob waves: hi", SendDirect("bob", "waves: hi", True)),
+        ("/topic #lobby", ShowTopic("#lobby")),
+        ("/topic  #lobby  ", ShowTopic("#lobby")),
+        ("/topic #lobby release: friday ", SetTopic("#lobby", "release: friday")),
+        ("/topic #lobby -", SetTopic("#lobby", None)),
+        ("/topic #lobby - not cleared", SetTopic("#lobby", "- not cleared")),
+        ("/topic lobby text", SetTopic("lobby", "text")),
+        ("/op #lobby bob", SetOperator("#lobby", "bob", True)),
+        ("/OP  #lobby  bob ", SetOperator("#lobby", "bob", True)),
+        ("/deop #lobby bob", SetOperator("#lobby", "bob", False)),
+        ("/kick #lobby bob", Kick("#lobby", "bob")),
+        ("/kick #lobby bob  spamming:  links ", Kick("#lobby", "bob", "spamming:  links")),
+        ("/ban #lobby bob", SetBan("#lobby", "bob", True)),
+        ("/unban #lobby bob", SetBan("#lobby", "bob", False)),
+        ("/bans #lobby", ListBans("#lobby")),
         ("", None),
         ("   ", None),
         ("\t", None),
@@ -130,6 +161,22 @@ def test_parse(line, command):
         ("/history #a -1", errors.MalformedLine, "usage: /history #room [N]"),
         ("/history #a \uff15", errors.MalformedLine, "usage: /history #room [N]"),
         ("/history #a 1 2", errors.MalformedLine, "usage: /history #room [N]"),
+        ("/me", errors.MalformedLine, ACTION_USAGE),
+        ("/me #lobby", errors.MalformedLine, ACTION_USAGE),
+        ("/me bob  ", errors.MalformedLine, ACTION_USAGE),
+        ("/topic", errors.MalformedLine, TOPIC_USAGE),
+        ("/topic   ", errors.MalformedLine, TOPIC_USAGE),
+        ("/op", errors.MalformedLine, "usage: /op #room name"),
+        ("/op #lobby", errors.MalformedLine, "usage: /op #room name"),
+        ("/op #lobby bob carol", errors.MalformedLine, "usage: /op #room name"),
+        ("/deop #lobby", errors.MalformedLine, "usage: /deop #room name"),
+        ("/kick", errors.MalformedLine, "usage: /kick #room name [reason]"),
+        ("/kick #lobby", errors.MalformedLine, "usage: /kick #room name [reason]"),
+        ("/ban", errors.MalformedLine, "usage: /ban #room name"),
+        ("/ban #lobby bob now", errors.MalformedLine, "usage: /ban #room name"),
+        ("/unban #lobby", errors.MalformedLine, "usage: /unban #room name"),
+        ("/bans", errors.MalformedLine, "usage: /bans #room"),
+        ("/bans #a #b", errors.MalformedLine, "usage: /bans #room"),
         ("@bob:bell\x07", errors.ControlCharacters, "control characters are not allowed"),
         ("@bob:esc\x1b[2J", errors.ControlCharacters, "control characters"),
         ("#al\x00ice", errors.ControlCharacters, "control characters"),
@@ -156,6 +203,31 @@ def test_parse_errors(line, error, reply):
         (Registered("alice"), "* registered as alice"),
         (UserList(None, ("alice", "bob")), "* online (2): alice, bob"),
         (UserList("#lobby", ("alice",)), "* #lobby (1): alice"),
+        (
+            UserList("#lobby", ("alice", "bob", "carol"), ("bob",)),
+            "* #lobby (3): alice, @bob, carol",
+        ),
+        (DirectMessage("alice", "waves", True), "<alice> * waves"),
+        (RoomMessage("#lobby", "alice", "waves", True), "#lobby * alice waves"),
+        (
+            Replayed(0, RoomMessage("#lobby", "bob", "nods", True)),
+            "[1970-01-01T00:00:00Z] #lobby * bob nods",
+        ),
+        (RoomTopic("#lobby", "release: friday"), "* topic of #lobby: release: friday"),
+        (RoomTopic("#lobby", None), "* #lobby has no topic"),
+        (TopicChanged("#lobby", "alice", "hi"), "* alice set the topic of #lobby: hi"),
+        (TopicChanged("#lobby", "alice", None), "* alice cleared the topic of #lobby"),
+        (OperatorChanged("#lobby", "bob", "alice", True), "* alice made bob an operator of #lobby"),
+        (
+            OperatorChanged("#lobby", "bob", "alice", False),
+            "* alice took operator status in #lobby from bob",
+        ),
+        (Kicked("#lobby", "bob", "alice"), "* bob was kicked from #lobby by alice"),
+        (Kicked("#lobby", "bob", "alice", "spam"), "* bob was kicked from #lobby by alice: spam"),
+        (BanChanged("#lobby", "bob", "alice", True), "* alice banned bob from #lobby"),
+        (BanChanged("#lobby", "bob", "alice", False), "* alice unbanned bob from #lobby"),
+        (BanList("#lobby", ("bob", "carol")), "* bans of #lobby (2): bob, carol"),
+        (BanList("#lobby", ()), "* bans of #lobby (0)"),
         (UserList(None, ()), "* online (0)"),
         (RoomList((("#dev", 1), ("#lobby", 3))), "* rooms (2): #dev 1, #lobby 3"),
         (RoomList(()), "* rooms (0)"),
@@ -206,6 +278,24 @@ def test_every_error_has_its_line_wording():
         if isinstance(value, type) and issubclass(value, errors.ChatError)
     } - {errors.ChatError}
     assert kinds <= set(syntax._ERRORS), kinds - set(syntax._ERRORS)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (errors.OperatorRequired("#lobby"), "you are not an operator of #lobby"),
+        (errors.NoSuchMember("#lobby", "bob"), "bob is not in #lobby"),
+        (errors.AlreadyOperator("#lobby", "bob"), "bob is already an operator of #lobby"),
+        (errors.NotOperator("#lobby", "bob"), "bob is not an operator of #lobby"),
+        (errors.BannedFromRoom("#lobby"), "you are banned from #lobby"),
+        (errors.AlreadyBanned("#lobby", "bob"), "bob is already banned from #lobby"),
+        (errors.NotBanned("#lobby", "bob"), "bob is not banned from #lobby"),
+        (errors.TopicTooLong(390), "topic too long (over 390 characters)"),
+        (errors.ReasonTooLong(390), "reason too long (over 390 characters)"),
+    ],
+)
+def test_room_error_wording(error, line):
+    assert format_error(error) == line
 
 
 def test_errors_are_data_with_plain_descriptions():

@@ -227,18 +227,23 @@ class ChatConnection(LineReader):
         self.expect(f"* registered as {nick}")
         self.nick = nick
 
-    def join(self, room: str, *members: "ChatConnection") -> None:
+    def join(self, room: str, *members: "ChatConnection", operator: str | None = "") -> None:
         """
         Join C{room}, whose other members are C{members}, and check what everyone is told.
 
         Everyone, this connection too, hears of the join; this connection then
-        gets the member list.
+        gets the member list, in which C{operator} is the operator: by
+        default the first of C{members} (who created the room), or this
+        connection if it is the first; None for a room without one.
         """
         self.send(f"/join {room}")
         for member in (*members, self):
             member.expect(f"* {self.nick} joined {room}")
+        if operator == "":
+            operator = (members[0] if members else self).nick
         nicks = sorted((member.nick for member in (*members, self)), key=str.lower)
-        self.expect(f"* {room} ({len(nicks)}): {', '.join(nicks)}")
+        shown = [f"@{nick}" if nick == operator else nick for nick in nicks]
+        self.expect(f"* {room} ({len(nicks)}): {', '.join(shown)}")
 
     def sync(self, online: list[str]) -> None:
         """

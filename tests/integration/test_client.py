@@ -111,10 +111,10 @@ def test_two_clients_talk_both_ways_at_once(start_client):
 
     alice.send("/join #pair\n")
     alice.stdout.expect("* alice joined #pair")
-    alice.stdout.expect("* #pair (1): alice")
+    alice.stdout.expect("* #pair (1): @alice")
     bob.send("/join #pair\n")
     bob.stdout.expect("* bob joined #pair")
-    bob.stdout.expect("* #pair (2): alice, bob")
+    bob.stdout.expect("* #pair (2): @alice, bob")
     alice.stdout.expect("* bob joined #pair")
     bob.send("@#pair:both of us\n")
     bob.stdout.expect("#pair <bob> both of us")

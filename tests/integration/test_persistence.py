@@ -85,7 +85,7 @@ def test_room_history_survives_a_restart(tmp_path):
         carol.register("carol")
         carol.send("/join #lobby")
         carol.expect("* carol joined #lobby")
-        carol.expect("* #lobby (1): carol")
+        carol.expect("* #lobby (1): @carol")
         for n in range(3):
             carol.send(f"@#lobby:said {n}")
             carol.expect(f"#lobby <carol> said {n}")
@@ -99,7 +99,7 @@ def test_room_history_survives_a_restart(tmp_path):
         dave.register("dave")
         dave.send("/join #LOBBY")
         dave.expect("* dave joined #LOBBY")
-        dave.expect("* #LOBBY (1): dave")
+        dave.expect("* #LOBBY (1): @dave")
         dave.expect("* history of #LOBBY: 3 messages follow")
         for n in range(3):
             dave.expect_match(rf"\[[-0-9T:]+Z\] #LOBBY <carol> said {n}")

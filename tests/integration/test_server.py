@@ -73,7 +73,7 @@ def test_who_and_rooms(connect):
     carol.send("/rooms")
     carol.expect("* rooms (2): #Dev 1, #lobby 2")
     carol.send("/who #lobby")
-    carol.expect("* #lobby (2): alice, bob")
+    carol.expect("* #lobby (2): @alice, bob")
 
     bob.send("/leave #lobby")
     bob.expect("* bob left #lobby")
@@ -158,7 +158,7 @@ def test_dropped_connection_leaves_its_rooms_and_frees_its_name(connect, reset):
 
     again = connect("alice-again")
     again.register("alice")
-    again.join("#lobby", bob)
+    again.join("#lobby", bob, operator=None)  # alice, its operator, left
     bob.send("@alice:welcome back")
     again.expect("<bob> welcome back")
 

@@ -331,7 +331,7 @@ def test_reconnects_keeping_the_typed_line_name_and_rooms(
 ):
     carol = terminal_client("carol")
     carol.type(b"/join #lobby\r")
-    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the join")
+    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
     typed = "> @#lobby:after the restart"
     carol.type(typed[2:].encode())
 
@@ -348,7 +348,7 @@ def test_reconnects_keeping_the_typed_line_name_and_rooms(
         assert carol.cursor_line == typed, carol.describe()
         carol.type(b"\x01\x05")  # Home, End: still being edited
         carol.wait_for(
-            lambda: carol.line_above() == "* #lobby (1): carol", "the room joined again", 30
+            lambda: carol.line_above() == "* #lobby (1): @carol", "the room joined again", 30
         )
         assert carol.line_above(3) == "* registered as carol", carol.describe()
         assert carol.cursor_line == typed, carol.describe()
@@ -357,7 +357,7 @@ def test_reconnects_keeping_the_typed_line_name_and_rooms(
         dave.register("dave")
         dave.send("/join #lobby")
         dave.expect("* dave joined #lobby")
-        dave.expect("* #lobby (2): carol, dave")
+        dave.expect("* #lobby (2): @carol, dave")
         carol.type(b"\r")
         dave.expect("#lobby <carol> after the restart")
         dave.close()
@@ -435,7 +435,7 @@ def test_a_wrong_password_after_reconnecting_asks_again_and_rooms_wait(
 ):
     carol = terminal_client("carol")
     carol.type(b"/register correct horse battery\r/join #lobby\r")
-    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the join")
+    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
     carol.type(b"draft line")
 
     again = restarted(server, tmp_path)
@@ -446,7 +446,7 @@ def test_a_wrong_password_after_reconnecting_asks_again_and_rooms_wait(
         carol.wait_for(lambda: carol.cursor_line == "password for carol:", "the prompt again")
         assert not any("register first" in line for line in carol.screen.display), carol.describe()
         carol.type(b"correct horse battery\r")
-        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): carol", "the rooms again")
+        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the rooms again")
         assert carol.cursor_line == "> draft line", carol.describe()
     finally:
         again.stop()

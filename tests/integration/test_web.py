@@ -56,11 +56,11 @@ def test_a_websocket_user_and_a_tcp_user_share_rooms_and_direct_messages(connect
 
     web.send("/join #lobby")
     web.expect("* wanda joined #lobby")
-    web.expect("* #lobby (1): wanda")
+    web.expect("* #lobby (1): @wanda")
     tom.send("/join #lobby")
     web.expect("* tom joined #lobby")
     tom.expect("* tom joined #lobby")
-    tom.expect("* #lobby (2): tom, wanda")
+    tom.expect("* #lobby (2): tom, @wanda")
 
     web.send("@#lobby:hello from the web")
     web.expect("#lobby <wanda> hello from the web")

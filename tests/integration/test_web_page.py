@@ -47,7 +47,7 @@ def test_two_pages_and_a_tcp_user_talk_in_a_room_and_directly(open_page, connect
     bob.join("#lobby")
     carol.send("/join #lobby")
     carol.expect("* carol joined #lobby")
-    carol.expect("* #lobby (3): alice, bob, carol")
+    carol.expect("* #lobby (3): @alice, bob, carol")
     expect(alice.page.locator("#conversation-detail")).to_have_text("3 here: alice, bob, carol")
 
     alice.say("hi all, the page works")
@@ -161,7 +161,7 @@ def test_markup_from_others_is_shown_as_text(open_page, connect):
     mallory.register("mallory")
     mallory.send("/join #lobby")
     mallory.expect("* mallory joined #lobby")
-    mallory.expect("* #lobby (2): alice, mallory")
+    mallory.expect("* #lobby (2): @alice, mallory")
     mallory.send("@#lobby:<b>x</b>")
     mallory.send('@alice:<img src="/nothing" onerror="document.title=\'owned\'">')
 
@@ -196,7 +196,7 @@ def test_the_page_reconnects_after_a_server_restart(
     bob.register("bob")
     bob.send("/join #lobby")
     bob.expect("* bob joined #lobby")
-    bob.expect("* #lobby (2): alice, bob")
+    bob.expect("* #lobby (2): @alice, bob")
     bob.expect("* history of #lobby: 1 message follows")
     bob.expect_match(r"\[[-0-9T:]+Z\] #lobby <alice> before the restart")
     bob.send("/who")

@@ -5,6 +5,7 @@
 const NICK = "[A-Za-z][A-Za-z0-9_-]{0,31}";
 const ROOM = `#${NICK}`;
 const ROOM_LINE = new RegExp(`^(${ROOM}) <(${NICK})> ([^]*)$`);
+const ROOM_ACTION = new RegExp(`^(${ROOM}) \\* (${NICK}) ([^]*)$`);
 const DIRECT_LINE = new RegExp(`^<(${NICK})> ([^]*)$`);
 const PAST_LINE = /^\[([^\]]+)\] ([^]*)$/;
 // Fields the page does not know may follow, should the server add some.
@@ -12,7 +13,9 @@ const LIMITS_LINE =
   /^\* limits: flood-rate=([0-9.]+) flood-burst=([0-9]+) max-line-length=([0-9]+) idle-timeout=([0-9.]+)/;
 const LIMITS_UNKNOWN = "! unknown command: /limits (try /help)";
 const JOINED = new RegExp(`^\\* (${NICK}) joined (${ROOM})$`);
-const LEFT = new RegExp(`^\\* (${NICK}) left (${ROOM})( \\(disconnected\\))?$`);
+const LEFT = new RegExp(
+  `^\\* (${NICK}) (?:left (${ROOM})( \\(disconnected\\))?|was kicked from (${ROOM}) by ${NICK}(?:: [^]*)?)$`,
+);
 const MEMBERS = new RegExp(`^\\* (${ROOM}) \\((\\d+)\\): ?(.*)$`);
 const HISTORY = new RegExp(`^\\* history of (${ROOM}): (\\d+) messages? follows?$`);
 const RENAMED = new RegExp(`^\\* (${NICK}) is now (${NICK})$`);
@@ -383,6 +386,12 @@ function message(text, when, past, whole) {
     show(room, { kind: "message", nick: inRoom[2], text: inRoom[3], when, past });
     return;
   }
+  const action = ROOM_ACTION.exec(text);
+  if (action) {
+    const room = conversation("room", action[1]);
+    show(room, { kind: "message", nick: action[2], text: `* ${action[3]}`, when, past });
+    return;
+  }
   const direct = DIRECT_LINE.exec(text);
   if (direct) {
     const person = conversation("person", direct[1]);
@@ -419,7 +428,7 @@ function serverNotice(line) {
     notice(`${found[1]} joined ${found[2]}`, room);
     if (room === current()) renderDetail();
   } else if ((found = LEFT.exec(line))) {
-    const key = keyOf(found[2]);
+    const key = keyOf(found[2] || found[4]);
     const room = state.conversations.get(key);
     if (isMe(found[1])) {
       forget(key);
@@ -435,7 +444,11 @@ function serverNotice(line) {
     const room = state.conversations.get(keyOf(found[1]));
     if (room) {
       room.members.clear();
-      for (const nick of found[3].split(", ").filter(Boolean)) room.members.set(keyOf(nick), nick);
+      // Operators are marked with @, which no nickname has.
+      for (const shown of found[3].split(", ").filter(Boolean)) {
+        const nick = shown.replace(/^@/, "");
+        room.members.set(keyOf(nick), nick);
+      }
       if (room === current()) renderDetail();
       if (!state.membersOwed.delete(keyOf(found[1]))) notice(text, room);
     } else {

@@ -1,4 +1,4 @@
--- chatroute's schema, version 1, for a new database.
+-- chatroute's schema, version 2, for a new database.
 -- Names are compared ignoring ASCII case: each *_key column holds the folded
 -- form (chatroute.storage.name_key), the column beside it the name as given.
 
@@ -24,7 +24,9 @@ CREATE TABLE messages
     recipient TEXT NOT NULL,
     sender TEXT NOT NULL,
     text TEXT NOT NULL,
-    sent_at REAL NOT NULL
+    sent_at REAL NOT NULL,
+    -- 1 for an action (/me), 0 for a message.
+    action INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_by_recipient ON messages (recipient_key, id);
 
@@ -35,6 +37,7 @@ CREATE TABLE history
     room TEXT NOT NULL,
     sender TEXT NOT NULL,
     text TEXT NOT NULL,
-    sent_at REAL NOT NULL
+    sent_at REAL NOT NULL,
+    action INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX history_by_room ON history (room_key, id);
