@@ -119,6 +119,8 @@ RPL_ISUPPORT = numerics.RPL_ISUPPORT
 RPL_UMODEIS = numerics.RPL_UMODEIS
 RPL_LUSERCLIENT = numerics.RPL_LUSERCLIENT
 RPL_LUSERME = numerics.RPL_LUSERME
+RPL_LOCALUSERS = "265"
+RPL_GLOBALUSERS = "266"
 RPL_UNAWAY = numerics.RPL_UNAWAY
 RPL_NOWAWAY = numerics.RPL_NOWAWAY
 RPL_WHOISUSER = numerics.RPL_WHOISUSER
@@ -182,8 +184,12 @@ its name lengths, channels that are C{+n} (only members send) and nothing
 else, no channel operators yet (C{PREFIX=}), and UTF-8 only.
 """
 
-CAPABILITIES = {"sasl": "PLAIN"}
-"""The IRCv3 capabilities offered, with their CAP LS 302 values."""
+CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
+"""
+The IRCv3 capabilities offered, with their CAP LS 302 values. multi-prefix
+costs nothing while rooms have no operators (no prefixes at all);
+userhost-in-names puts masks in 353.
+"""
 
 # Targets of these commands may be comma-separated lists: each becomes a line.
 _LIST_COMMANDS = frozenset({b"JOIN", b"PART", b"PRIVMSG", b"NOTICE", b"NAMES"})
@@ -599,7 +605,7 @@ class IRCFormat:
     def _user_command(self, params: list[str]) -> Command | None:
         if self._welcomed:
             raise AlreadyRegistered()
-        if len(params) < 4 or not params[0]:
+        if len(params) < 4 or not params[0] or not params[3]:
             raise NeedMoreParams("USER")
         self._user, self._realname = params[0], params[3]
         return self._complete_registration()
@@ -615,12 +621,13 @@ class IRCFormat:
         ):
             return None
         if self._account is not None:  # logged in with SASL: the account is the nickname
-            self._welcome()
+            self._reply(*self._welcome())
             return None
         self._registering = True
         return Register(self._wanted_nick, self._password)
 
-    def _welcome(self) -> None:
+    def _welcome(self) -> list[str]:
+        """The welcome burst (001 to 005, then no MOTD); registration is complete."""
         self._welcomed = True
         self._registering = False
         nick = self.nick or "*"
@@ -630,14 +637,14 @@ class IRCFormat:
             self._numeric(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
             for i in range(0, len(tokens), 12)
         ]
-        self._reply(
+        return [
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
             self._numeric(RPL_MYINFO, self.server, VERSION, "i", "n"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
-        )
+        ]
 
     def _ping(self, params: list[str]) -> None:
         if not params or not params[0]:
@@ -790,8 +797,7 @@ class IRCFormat:
     def _registered(self, event: Registered) -> list[str]:
         old, self.nick = self.nick, event.nick
         if not self._welcomed:
-            self._welcome()
-            return []
+            return self._welcome()
         if self._account is not None and name_key(self._account) != name_key(event.nick):
             self._account = None  # another name leaves the account
         return [f":{mask(old or event.nick)} NICK :{event.nick}"]
@@ -808,7 +814,7 @@ class IRCFormat:
             self._sasl_pending = False
             lines.append(self._numeric(RPL_SASLSUCCESS, "SASL authentication successful"))
         if self._registering:
-            self._welcome()
+            lines.extend(self._welcome())
         elif self._welcomed and old is not None and old != event.nick:
             lines.insert(0, f":{mask(old)} NICK :{event.nick}")
         if event.waiting:
@@ -862,8 +868,11 @@ class IRCFormat:
                     self._numeric(RPL_ENDOFWHOIS, wanted, "End of /WHOIS list"),
                 ]
             nick = found[0]
+            user, realname = nick, nick
+            if self._is_me(nick):  # the others' user names and real names are not known
+                user, realname = self._user or nick, self._realname
             return [
-                self._numeric(RPL_WHOISUSER, nick, nick, HOST, "*", nick),
+                self._numeric(RPL_WHOISUSER, nick, user, HOST, "*", realname),
                 self._numeric(RPL_WHOISSERVER, nick, self.server, "chatroute"),
                 self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list"),
             ]
@@ -874,6 +883,12 @@ class IRCFormat:
                     RPL_LUSERCLIENT, f"There are {count} users and 0 invisible on 1 servers"
                 ),
                 self._numeric(RPL_LUSERME, f"I have {count} clients and 0 servers"),
+                self._numeric(
+                    RPL_LOCALUSERS, str(count), str(count), f"Current local users {count}"
+                ),
+                self._numeric(
+                    RPL_GLOBALUSERS, str(count), str(count), f"Current global users {count}"
+                ),
             ]
         if command == "MODE" and room is not None:
             return [self._numeric(RPL_CHANNELMODEIS, room, "+n")]
@@ -881,9 +896,11 @@ class IRCFormat:
 
     def _name_replies(self, room: str | None, nicks: Sequence[str]) -> list[str]:
         channel = room or "*"
-        head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1]
+        head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1] + ":"
         lines: list[str] = []
         current: list[str] = []
+        if "userhost-in-names" in self._caps:
+            nicks = [mask(nick) for nick in nicks]
         for nick in nicks:
             if current and len((head + " ".join([*current, nick])).encode()) > IRC_LINE - 2:
                 lines.append(head + " ".join(current))
@@ -957,6 +974,8 @@ class IRCFormat:
                 return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel")]
             return [self._numeric(ERR_NOTONCHANNEL, error.room, "You're not on that channel")]
         if isinstance(error, InvalidRoomName):
+            if command == "NAMES":
+                return [self._numeric(RPL_ENDOFNAMES, error.room, "End of /NAMES list")]
             if command == "JOIN":
                 return [self._numeric(ERR_BADCHANNAME, error.room, "Illegal channel name")]
             if command in ("PRIVMSG", "NOTICE"):
