@@ -20,6 +20,8 @@ from chatroute.core.limits import Limits
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
+from chatroute.frontends.irc import SERVER as IRC_SERVER
+from chatroute.frontends.irc import IRCServerFactory
 from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
@@ -92,6 +94,12 @@ class Options(CommandOptions):
             None,
             DEFAULT_DATABASE,
             f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk.",
+        ],
+        [
+            "irc-server-name",
+            None,
+            IRC_SERVER,
+            "The server's name on its IRC listeners (in prefixes and numerics).",
         ],
         [
             "max-line-length",
@@ -177,6 +185,7 @@ class Options(CommandOptions):
         super().__init__()
         self["listen"] = []
         self["listen-web"] = []
+        self["listen-irc"] = []
         self["web-origin"] = []
 
     def opt_listen(self, description: str) -> None:
@@ -188,6 +197,10 @@ class Options(CommandOptions):
     def opt_listen_web(self, description: str) -> None:
         """Serve the chat page and its WebSocket on an endpoint, e.g. tcp:8080 (repeatable)."""
         self["listen-web"].append(description)
+
+    def opt_listen_irc(self, description: str) -> None:
+        """Speak IRC on an endpoint, e.g. tcp:6667 or ssl:6697:privateKey=...:... (repeatable)."""
+        self["listen-irc"].append(description)
 
     def opt_web_origin(self, origin: str) -> None:
         """Let pages of this origin, e.g. https://chat.example.org, use the chat (repeatable)."""
@@ -209,7 +222,7 @@ class Options(CommandOptions):
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
             self["listen"].append(f"tcp:{DEFAULT_PORT}")
-        for option in ("listen", "listen-web"):
+        for option in ("listen", "listen-web", "listen-irc"):
             for description in self[option]:
                 try:
                     serverFromString(reactor, self.endpoint(description))
@@ -331,6 +344,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for description in options["listen"]:
         listener = _Listener(description, options.endpoint(description), reactor, factory)
         listener.setServiceParent(service)
+    if options["listen-irc"]:
+        irc = IRCServerFactory(hub, options["irc-server-name"])
+        for description in options["listen-irc"]:
+            listener = _Listener(description, options.endpoint(description), reactor, irc)
+            listener.setServiceParent(service)
     if options["listen-web"]:
         site = ChatWebSite(hub, options["web-origin"])
         for description in options["listen-web"]:

@@ -13,6 +13,7 @@ from twisted.python.usage import UsageError
 from chatroute import certs
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
+from chatroute.frontends.irc import IRCServerFactory
 from chatroute.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, makeService, with_backlog
 from tests.conftest import Person
 
@@ -261,3 +262,23 @@ def test_a_bad_endpoint_names_its_option_and_what_it_wants(option):
         f"{option}: expected a Twisted endpoint such as tcp:12345:interface=127.0.0.1, "
         "got 'tcp:abc'"
     )
+
+
+def test_listen_irc_is_repeatable_with_the_backlog_and_a_server_name():
+    options = parse(
+        "--db", ":memory:", "--listen-irc", "tcp:6667", "--listen-irc", "tcp:6668",
+        "--irc-server-name", "irc.example.org",
+    )  # fmt: skip
+    assert options["listen-irc"] == ["tcp:6667", "tcp:6668"]
+    service = makeService(options, reactor)
+    listeners = list(service)
+    irc = [listener for listener in listeners if isinstance(listener.factory, IRCServerFactory)]
+    assert [listener.description for listener in irc] == ["tcp:6667", "tcp:6668"]
+    assert all(listener.endpoint._backlog == DEFAULT_BACKLOG for listener in irc)
+    assert irc[0].factory.hub is service.hub
+    assert irc[0].factory.server == "irc.example.org"
+
+
+def test_listen_irc_wants_an_endpoint():
+    with pytest.raises(UsageError, match="--listen-irc: expected a Twisted endpoint"):
+        parse("--listen-irc", "nonsense:1")

@@ -20,7 +20,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroute.core.interfaces import ILink
+from chatroute.core.interfaces import ILink, IWireFormat
 from chatroute.core.session import ConnectionSession, Hub, Peer, is_loopback
 from chatroute.frontends.sending import SlowReaderGuard, limit_send_buffer, sender
 from chatroute.frontends.syntax import LineFormat
@@ -63,6 +63,12 @@ class ChatProtocol(LineReceiver):
 
     delimiter = b"\r\n"
 
+    telnet = True
+    """Whether telnet commands are taken out of the stream (line protocol clients use telnet)."""
+
+    expands = False
+    """Whether L{expand} may turn a line into several (set by front ends that need it)."""
+
     # Slots keep an idle connection small: Twisted's attributes stay in the
     # instance dict, which stays under the size at which CPython stops
     # sharing the keys of instance dicts.
@@ -79,7 +85,7 @@ class ChatProtocol(LineReceiver):
         "write",
     )
 
-    def __init__(self, hub: Hub, wire: LineFormat) -> None:
+    def __init__(self, hub: Hub, wire: IWireFormat) -> None:
         self._hub = hub
         self._wire = wire
         self.MAX_LENGTH = hub.max_line_length
@@ -144,7 +150,7 @@ class ChatProtocol(LineReceiver):
             return
         telnet_answer = b""
         with_commands: list[int] = []
-        if self._telnet is not None or b"\xff" in data:
+        if self.telnet and (self._telnet is not None or b"\xff" in data):
             if self._telnet is None:
                 # Made at the first IAC, perhaps in the middle of a line.
                 self._telnet = TelnetFilter(line_begun=bool(self._buffer))
@@ -166,6 +172,8 @@ class ChatProtocol(LineReceiver):
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         if with_commands:
             mark_mangled(lines, with_commands, self.MAX_LENGTH)
+        if self.expands and lines:
+            lines = self.expand(lines)
         if telnet_answer:
             # After the replies to the lines before the commands, before the
             # replies to a line they were in: telnet shows nothing from the
@@ -181,6 +189,14 @@ class ChatProtocol(LineReceiver):
             start, self._buffer = self._buffer, b""
             self._discarding = True
             self.lineLengthExceeded(start)
+
+    def expand(self, lines: list[bytes]) -> list[bytes]:
+        """
+        The lines to carry out for these complete lines (when L{expands}):
+        a front end whose one line may ask for several commands splits it
+        here, so that each is carried out, and counted, as a line.
+        """
+        return lines
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """

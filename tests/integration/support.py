@@ -37,6 +37,8 @@ _STARTED = re.compile(r"ChatServerFactory starting on (\d+)")
 TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
 # A --listen-web listener: the chat page and its WebSocket.
 WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
+# A --listen-irc listener.
+IRC_STARTED = re.compile(r"IRCServerFactory starting on (\d+)")
 
 
 def client_command() -> list[str]:

@@ -1,0 +1,1150 @@
+"""
+IRC on TCP and TLS: C{--listen-irc ENDPOINT}, for irssi, WeeChat, HexChat and the like.
+
+IRC is one more front end on the session layer: L{IRCProtocol} frames lines
+(L{ChatProtocol}'s framing, without telnet), and L{IRCFormat}, one per
+connection, is its L{IWireFormat}. It knows the client's nickname, so it can
+word the core's events and errors as IRC lines and numerics addressed to
+it. What IRC has and the core has not stays here: CAP negotiation, SASL,
+the NICK + USER bookkeeping of registration, PING, AWAY, MODE queries and
+the welcome burst. Everything else becomes the core's commands, carried out
+by the L{ConnectionSession} in order, like any other front end's.
+
+Protocol-level commands are answered from L{IRCFormat.parse}, which the
+session calls when the line's turn comes (after the lines before it that
+wait for storage); the answers go through the session's C{deliver} as
+L{Reply} events, so they keep their place among the other replies (irctest
+and clients rely on a PONG coming after the answers to the lines before
+its PING).
+
+IRC messages are parsed here (L{parse_message}: tags, prefix, command,
+parameters): it is a few lines, where Twisted's C{parsemsg} knows no tags
+and the PyPI parsers (C{irc}, C{irctokens}) would be a dependency for them;
+the numerics' names are Twisted's (C{twisted.words.protocols.irc}), with the
+IRCv3 ones it lacks named here. docs/protocol.md ("IRC") maps IRC to the
+line protocol.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import ServerFactory
+from twisted.words.protocols import irc as numerics
+from zope.interface import implementer
+
+from chatroute.core.commands import (
+    Command,
+    CreateAccount,
+    Join,
+    Leave,
+    ListRooms,
+    Quit,
+    Register,
+    SendDirect,
+    SendRoom,
+    Who,
+)
+from chatroute.core.errors import (
+    AccountExists,
+    AccountRequired,
+    AlreadyInRoom,
+    BadPassword,
+    ChatError,
+    ControlCharacters,
+    EmptyMessage,
+    InvalidEncoding,
+    InvalidNickname,
+    InvalidRoomName,
+    LineTooLong,
+    LoginFailed,
+    LoginThrottled,
+    NameRegistered,
+    NicknameTaken,
+    NoSuchRoom,
+    NoSuchUser,
+    NotInRoom,
+    NotRegistered,
+    PasswordNeedsTLS,
+    ServerFull,
+    TooManyConnections,
+    UnknownCommand,
+)
+from chatroute.core.events import (
+    AccountCreated,
+    DirectMessage,
+    Event,
+    HistoryStart,
+    Joined,
+    Left,
+    LimitsInfo,
+    LoggedIn,
+    Notice,
+    PasswordChanged,
+    Registered,
+    Renamed,
+    Replayed,
+    RoomList,
+    RoomMessage,
+    StoredForLater,
+    UserList,
+)
+from chatroute.core.interfaces import IWireFormat
+from chatroute.core.session import Hub
+from chatroute.frontends.line import ChatProtocol
+from chatroute.frontends.syntax import CONTROL_CHARACTERS, format_error, format_time
+from chatroute.storage import name_key
+
+SERVER = "chatroute"
+"""The server's name in prefixes and numerics unless C{--irc-server-name} sets one."""
+HOST = "chatroute"
+"""The host part of every user's mask: chatroute shows no one's address."""
+VERSION = "chatroute-0.1.0"
+
+IRC_LINE = 512
+"""Bytes in an IRC line with its CR LF: what the server's lines keep to."""
+SASL_CHUNK = 400
+
+# Numerics Twisted names; the IRCv3 ones (SASL, 417) it does not know are named here.
+RPL_WELCOME = numerics.RPL_WELCOME
+RPL_YOURHOST = numerics.RPL_YOURHOST
+RPL_CREATED = numerics.RPL_CREATED
+RPL_MYINFO = numerics.RPL_MYINFO
+RPL_ISUPPORT = numerics.RPL_ISUPPORT
+RPL_UMODEIS = numerics.RPL_UMODEIS
+RPL_LUSERCLIENT = numerics.RPL_LUSERCLIENT
+RPL_LUSERME = numerics.RPL_LUSERME
+RPL_LOCALUSERS = "265"
+RPL_GLOBALUSERS = "266"
+RPL_UNAWAY = numerics.RPL_UNAWAY
+RPL_NOWAWAY = numerics.RPL_NOWAWAY
+RPL_WHOISUSER = numerics.RPL_WHOISUSER
+RPL_WHOISSERVER = numerics.RPL_WHOISSERVER
+RPL_ENDOFWHOIS = numerics.RPL_ENDOFWHOIS
+RPL_ENDOFWHO = numerics.RPL_ENDOFWHO
+RPL_LISTSTART = numerics.RPL_LISTSTART
+RPL_LIST = numerics.RPL_LIST
+RPL_LISTEND = numerics.RPL_LISTEND
+RPL_CHANNELMODEIS = numerics.RPL_CHANNELMODEIS
+RPL_WHOREPLY = numerics.RPL_WHOREPLY
+RPL_NAMREPLY = numerics.RPL_NAMREPLY
+RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
+RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
+ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
+ERR_NOSUCHCHANNEL = numerics.ERR_NOSUCHCHANNEL
+ERR_CANNOTSENDTOCHAN = numerics.ERR_CANNOTSENDTOCHAN
+ERR_NOORIGIN = numerics.ERR_NOORIGIN
+ERR_NORECIPIENT = numerics.ERR_NORECIPIENT
+ERR_NOTEXTTOSEND = numerics.ERR_NOTEXTTOSEND
+ERR_UNKNOWNCOMMAND = numerics.ERR_UNKNOWNCOMMAND
+ERR_NOMOTD = numerics.ERR_NOMOTD
+ERR_NONICKNAMEGIVEN = numerics.ERR_NONICKNAMEGIVEN
+ERR_ERRONEUSNICKNAME = numerics.ERR_ERRONEUSNICKNAME
+ERR_NICKNAMEINUSE = numerics.ERR_NICKNAMEINUSE
+ERR_NOTONCHANNEL = numerics.ERR_NOTONCHANNEL
+ERR_NOTREGISTERED = numerics.ERR_NOTREGISTERED
+ERR_NEEDMOREPARAMS = numerics.ERR_NEEDMOREPARAMS
+ERR_ALREADYREGISTRED = numerics.ERR_ALREADYREGISTRED
+ERR_PASSWDMISMATCH = numerics.ERR_PASSWDMISMATCH
+ERR_CHANOPRIVSNEEDED = numerics.ERR_CHANOPRIVSNEEDED
+ERR_UMODEUNKNOWNFLAG = numerics.ERR_UMODEUNKNOWNFLAG
+ERR_USERSDONTMATCH = numerics.ERR_USERSDONTMATCH
+ERR_INVALIDCAPCMD = "410"
+ERR_INPUTTOOLONG = "417"
+ERR_NEEDREGGEDNICK = "477"
+ERR_BADCHANNAME = "479"
+RPL_LOGGEDIN = "900"
+RPL_SASLSUCCESS = "903"
+ERR_SASLFAIL = "904"
+ERR_SASLTOOLONG = "905"
+ERR_SASLABORTED = "906"
+ERR_SASLALREADY = "907"
+RPL_SASLMECHS = "908"
+
+ISUPPORT = (
+    "AWAYLEN=200",
+    "CASEMAPPING=ascii",
+    "CHANMODES=,,,n",
+    "CHANNELLEN=33",
+    "CHANTYPES=#",
+    "NETWORK=chatroute",
+    "NICKLEN=32",
+    "PREFIX=",
+    "TARGMAX=JOIN:,NAMES:,NOTICE:,PART:,PRIVMSG:",
+    "UTF8ONLY",
+)
+"""
+What the server supports (005): ASCII case mapping as the core folds names,
+its name lengths, channels that are C{+n} (only members send) and nothing
+else, no channel operators yet (C{PREFIX=}), and UTF-8 only.
+"""
+
+CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
+"""
+The IRCv3 capabilities offered, with their CAP LS 302 values. multi-prefix
+costs nothing while rooms have no operators (no prefixes at all);
+userhost-in-names puts masks in 353.
+"""
+
+# Targets of these commands may be comma-separated lists: each becomes a line.
+_LIST_COMMANDS = frozenset({b"JOIN", b"PART", b"PRIVMSG", b"NOTICE", b"NAMES"})
+# IRC formatting (bold, colours, italics, ...): taken out of messages, so the
+# line protocol's terminals get plain text.
+_FORMATTING = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One IRC message: its IRCv3 tags, the prefix (None if none), the command and parameters."""
+
+    command: str
+    params: list[str] = field(default_factory=list)
+    prefix: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def parse_message(line: str) -> Message | None:
+    """
+    The IRC message in C{line} (without its line ending); None if blank.
+
+    C{@tags :prefix COMMAND middle params :trailing}; the command is
+    upper-cased, tag values are kept unescaped as sent.
+    """
+    rest = line.lstrip(" ")
+    tags: dict[str, str] = {}
+    prefix = None
+    if rest.startswith("@"):
+        raw, _, rest = rest[1:].partition(" ")
+        for item in raw.split(";"):
+            if item:
+                key, _, value = item.partition("=")
+                tags[key] = value
+        rest = rest.lstrip(" ")
+    if rest.startswith(":"):
+        prefix, _, rest = rest[1:].partition(" ")
+        rest = rest.lstrip(" ")
+    if not rest.strip():
+        return None
+    trailing = None
+    if " :" in rest:
+        rest, trailing = rest.split(" :", 1)
+    elif rest.startswith(":"):
+        rest, trailing = "", rest[1:]
+    words = rest.split()
+    if not words:
+        return None
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return Message(words[0].upper(), params, prefix, tags)
+
+
+def format_message(prefix: str | None, command: str, *params: str) -> str:
+    """One IRC line, without its ending; the last parameter is trailing when it must be."""
+    parts = [f":{prefix}"] if prefix else []
+    parts.append(command)
+    if params:
+        *middle, last = params
+        parts.extend(middle)
+        parts.append(f":{last}" if not last or " " in last or last[0] == ":" else last)
+    return " ".join(parts)
+
+
+def mask(nick: str) -> str:
+    """C{nick!nick@chatroute}: how a user appears in prefixes (no user name or address shown)."""
+    return f"{nick}!{nick}@{HOST}"
+
+
+def cut_utf8(text: str, size: int) -> list[str]:
+    """C{text} in pieces of at most C{size} bytes of UTF-8 each, cut between characters."""
+    data = text.encode()
+    pieces: list[str] = []
+    while len(data) > size:
+        end = size
+        while end > 0 and (data[end] & 0xC0) == 0x80:  # not inside a character
+            end -= 1
+        pieces.append(data[:end].decode())
+        data = data[end:]
+    pieces.append(data.decode())
+    return pieces
+
+
+def plain_text(text: str) -> str:
+    """
+    A message's text as the core takes it: IRC formatting taken out, a CTCP
+    ACTION (C{/me waves}) as C{* waves} until the core has actions.
+
+    @raise ControlCharacters: other control characters are in it (they
+        would reach the line protocol's terminals).
+    @raise EmptyMessage: nothing is left.
+    """
+    if text.startswith("\x01"):
+        inner = text.strip("\x01")
+        if not inner.upper().startswith("ACTION "):
+            raise EmptyMessage()  # other CTCP requests: nothing to carry
+        text = "* " + inner[7:]
+    text = _FORMATTING.sub("", text)
+    if CONTROL_CHARACTERS.search(text):
+        raise ControlCharacters()
+    if not text.strip():
+        raise EmptyMessage()
+    return text
+
+
+# Errors the IRC syntax itself finds; the session's one handler answers them
+# through encode_error, as it does the core's.
+
+
+@dataclass(frozen=True)
+class NeedMoreParams(ChatError):
+    """A command lacks parameters (461)."""
+
+    command: str
+    summary: ClassVar[str] = "{command}: not enough parameters"
+
+
+@dataclass(frozen=True)
+class AlreadyRegistered(ChatError):
+    """USER or PASS after registration (462)."""
+
+    summary: ClassVar[str] = "already registered"
+
+
+@dataclass(frozen=True)
+class NoOrigin(ChatError):
+    """PING without a token (409)."""
+
+    summary: ClassVar[str] = "no origin"
+
+
+@dataclass(frozen=True)
+class NoRecipient(ChatError):
+    """PRIVMSG or NOTICE without a target (411)."""
+
+    command: str
+    summary: ClassVar[str] = "no recipient given ({command})"
+
+
+@dataclass(frozen=True)
+class NoNickname(ChatError):
+    """NICK without a nickname (431)."""
+
+    summary: ClassVar[str] = "no nickname given"
+
+
+@dataclass(frozen=True)
+class InvalidCapCommand(ChatError):
+    """A CAP subcommand that does not exist (410)."""
+
+    subcommand: str
+    summary: ClassVar[str] = "invalid CAP command: {subcommand}"
+
+
+@dataclass(frozen=True)
+class SaslFailed(ChatError):
+    """AUTHENTICATE that cannot succeed: a mechanism not offered, a malformed message (904)."""
+
+    summary: ClassVar[str] = "SASL authentication failed"
+
+
+@dataclass(frozen=True)
+class SaslTooLong(ChatError):
+    """An AUTHENTICATE chunk over 400 bytes (905)."""
+
+    summary: ClassVar[str] = "SASL message too long"
+
+
+@dataclass(frozen=True)
+class SaslAborted(ChatError):
+    """C{AUTHENTICATE *} (906)."""
+
+    summary: ClassVar[str] = "SASL authentication aborted"
+
+
+@dataclass(frozen=True)
+class SaslAlready(ChatError):
+    """AUTHENTICATE when already logged in (907)."""
+
+    summary: ClassVar[str] = "already logged in"
+
+
+@dataclass(frozen=True)
+class ModeNotSupported(ChatError):
+    """A channel mode change: chatroute has no channel modes to change yet (482)."""
+
+    room: str
+    summary: ClassVar[str] = "no channel modes to change in {room}"
+
+
+@dataclass(frozen=True)
+class UserModeNotSupported(ChatError):
+    """A user mode change (501), or another user's modes (502, C{other})."""
+
+    other: bool
+    summary: ClassVar[str] = "no user modes"
+
+
+@dataclass(slots=True)
+class Reply(Notice):
+    """
+    Lines that L{IRCFormat} answers with itself (CAP, PONG, the welcome
+    burst), ready for the wire: C{text} holds them with their CR LF. They are
+    delivered through the session, so they keep their place among its
+    replies.
+    """
+
+
+@implementer(IWireFormat)
+class IRCFormat:
+    """
+    One IRC connection's wire format: its lines to the core's commands, the
+    core's events and errors to IRC lines addressed to its nickname.
+
+    It keeps what IRC needs that the core does not: the nickname and user
+    name being registered, the CAP negotiation, SASL's state, the away
+    message, which rooms the client is in (for C{JOIN 0}) and which command
+    is being carried out (an error's numeric depends on it: 404 for a
+    message, 442 for PART).
+
+    @ivar nick: the nickname the core knows the client by; None until it has one.
+    """
+
+    def __init__(self, server: str = SERVER) -> None:
+        """
+        @param server: the server's name, for prefixes and numerics.
+        """
+        self.server = server
+        self.nick: str | None = None
+        self._deliver: Callable[[Event], None] = lambda event: None
+        self._welcomed = False
+        self._registering = False
+        self._wanted_nick: str | None = None
+        self._user: str | None = None
+        self._realname = ""
+        self._password: str | None = None
+        self._negotiating = False
+        self._caps: set[str] = set()
+        self._cap_version = 301
+        self._sasl_mechanism: str | None = None
+        self._sasl_data = ""
+        self._sasl_pending = False
+        self._account: str | None = None
+        self._away_message: str | None = None
+        self._command = ""
+        self._arguments: list[str] = []
+        self._rooms: dict[str, str] = {}
+        self._last_quit: str | None = None
+        self._quit_reason = ""
+
+    def attach(self, deliver: Callable[[Event], None]) -> None:
+        """Answer through C{deliver}, the session's: in order with its other replies."""
+        self._deliver = deliver
+
+    # Lines in.
+
+    def expand(self, line: bytes) -> list[bytes]:
+        """
+        C{line} as the lines to carry out: C{JOIN #a,#b} as C{JOIN #a} and
+        C{JOIN #b} (keys paired in order), C{PRIVMSG a,b :hi} as one per
+        target, C{JOIN 0} as a PART of each room the client is in.
+        """
+        words = line.split(b" ", 3)
+        start = 1 if words[0][:1] in (b"@", b":") else 0
+        if len(words) > start + 1 and words[start][:1] == b":":
+            return [line]
+        if len(words) <= start + 1:
+            return [line]
+        command, targets = words[start].upper(), words[start + 1]
+        rest = b" ".join(words[start + 2 :])
+        if command == b"JOIN" and targets == b"0":
+            return [b"PART " + room.encode() for room in self._rooms.values()]
+        if command not in _LIST_COMMANDS or b"," not in targets:
+            return [line]
+        head = b" ".join(words[:start])
+        head = head + b" " if head else b""
+        split = [target for target in targets.split(b",") if target]
+        if command == b"JOIN":
+            keys = rest.split(b",") if rest and not rest.startswith(b":") else []
+            return [
+                head + b"JOIN " + target + (b" " + keys[index] if index < len(keys) else b"")
+                for index, target in enumerate(split)
+            ]
+        tail = b" " + rest if rest else b""
+        return [head + command + b" " + target + tail for target in split]
+
+    def parse(self, line: bytes) -> Command | None:
+        """
+        The core's command for one IRC line; None for a line answered here
+        (CAP, PING, ...) or that asks for nothing.
+
+        @raise ChatError: the line is malformed or refused; encode_error words it.
+        """
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            self._command = "*"
+            raise InvalidEncoding() from None
+        message = parse_message(text)
+        if message is None:
+            return None
+        self._command = message.command
+        self._arguments = message.params
+        handler = _COMMANDS.get(message.command)
+        if handler is None:
+            raise UnknownCommand(message.command)
+        if not self._welcomed and message.command not in _BEFORE_WELCOME:
+            raise NotRegistered()
+        return handler(self, message.params)
+
+    def _reply(self, *lines: str) -> None:
+        self._deliver(Reply("".join(f"{line}\r\n" for line in lines)))
+
+    def _numeric(self, code: str, *params: str) -> str:
+        return format_message(self.server, code, self.nick or "*", *params)
+
+    def _cap(self, params: list[str]) -> None:
+        if not params:
+            raise NeedMoreParams("CAP")
+        sub = params[0].upper()
+        target = self.nick or "*"
+        if sub == "LS":
+            if not self._welcomed:
+                self._negotiating = True
+            if len(params) > 1 and params[1].isdigit():
+                self._cap_version = int(params[1])
+            offered = (
+                f"{name}={value}" if self._cap_version >= 302 and value else name
+                for name, value in CAPABILITIES.items()
+            )
+            self._reply(format_message(self.server, "CAP", target, "LS", " ".join(offered)))
+        elif sub == "LIST":
+            self._reply(
+                format_message(self.server, "CAP", target, "LIST", " ".join(sorted(self._caps)))
+            )
+        elif sub == "REQ":
+            if not self._welcomed:
+                self._negotiating = True
+            wanted = params[1].split() if len(params) > 1 else []
+            if wanted and all(name.lstrip("-") in CAPABILITIES for name in wanted):
+                for name in wanted:
+                    if name.startswith("-"):
+                        self._caps.discard(name[1:])
+                    else:
+                        self._caps.add(name)
+                answer = "ACK"
+            else:
+                answer = "NAK"
+            self._reply(format_message(self.server, "CAP", target, answer, " ".join(wanted)))
+        elif sub == "END":
+            self._negotiating = False
+            return None
+        else:
+            raise InvalidCapCommand(params[0])
+        return None
+
+    def _cap_command(self, params: list[str]) -> Command | None:
+        self._cap(params)
+        return self._complete_registration()
+
+    def _authenticate(self, params: list[str]) -> Command | None:
+        if not params:
+            raise NeedMoreParams("AUTHENTICATE")
+        argument = params[0]
+        if self._account is not None:
+            raise SaslAlready()
+        if argument == "*":
+            self._sasl_mechanism, self._sasl_data = None, ""
+            raise SaslAborted()
+        if self._sasl_mechanism is None:
+            if argument.upper() != "PLAIN":
+                self._reply(self._numeric(RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms"))
+                raise SaslFailed()
+            self._sasl_mechanism = "PLAIN"
+            self._reply("AUTHENTICATE +")
+            return None
+        if len(argument) > SASL_CHUNK:
+            self._sasl_mechanism, self._sasl_data = None, ""
+            raise SaslTooLong()
+        if argument != "+":
+            self._sasl_data += argument
+            if len(argument) == SASL_CHUNK:
+                return None  # more to come
+        data, self._sasl_mechanism, self._sasl_data = self._sasl_data, None, ""
+        try:
+            authzid, authcid, password = base64.b64decode(data, validate=True).decode().split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise SaslFailed() from None
+        if authzid and name_key(authzid) != name_key(authcid):
+            raise SaslFailed()
+        self._sasl_pending = True
+        return Register(authcid, password)
+
+    def _pass(self, params: list[str]) -> None:
+        if not params:
+            raise NeedMoreParams("PASS")
+        if self._welcomed:
+            raise AlreadyRegistered()
+        self._password = params[0]
+
+    def _nick_command(self, params: list[str]) -> Command | None:
+        if not params or not params[0]:
+            raise NoNickname()
+        nick = params[0]
+        if self._welcomed:
+            if nick == self.nick:
+                return None
+            return Register(nick)
+        self._wanted_nick = nick
+        return self._complete_registration()
+
+    def _user_command(self, params: list[str]) -> Command | None:
+        if self._welcomed:
+            raise AlreadyRegistered()
+        if len(params) < 4 or not params[0] or not params[3]:
+            raise NeedMoreParams("USER")
+        self._user, self._realname = params[0], params[3]
+        return self._complete_registration()
+
+    def _complete_registration(self) -> Command | None:
+        """Once NICK and USER are in and CAP is done: take the nickname (with PASS, log in)."""
+        if (
+            self._welcomed
+            or self._registering
+            or self._negotiating
+            or self._wanted_nick is None
+            or self._user is None
+        ):
+            return None
+        if self._account is not None:  # logged in with SASL: the account is the nickname
+            self._reply(*self._welcome())
+            return None
+        self._registering = True
+        return Register(self._wanted_nick, self._password)
+
+    def _welcome(self) -> list[str]:
+        """The welcome burst (001 to 005, then no MOTD); registration is complete."""
+        self._welcomed = True
+        self._registering = False
+        nick = self.nick or "*"
+        created = datetime.now(UTC).strftime("%Y-%m-%d")
+        tokens = list(ISUPPORT)
+        isupport = [
+            self._numeric(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+            for i in range(0, len(tokens), 12)
+        ]
+        return [
+            self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
+            self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
+            self._numeric(RPL_CREATED, f"This server was created {created}"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "n"),
+            *isupport,
+            self._numeric(ERR_NOMOTD, "MOTD File is missing"),
+        ]
+
+    def _ping(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            raise NoOrigin()
+        self._reply(format_message(self.server, "PONG", self.server, params[0]))
+
+    def _ignore(self, params: list[str]) -> None:
+        return None
+
+    def _message(self, params: list[str]) -> Command | None:
+        if not params or not params[0]:
+            raise NoRecipient(self._command)
+        if len(params) < 2 or not params[1]:
+            raise EmptyMessage()
+        target, text = params[0], params[1]
+        try:
+            text = plain_text(text)
+        except EmptyMessage:
+            if params[1].startswith("\x01"):
+                return None  # a CTCP request other than ACTION: nothing to carry
+            raise
+        if target.startswith("#"):
+            return SendRoom(target, text)
+        return SendDirect(target, text)
+
+    def _join(self, params: list[str]) -> Command:
+        if not params or not params[0]:
+            raise NeedMoreParams("JOIN")
+        return Join(params[0])
+
+    def _part(self, params: list[str]) -> Command:
+        if not params or not params[0]:
+            raise NeedMoreParams("PART")
+        return Leave(params[0])
+
+    def _names(self, params: list[str]) -> Command:
+        return Who(params[0] if params and params[0] else None)
+
+    def _list(self, params: list[str]) -> Command:
+        return ListRooms()
+
+    def _who(self, params: list[str]) -> Command:
+        if params and params[0].startswith("#"):
+            return Who(params[0])
+        return Who(None)
+
+    def _whois(self, params: list[str]) -> Command:
+        if not params or not params[-1]:
+            raise NoNickname()
+        return Who(None)
+
+    def _lusers(self, params: list[str]) -> Command:
+        return Who(None)
+
+    def _motd(self, params: list[str]) -> None:
+        self._reply(self._numeric(ERR_NOMOTD, "MOTD File is missing"))
+
+    def _away(self, params: list[str]) -> None:
+        if params and params[0]:
+            self._away_message = params[0]
+            self._reply(self._numeric(RPL_NOWAWAY, "You have been marked as being away"))
+        else:
+            self._away_message = None
+            self._reply(self._numeric(RPL_UNAWAY, "You are no longer marked as being away"))
+
+    def _mode(self, params: list[str]) -> Command | None:
+        if not params or not params[0]:
+            raise NeedMoreParams("MODE")
+        target = params[0]
+        if target.startswith("#"):
+            if len(params) == 1:
+                return Who(target)
+            if params[1].lstrip("+") == "b":
+                self._reply(self._numeric(RPL_ENDOFBANLIST, target, "End of channel ban list"))
+                return None
+            raise ModeNotSupported(target)
+        if name_key(target) != name_key(self.nick or ""):
+            raise UserModeNotSupported(other=True)
+        if len(params) == 1:
+            self._reply(self._numeric(RPL_UMODEIS, "+"))
+            return None
+        raise UserModeNotSupported(other=False)
+
+    def _quit(self, params: list[str]) -> Command:
+        self._quit_reason = params[0] if params else ""
+        return Quit()
+
+    def _register_account(self, params: list[str]) -> Command:
+        # draft/account-registration's REGISTER <account> <email> <password>;
+        # the account is the nickname.
+        if len(params) < 3:
+            raise NeedMoreParams("REGISTER")
+        return CreateAccount(params[2])
+
+    # Events out.
+
+    def encode(self, event: Event) -> bytes:
+        """The event as IRC lines, each ending in CR LF (none for its own room message)."""
+        if type(event) is not Left or not event.disconnected:
+            self._last_quit = None
+        encoder = _ENCODERS.get(type(event))
+        if encoder is None:
+            raise TypeError(f"not an event: {event!r}")
+        lines: Sequence[str] = encoder(self, event)
+        return "".join(f"{line}\r\n" for line in lines).encode()
+
+    def _is_me(self, nick: str) -> bool:
+        return self.nick is not None and name_key(nick) == name_key(self.nick)
+
+    def _privmsg(self, sender: str, target: str, text: str) -> list[str]:
+        head = f":{mask(sender)} PRIVMSG {target} :"
+        room = IRC_LINE - 2 - len(head.encode())
+        return [head + piece for piece in cut_utf8(text, room)]
+
+    def _direct(self, event: DirectMessage) -> list[str]:
+        return self._privmsg(event.sender, self.nick or "*", event.text)
+
+    def _room_message(self, event: RoomMessage) -> list[str]:
+        if self._is_me(event.sender):
+            return []  # IRC clients show their own messages themselves
+        return self._privmsg(event.sender, event.room, event.text)
+
+    def _replayed(self, event: Replayed) -> list[str]:
+        message = event.message
+        stamp = f"[{format_time(event.sent_at)}] "
+        if isinstance(message, RoomMessage):
+            return self._privmsg(message.sender, message.room, stamp + message.text)
+        return self._privmsg(message.sender, self.nick or "*", stamp + message.text)
+
+    def _notice(self, text: str, target: str | None = None) -> list[str]:
+        head = f":{self.server} NOTICE {target or self.nick or '*'} :"
+        return [head + piece for piece in cut_utf8(text, IRC_LINE - 2 - len(head.encode()))]
+
+    def _closing(self, reason: str) -> list[str]:
+        who = f"{self.nick or '*'}[{HOST}]"
+        return [format_message(None, "ERROR", f"Closing link: {who} ({reason})")]
+
+    def _server_notice(self, event: Notice) -> list[str]:
+        if type(event) is Reply:
+            return [event.text[:-2]] if event.text.endswith("\r\n") else [event.text]
+        text = event.text
+        if text.startswith("connected from "):
+            return self._notice(f"*** Connected from {text[15:].split(' — ')[0]}")
+        if text == "bye":
+            return self._closing(f"Quit: {self._quit_reason}" if self._quit_reason else "Quit")
+        if text.endswith("; closing"):
+            return self._closing(text[: -len("; closing")])
+        return self._notice(f"*** {text}")
+
+    def _registered(self, event: Registered) -> list[str]:
+        old, self.nick = self.nick, event.nick
+        if not self._welcomed:
+            return self._welcome()
+        if self._account is not None and name_key(self._account) != name_key(event.nick):
+            self._account = None  # another name leaves the account
+        return [f":{mask(old or event.nick)} NICK :{event.nick}"]
+
+    def _logged_in(self, event: LoggedIn) -> list[str]:
+        old, self.nick = self.nick, event.nick
+        self._account = event.nick
+        lines = [
+            self._numeric(
+                RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
+            )
+        ]
+        if self._sasl_pending:
+            self._sasl_pending = False
+            lines.append(self._numeric(RPL_SASLSUCCESS, "SASL authentication successful"))
+        if self._registering:
+            lines.extend(self._welcome())
+        elif self._welcomed and old is not None and old != event.nick:
+            lines.insert(0, f":{mask(old)} NICK :{event.nick}")
+        if event.waiting:
+            lines.extend(self._notice(f"*** {event.waiting} waiting messages follow"))
+        return lines
+
+    def _joined(self, event: Joined) -> list[str]:
+        if self._is_me(event.nick):
+            self._rooms[name_key(event.room)] = event.room
+        return [f":{mask(event.nick)} JOIN {event.room}"]
+
+    def _left(self, event: Left) -> list[str]:
+        if self._is_me(event.nick):
+            self._rooms.pop(name_key(event.room), None)
+        if not event.disconnected:
+            return [f":{mask(event.nick)} PART {event.room}"]
+        # One QUIT however many rooms are shared: the router tells each room in turn.
+        if self._last_quit == event.nick:
+            return []
+        self._last_quit = event.nick
+        return [f":{mask(event.nick)} QUIT :Quit"]
+
+    def _renamed(self, event: Renamed) -> list[str]:
+        return [f":{mask(event.old)} NICK :{event.new}"]
+
+    def _user_list(self, event: UserList) -> list[str]:
+        command, room, nicks = self._command, event.room, event.nicks
+        if command == "WHO":
+            wanted = self._arguments[0] if self._arguments else "*"
+            shown = [
+                nick
+                for nick in nicks
+                if room is not None or wanted in ("*", "0") or name_key(nick) == name_key(wanted)
+            ]
+            channel = room or "*"
+            return [
+                *(
+                    self._numeric(
+                        RPL_WHOREPLY, channel, nick, HOST, self.server, nick, "H", f"0 {nick}"
+                    )
+                    for nick in shown
+                ),
+                self._numeric(RPL_ENDOFWHO, wanted, "End of WHO list"),
+            ]
+        if command == "WHOIS":
+            wanted = self._arguments[-1]
+            found = [nick for nick in nicks if name_key(nick) == name_key(wanted)]
+            if not found:
+                return [
+                    self._numeric(ERR_NOSUCHNICK, wanted, "No such nick/channel"),
+                    self._numeric(RPL_ENDOFWHOIS, wanted, "End of /WHOIS list"),
+                ]
+            nick = found[0]
+            user, realname = nick, nick
+            if self._is_me(nick):  # the others' user names and real names are not known
+                user, realname = self._user or nick, self._realname
+            return [
+                self._numeric(RPL_WHOISUSER, nick, user, HOST, "*", realname),
+                self._numeric(RPL_WHOISSERVER, nick, self.server, "chatroute"),
+                self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list"),
+            ]
+        if command == "LUSERS":
+            count = len(nicks)
+            return [
+                self._numeric(
+                    RPL_LUSERCLIENT, f"There are {count} users and 0 invisible on 1 servers"
+                ),
+                self._numeric(RPL_LUSERME, f"I have {count} clients and 0 servers"),
+                self._numeric(
+                    RPL_LOCALUSERS, str(count), str(count), f"Current local users {count}"
+                ),
+                self._numeric(
+                    RPL_GLOBALUSERS, str(count), str(count), f"Current global users {count}"
+                ),
+            ]
+        if command == "MODE" and room is not None:
+            return [self._numeric(RPL_CHANNELMODEIS, room, "+n")]
+        return self._name_replies(room, nicks)
+
+    def _name_replies(self, room: str | None, nicks: Sequence[str]) -> list[str]:
+        channel = room or "*"
+        head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1] + ":"
+        lines: list[str] = []
+        current: list[str] = []
+        if "userhost-in-names" in self._caps:
+            nicks = [mask(nick) for nick in nicks]
+        for nick in nicks:
+            if current and len((head + " ".join([*current, nick])).encode()) > IRC_LINE - 2:
+                lines.append(head + " ".join(current))
+                current = []
+            current.append(nick)
+        if current:
+            lines.append(head + " ".join(current))
+        lines.append(self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list"))
+        return lines
+
+    def _room_list(self, event: RoomList) -> list[str]:
+        return [
+            self._numeric(RPL_LISTSTART, "Channel", "Users  Name"),
+            *(self._numeric(RPL_LIST, name, str(count), "") for name, count in event.rooms),
+            self._numeric(RPL_LISTEND, "End of /LIST"),
+        ]
+
+    def _account_created(self, event: AccountCreated) -> list[str]:
+        self._account = event.nick
+        return [
+            format_message(self.server, "REGISTER", "SUCCESS", event.nick, "Account created"),
+            self._numeric(
+                RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
+            ),
+        ]
+
+    def _history_start(self, event: HistoryStart) -> list[str]:
+        noun = "message follows" if event.count == 1 else "messages follow"
+        return self._notice(f"*** history of {event.room}: {event.count} {noun}", event.room)
+
+    def _text_notice(self, text: str) -> list[str]:
+        return self._notice(f"*** {text}")
+
+    def encode_error(self, error: ChatError) -> bytes:
+        """The error as IRC numerics (or FAIL, ERROR) for the command being carried out."""
+        if not self._welcomed:
+            self._registering = False
+        if self._command == "NOTICE" and not isinstance(error, LineTooLong | InvalidEncoding):
+            return b""  # NOTICE is never answered automatically
+        lines = self._error_lines(error)
+        return "".join(f"{line}\r\n" for line in lines).encode()
+
+    def _error_lines(self, error: ChatError) -> list[str]:
+        command = self._command
+        if isinstance(error, SaslFailed | LoginFailed | LoginThrottled | PasswordNeedsTLS) and (
+            command == "AUTHENTICATE"
+        ):
+            self._sasl_pending = False
+            reason = "SASL authentication failed"
+            if not isinstance(error, SaslFailed | LoginFailed):
+                reason += f": {format_error(error)}"
+            return [self._numeric(ERR_SASLFAIL, reason)]
+        if isinstance(error, LoginFailed | LoginThrottled | PasswordNeedsTLS):
+            return [self._numeric(ERR_PASSWDMISMATCH, f"Password incorrect: {format_error(error)}")]
+        if isinstance(error, InvalidEncoding):
+            return [
+                format_message(
+                    self.server, "FAIL", command or "*", "INVALID_UTF8", format_error(error)
+                )
+            ]
+        if isinstance(error, ServerFull | TooManyConnections):
+            return self._closing(format_error(error).removesuffix("; closing"))
+        if isinstance(error, NicknameTaken | NameRegistered):
+            wanted = self._arguments[0] if command == "NICK" and self._arguments else error.nick
+            reason = "Nickname is already in use"
+            if isinstance(error, NameRegistered):
+                reason = "Nickname is a registered account; log in with SASL or PASS"
+            return [self._numeric(ERR_NICKNAMEINUSE, wanted, reason)]
+        if isinstance(error, NotInRoom):
+            if command in ("PRIVMSG", "NOTICE"):
+                return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel")]
+            return [self._numeric(ERR_NOTONCHANNEL, error.room, "You're not on that channel")]
+        if isinstance(error, InvalidRoomName):
+            if command == "NAMES":
+                return [self._numeric(RPL_ENDOFNAMES, error.room, "End of /NAMES list")]
+            if command == "JOIN":
+                return [self._numeric(ERR_BADCHANNAME, error.room, "Illegal channel name")]
+            if command in ("PRIVMSG", "NOTICE"):
+                return [self._numeric(ERR_NOSUCHNICK, error.room, "No such nick/channel")]
+            return [self._numeric(ERR_NOSUCHCHANNEL, error.room, "No such channel")]
+        if isinstance(error, NoSuchRoom):
+            if command == "NAMES":
+                return [self._numeric(RPL_ENDOFNAMES, error.room, "End of /NAMES list")]
+            if command == "WHO":
+                return [self._numeric(RPL_ENDOFWHO, error.room, "End of WHO list")]
+            return [self._numeric(ERR_NOSUCHCHANNEL, error.room, "No such channel")]
+        if isinstance(error, AlreadyInRoom):
+            return []  # IRC servers ignore a JOIN of a channel one is in
+        if isinstance(error, AccountExists | BadPassword) and command == "REGISTER":
+            code = "ALREADY_AUTHENTICATED" if isinstance(error, AccountExists) else "WEAK_PASSWORD"
+            return [format_message(self.server, "FAIL", "REGISTER", code, "*", format_error(error))]
+        if isinstance(error, UserModeNotSupported):
+            if error.other:
+                return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
+            return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
+        if isinstance(error, ModeNotSupported):
+            return [
+                self._numeric(
+                    ERR_CHANOPRIVSNEEDED,
+                    error.room,
+                    "You're not channel operator (chatroute has none yet)",
+                )
+            ]
+        simple = _SIMPLE_ERRORS.get(type(error))
+        if simple is not None:
+            return [self._numeric(*simple(error))]
+        return self._notice(f"*** {format_error(error)}")
+
+    def help_lines(self) -> Sequence[str]:
+        """The IRC commands understood (IRC clients have their own help)."""
+        return ("IRC: " + " ".join(sorted(_COMMANDS)),)
+
+    def quote(self, line: bytes) -> str:
+        """The start of a line, for the flood limit's error."""
+        text = line[:160].decode(errors="replace")
+        if text.upper().startswith(("PASS ", "AUTHENTICATE ")):
+            text = text.split(" ", 1)[0] + " ********"
+        text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+        return text if len(text) <= 40 else text[:39] + "…"
+
+
+_COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
+    "AUTHENTICATE": IRCFormat._authenticate,
+    "AWAY": IRCFormat._away,
+    "CAP": IRCFormat._cap_command,
+    "JOIN": IRCFormat._join,
+    "LIST": IRCFormat._list,
+    "LUSERS": IRCFormat._lusers,
+    "MODE": IRCFormat._mode,
+    "MOTD": IRCFormat._motd,
+    "NAMES": IRCFormat._names,
+    "NICK": IRCFormat._nick_command,
+    "NOTICE": IRCFormat._message,
+    "PART": IRCFormat._part,
+    "PASS": IRCFormat._pass,
+    "PING": IRCFormat._ping,
+    "PONG": IRCFormat._ignore,
+    "PRIVMSG": IRCFormat._message,
+    "QUIT": IRCFormat._quit,
+    "REGISTER": IRCFormat._register_account,
+    "USER": IRCFormat._user_command,
+    "WHO": IRCFormat._who,
+    "WHOIS": IRCFormat._whois,
+}
+"""What each IRC command does: a core command to carry out, or None when answered here."""
+
+_BEFORE_WELCOME = frozenset({"AUTHENTICATE", "CAP", "NICK", "PASS", "PING", "PONG", "QUIT", "USER"})
+"""The commands that work before registration is complete; any other gets 451."""
+
+_ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
+    DirectMessage: IRCFormat._direct,
+    RoomMessage: IRCFormat._room_message,
+    Replayed: IRCFormat._replayed,
+    LoggedIn: IRCFormat._logged_in,
+    AccountCreated: IRCFormat._account_created,
+    PasswordChanged: lambda self, e: self._text_notice("password changed"),
+    StoredForLater: lambda self, e: self._text_notice(
+        f"{e.recipient} is offline; message stored for delivery at login"
+    ),
+    HistoryStart: IRCFormat._history_start,
+    Joined: IRCFormat._joined,
+    Left: IRCFormat._left,
+    Renamed: IRCFormat._renamed,
+    Registered: IRCFormat._registered,
+    UserList: IRCFormat._user_list,
+    RoomList: IRCFormat._room_list,
+    LimitsInfo: lambda self, e: self._text_notice(
+        f"limits: flood-rate={e.flood_rate:g} flood-burst={e.flood_burst} "
+        f"max-line-length={e.max_line_length} idle-timeout={e.idle_timeout:g}"
+    ),
+    Notice: IRCFormat._server_notice,
+    Reply: IRCFormat._server_notice,
+}
+"""How each kind of event is worded on IRC, looked up by type."""
+
+_SIMPLE_ERRORS: dict[type, Callable[[Any], tuple[str, ...]]] = {
+    NotRegistered: lambda e: (ERR_NOTREGISTERED, "You have not registered"),
+    NeedMoreParams: lambda e: (ERR_NEEDMOREPARAMS, e.command, "Not enough parameters"),
+    AlreadyRegistered: lambda e: (ERR_ALREADYREGISTRED, "You may not reregister"),
+    UnknownCommand: lambda e: (ERR_UNKNOWNCOMMAND, e.command, "Unknown command"),
+    NoOrigin: lambda e: (ERR_NOORIGIN, "No origin specified"),
+    NoRecipient: lambda e: (ERR_NORECIPIENT, f"No recipient given ({e.command})"),
+    NoNickname: lambda e: (ERR_NONICKNAMEGIVEN, "No nickname given"),
+    EmptyMessage: lambda e: (ERR_NOTEXTTOSEND, "No text to send"),
+    InvalidNickname: lambda e: (ERR_ERRONEUSNICKNAME, e.nick, "Erroneous nickname"),
+    NoSuchUser: lambda e: (ERR_NOSUCHNICK, e.nick, "No such nick/channel"),
+    InvalidCapCommand: lambda e: (ERR_INVALIDCAPCMD, e.subcommand, "Invalid CAP command"),
+    SaslFailed: lambda e: (ERR_SASLFAIL, "SASL authentication failed"),
+    SaslTooLong: lambda e: (ERR_SASLTOOLONG, "SASL message too long"),
+    SaslAborted: lambda e: (ERR_SASLABORTED, "SASL authentication aborted"),
+    SaslAlready: lambda e: (ERR_SASLALREADY, "You have already authenticated using SASL"),
+    LineTooLong: lambda e: (ERR_INPUTTOOLONG, "Input line was too long"),
+    AccountRequired: lambda e: (
+        ERR_NEEDREGGEDNICK,
+        "*",
+        "You need to log in to an account (SASL) to chat on this server",
+    ),
+}
+"""Errors that are one numeric whatever the command: its code and parameters."""
+
+
+class IRCProtocol(ChatProtocol):
+    """
+    One IRC client connection: the line protocol's framing (LF or CR LF,
+    over-long lines refused and skipped; no telnet), with lines that name
+    several targets split into one line each, and a format of its own.
+    """
+
+    telnet = False
+    expands = True
+
+    __slots__ = ()
+
+    _wire: IRCFormat
+
+    def connectionMade(self) -> None:
+        """Start the session; the format answers through it."""
+        super().connectionMade()
+        if self._session is not None:
+            self._wire.attach(self._session.deliver)
+
+    def expand(self, lines: list[bytes]) -> list[bytes]:
+        """Each line as the lines to carry out (L{IRCFormat.expand})."""
+        expand = self._wire.expand
+        result: list[bytes] = []
+        for line in lines:
+            result.extend(expand(line) if b"," in line or b"JOIN 0" in line.upper() else (line,))
+        return result
+
+
+class IRCServerFactory(ServerFactory):
+    """Builds an L{IRCProtocol}, with its own L{IRCFormat}, per connection; one L{Hub} for all."""
+
+    noisy = False
+
+    def __init__(self, hub: Hub, server: str = SERVER) -> None:
+        """
+        @param server: the server's name, for prefixes and numerics.
+        """
+        self.hub = hub
+        self.server = server
+
+    def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
+        """A new connection's protocol."""
+        protocol = IRCProtocol(self.hub, IRCFormat(self.server))
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,389 @@
+"""The IRC front end over in-memory transports: registration, CAP and SASL, commands, numerics."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransportWithDisconnection
+
+from chatroute.core.errors import NotRegistered
+from chatroute.core.limits import Limits
+from chatroute.core.session import Hub
+from chatroute.frontends.irc import (
+    IRCFormat,
+    IRCProtocol,
+    IRCServerFactory,
+    Message,
+    cut_utf8,
+    format_message,
+    parse_message,
+)
+from chatroute.frontends.line import ChatServerFactory
+
+NO_LIMITS = Limits(0, 1, 0, 0, 0, 0, 0)
+
+
+class Client:
+    """One in-memory connection, speaking IRC or the line protocol."""
+
+    def __init__(self, factory: IRCServerFactory | ChatServerFactory, port: int) -> None:
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        self.protocol = factory.buildProtocol(address)
+        self.transport = StringTransportWithDisconnection(peerAddress=address)
+        self.transport.protocol = self.protocol
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def lines(self) -> list[str]:
+        data = self.transport.value()
+        self.transport.clear()
+        assert data == b"" or data.endswith(b"\r\n"), data
+        return data.decode().split("\r\n")[:-1]
+
+    def say(self, *lines: str | bytes) -> list[str]:
+        for line in lines:
+            self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.lines()
+
+    def commands(self, *lines: str) -> list[str]:
+        """The command (or numeric) of each reply."""
+        return [
+            reply.split(" ")[1] if reply.startswith(":") else reply.split()[0]
+            for reply in self.say(*lines)
+        ]
+
+
+@pytest.fixture
+def hub(chat) -> Hub:
+    return Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 4096)
+
+
+@pytest.fixture
+def irc(hub):
+    factory = IRCServerFactory(hub)
+    ports = iter(range(40000, 41000))
+
+    def connect(nick: str | None = None) -> Client:
+        client = Client(factory, next(ports))
+        assert client.lines()[0].startswith(":chatroute NOTICE * :*** Connected from 127.0.0.1:")
+        if nick:
+            replies = client.say(f"NICK {nick}", f"USER {nick} 0 * :Real {nick}")
+            assert replies[0] == (
+                f":chatroute 001 {nick} :Welcome to the chatroute IRC network, "
+                f"{nick}!{nick}@chatroute"
+            )
+        return client
+
+    return connect
+
+
+@pytest.fixture
+def line(hub):
+    factory = ChatServerFactory(hub)
+    ports = iter(range(41000, 42000))
+
+    def connect(nick: str) -> Client:
+        client = Client(factory, next(ports))
+        client.lines()
+        assert client.say(f"#{nick}") == [f"* registered as {nick}"]
+        return client
+
+    return connect
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("PING x", Message("PING", ["x"])),
+        ("privmsg #a :hi there", Message("PRIVMSG", ["#a", "hi there"])),
+        (":nick!u@h PRIVMSG bob ::)", Message("PRIVMSG", ["bob", ":)"], "nick!u@h")),
+        ("@time=1;label=x JOIN #a", Message("JOIN", ["#a"], None, {"time": "1", "label": "x"})),
+        ("USER u 0 * :", Message("USER", ["u", "0", "*", ""])),
+        ("CAP  LS   302", Message("CAP", ["LS", "302"])),
+        ("", None),
+        ("   ", None),
+        (":prefix-only", None),
+    ],
+)
+def test_parse_message(line, message):
+    assert parse_message(line) == message
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (("001", "bob", "Welcome"), "001 bob Welcome"),
+        (("PRIVMSG", "#a", "two words"), "PRIVMSG #a :two words"),
+        (("PRIVMSG", "#a", ":)"), "PRIVMSG #a ::)"),
+        (("USER", "u", ""), "USER u :"),
+    ],
+)
+def test_format_message(params, expected):
+    assert format_message(None, *params) == expected
+
+
+def test_cut_utf8_cuts_between_characters():
+    assert cut_utf8("ab✓cd", 4) == ["ab", "✓c", "d"]
+
+
+def test_welcome_burst(irc):
+    client = irc()
+    assert client.say("NICK alice") == []
+    replies = client.say("USER alice 0 * :Alice A")
+    assert [reply.split()[1] for reply in replies] == ["001", "002", "003", "004", "005", "422"]
+    isupport = replies[4].split()
+    for token in ("CASEMAPPING=ascii", "NICKLEN=32", "CHANNELLEN=33", "CHANTYPES=#", "PREFIX="):
+        assert token in isupport
+    assert "NETWORK=chatroute" in isupport
+
+
+def test_user_before_nick(irc):
+    client = irc()
+    assert client.say("USER alice 0 * :Alice") == []
+    assert client.commands("NICK alice")[0] == "001"
+
+
+def test_commands_before_registration_get_451(irc):
+    client = irc()
+    assert client.say("JOIN #lobby") == [":chatroute 451 * :You have not registered"]
+
+
+def test_nickname_taken_then_another(irc):
+    irc("alice")
+    client = irc()
+    assert client.say("NICK alice", "USER a 0 * :A") == [
+        ":chatroute 433 * alice :Nickname is already in use"
+    ]
+    assert client.commands("NICK alice_")[0] == "001"
+
+
+def test_invalid_nickname(irc):
+    client = irc()
+    assert client.say("NICK [alice]", "USER a 0 * :A") == [
+        ":chatroute 432 * [alice] :Erroneous nickname"
+    ]
+
+
+def test_account_nickname_refused_to_a_guest(irc):
+    owner = irc("alice")
+    assert owner.commands("REGISTER * * :correct horse") == ["REGISTER", "900"]
+    owner.say("QUIT")
+    guest = irc()
+    assert guest.say("NICK alice", "USER a 0 * :A") == [
+        ":chatroute 433 * alice :Nickname is a registered account; log in with SASL or PASS"
+    ]
+
+
+def test_ping_pong_in_order(irc):
+    client = irc("alice")
+    assert client.say("PING :token one") == [":chatroute PONG chatroute :token one"]
+    assert client.say("PING") == [":chatroute 409 alice :No origin specified"]
+
+
+def test_unknown_command_and_missing_parameters(irc):
+    client = irc("alice")
+    assert client.say("DANCE") == [":chatroute 421 alice DANCE :Unknown command"]
+    assert client.say("JOIN") == [":chatroute 461 alice JOIN :Not enough parameters"]
+
+
+def test_direct_messages_both_ways_with_a_line_user(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    assert alice.say("PRIVMSG bob :hello bob") == []
+    assert bob.lines() == ["<alice> hello bob"]
+    bob.say("@alice:hi alice")
+    assert alice.lines() == [":bob!bob@chatroute PRIVMSG alice :hi alice"]
+
+
+def test_room_messages_both_ways(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    assert alice.say("JOIN #lobby") == [
+        ":alice!alice@chatroute JOIN #lobby",
+        ":chatroute 353 alice = #lobby :alice",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    bob.say("/join #lobby")
+    assert alice.lines() == [":bob!bob@chatroute JOIN #lobby"]
+    assert alice.say("PRIVMSG #lobby :hi all") == []  # no echo of one's own message
+    assert bob.lines() == ["#lobby <alice> hi all"]
+    bob.say("@#lobby:hi alice")
+    assert alice.lines() == [":bob!bob@chatroute PRIVMSG #lobby :hi alice"]
+    bob.say("/leave #lobby")
+    assert alice.lines() == [":bob!bob@chatroute PART #lobby"]
+
+
+def test_join_several_and_join_zero(irc):
+    alice = irc("alice")
+    replies = alice.say("JOIN #a,#b")
+    assert [r for r in replies if " JOIN " in r] == [
+        ":alice!alice@chatroute JOIN #a",
+        ":alice!alice@chatroute JOIN #b",
+    ]
+    assert alice.say("JOIN 0") == [
+        ":alice!alice@chatroute PART #a",
+        ":alice!alice@chatroute PART #b",
+    ]
+
+
+def test_room_errors(irc):
+    alice, bob = irc("alice"), irc("bob")
+    bob.say("JOIN #lobby")
+    assert alice.say("PART #nowhere") == [":chatroute 403 alice #nowhere :No such channel"]
+    assert alice.say("PART #lobby") == [":chatroute 442 alice #lobby :You're not on that channel"]
+    assert alice.say("PRIVMSG #lobby :hi") == [
+        ":chatroute 404 alice #lobby :Cannot send to channel"
+    ]
+    assert alice.say("PRIVMSG carol :hi") == [":chatroute 401 alice carol :No such nick/channel"]
+    assert alice.say("JOIN #bad!name") == [":chatroute 479 alice #bad!name :Illegal channel name"]
+    assert alice.say("PRIVMSG bob") == [":chatroute 412 alice :No text to send"]
+    assert alice.say("NOTICE carol :hi") == []  # NOTICE is never answered
+
+
+def test_names_list_who_whois_mode(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #lobby")
+    bob.say("JOIN #lobby")
+    alice.lines()
+    assert alice.say("NAMES #lobby") == [
+        ":chatroute 353 alice = #lobby :alice bob",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    assert alice.say("LIST") == [
+        ":chatroute 321 alice Channel :Users  Name",
+        ":chatroute 322 alice #lobby 2 :",
+        ":chatroute 323 alice :End of /LIST",
+    ]
+    assert alice.commands("WHO #lobby") == ["352", "352", "315"]
+    assert alice.commands("WHOIS bob") == ["311", "312", "318"]
+    assert alice.commands("WHOIS carol") == ["401", "318"]
+    assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +n"]
+    assert alice.say("MODE alice") == [":chatroute 221 alice +"]
+    assert alice.commands("MODE #lobby +o bob") == ["482"]
+    assert alice.commands("LUSERS") == ["251", "255", "265", "266"]
+    assert alice.say("MOTD") == [":chatroute 422 alice :MOTD File is missing"]
+    assert alice.commands("AWAY :lunch", "AWAY") == ["306", "305"]
+
+
+def test_nick_change_seen_by_roommates(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #lobby")
+    bob.say("JOIN #lobby")
+    alice.lines()
+    assert alice.say("NICK alicia") == [":alice!alice@chatroute NICK :alicia"]
+    assert bob.lines() == [":alice!alice@chatroute NICK :alicia"]
+
+
+def test_quit_closes_and_roommates_see_one_quit(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #a,#b")
+    bob.say("JOIN #a,#b")
+    alice.lines()
+    assert alice.say("QUIT :gone") == ["ERROR :Closing link: alice[chatroute] (Quit: gone)"]
+    assert not alice.transport.connected
+    assert bob.lines() == [":alice!alice@chatroute QUIT :Quit"]
+
+
+def sasl_plain(name: str, password: str) -> str:
+    return base64.b64encode(f"\0{name}\0{password}".encode()).decode()
+
+
+@pytest.fixture
+def account(irc):
+    owner = irc("alice")
+    owner.say("REGISTER * * :correct horse")
+    owner.say("QUIT")
+
+
+def test_sasl_plain_login(irc, account):
+    client = irc()
+    assert client.say("CAP LS 302") == [
+        ":chatroute CAP * LS :multi-prefix sasl=PLAIN userhost-in-names"
+    ]
+    assert client.say("NICK alice", "USER a 0 * :A") == []  # CAP negotiation holds registration
+    assert client.say("CAP REQ :sasl") == [":chatroute CAP * ACK sasl"]
+    assert client.say("AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
+        ":chatroute 900 alice alice!alice@chatroute alice :You are now logged in as alice",
+        ":chatroute 903 alice :SASL authentication successful",
+    ]
+    assert client.commands("CAP END")[0] == "001"
+
+
+def test_sasl_wrong_password(irc, account):
+    client = irc()
+    client.say("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'wrong one')}") == [
+        ":chatroute 904 * :SASL authentication failed"
+    ]
+    assert client.say("AUTHENTICATE *") == [":chatroute 906 * :SASL authentication aborted"]
+
+
+def test_sasl_unknown_mechanism(irc):
+    client = irc()
+    assert client.commands("CAP REQ :sasl", "AUTHENTICATE EXTERNAL") == ["CAP", "908", "904"]
+
+
+def test_cap_nak_unknown(irc):
+    client = irc()
+    assert client.say("CAP REQ :sasl fancy") == [":chatroute CAP * NAK :sasl fancy"]
+
+
+def test_pass_logs_in(irc, account):
+    client = irc()
+    replies = client.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    assert replies[0].split()[1] == "900"
+    assert replies[1].split()[1] == "001"
+
+
+def test_pass_wrong(irc, account):
+    client = irc()
+    assert client.commands("PASS wrongpassword", "NICK alice", "USER a 0 * :A") == ["464"]
+
+
+def test_long_messages_cut_to_irc_lines(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    bob.say("@alice:" + "✓" * 1000)
+    lines = alice.lines()
+    assert len(lines) > 1
+    assert all(len(reply.encode()) <= 510 for reply in lines)
+    assert "".join(reply.split(" :", 1)[1] for reply in lines) == "✓" * 1000
+
+
+def test_formatting_taken_out_and_escapes_refused(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    alice.say("PRIVMSG bob :\x02bold\x02 \x0304red\x03")
+    assert bob.lines() == ["<alice> bold red"]
+    alice.say("PRIVMSG bob :\x01ACTION waves\x01")
+    assert bob.lines() == ["<alice> * waves"]
+    assert alice.say("PRIVMSG bob :\x1b[2J") == [
+        ":chatroute NOTICE alice :*** control characters are not allowed; line discarded"
+    ]
+    assert bob.lines() == []
+
+
+def test_invalid_utf8_and_long_lines(irc):
+    alice = irc("alice")
+    assert alice.say(b"PRIVMSG bob :\xff") == [
+        ":chatroute FAIL * INVALID_UTF8 :invalid UTF-8; line discarded"
+    ]
+    assert alice.say("PRIVMSG bob :" + "x" * 5000) == [
+        ":chatroute 417 alice :Input line was too long"
+    ]
+    assert alice.say("PING again") == [":chatroute PONG chatroute again"]
+
+
+def test_no_telnet_filtering(irc):
+    alice = irc("alice")
+    assert isinstance(alice.protocol, IRCProtocol)
+    alice.send(b"\xff\xfd\x06PING x\r\n")
+    assert alice.lines() == [":chatroute FAIL * INVALID_UTF8 :invalid UTF-8; line discarded"]
+
+
+def test_server_name():
+    wire = IRCFormat("irc.example.org")
+    assert wire.encode_error(NotRegistered()) == (
+        b":irc.example.org 451 * :You have not registered\r\n"
+    )

@@ -1,0 +1,71 @@
+"""
+Run irctest against chatroute on the modules chatroute passes, and fail on any failure.
+
+    .venv/bin/python tests/irctest/run.py [--irctest DIR] [MODULE ...] [-- PYTEST ARGS]
+
+irctest (a checkout of it; C{../shared/irctest} by default, or C{$IRCTEST})
+is run read-only: no cache, its own C{pytest.ini}. The modules and the known
+failures below are what chatroute claims; each known failure says what it
+waits for. Exit status: pytest's (0: everything selected passed or was
+skipped).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+DEFAULT_IRCTEST = CHECKOUT.parent / "shared" / "irctest"
+MARKERS = (
+    "not services and not Ergo and not deprecated and not strict and not implementation-specific"
+)
+MODULES = (
+    "connection_registration",
+    "pingpong",
+    "messages",
+    "join",
+    "isupport",
+    "utf8",
+    "sasl",
+    "cap",
+)
+KNOWN_FAILURES = {
+    "messages.py::NoticeTestCase::testNotice": "NOTICE is relayed as PRIVMSG: the core's "
+    "messages have no kind yet (with /me)",
+}
+
+
+def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        index = argv.index("--")
+        argv, extra = argv[:index], argv[index + 1 :]
+    irctest = Path(os.environ.get("IRCTEST", DEFAULT_IRCTEST))
+    if argv[:1] == ["--irctest"]:
+        irctest, argv = Path(argv[1]), argv[2:]
+    modules = argv or list(MODULES)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(irctest / "pytest.ini"),
+        "--rootdir",
+        str(irctest),
+        "--controller",
+        "tests.irctest.chatroute_controller",
+        "-m",
+        MARKERS,
+        *(f"irctest/server_tests/{module}.py" for module in modules),
+        *(f"--deselect=irctest/server_tests/{test}" for test in KNOWN_FAILURES),
+        *extra,
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(CHECKOUT), str(irctest)]))
+    return subprocess.call(command, cwd=irctest, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
