@@ -70,7 +70,7 @@ def test_irc_and_line_users_talk_both_ways(server, irc_port, connect):
         bob.nick = "bob"
         bob.send("/join #lobby")
         bob.expect("* bob joined #lobby")
-        bob.expect("* #lobby (2): alice, bob")
+        bob.expect("* #lobby (2): @alice, bob")
         alice.expect(":bob!bob@chatroute JOIN #lobby")
 
         alice.send("PRIVMSG #lobby :hi room")
