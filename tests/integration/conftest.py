@@ -107,11 +107,11 @@ def browser() -> Iterator[Any]:
     Debian's Chromium, headless, driven by Playwright; one for a test module.
 
     Skips where Playwright or Chromium is missing or Chromium cannot start
-    (C{scripts/setup-browser} installs it where it can).
+    (C{scripts/setup-test-packages} installs it where it can).
     """
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup-browser installs it as root)")
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup-test-packages installs it as root)")
     with sync_api.sync_playwright() as playwright:
         try:
             launched = playwright.chromium.launch(
