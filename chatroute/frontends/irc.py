@@ -6,8 +6,8 @@ IRC is one more front end on the session layer: L{IRCProtocol} frames lines
 connection, is its L{IWireFormat}. It knows the client's nickname, so it can
 word the core's events and errors as IRC lines and numerics addressed to
 it. What IRC has and the core has not stays here: CAP negotiation, SASL,
-the NICK + USER bookkeeping of registration, PING, AWAY, MODE queries and
-the welcome burst. Everything else becomes the core's commands, carried out
+the NICK + USER bookkeeping of registration, PING, AWAY, user modes, ban
+masks and the welcome burst. Everything else becomes the core's commands, carried out
 by the L{ConnectionSession} in order, like any other front end's.
 
 Protocol-level commands are answered from L{IRCFormat.parse}, which the
@@ -42,19 +42,28 @@ from chatroute.core.commands import (
     Command,
     CreateAccount,
     Join,
+    Kick,
     Leave,
+    ListBans,
     ListRooms,
     Quit,
     Register,
     SendDirect,
     SendRoom,
+    SetBan,
+    SetOperator,
+    SetTopic,
+    ShowTopic,
     Who,
 )
 from chatroute.core.errors import (
     AccountExists,
     AccountRequired,
+    AlreadyBanned,
     AlreadyInRoom,
+    AlreadyOperator,
     BadPassword,
+    BannedFromRoom,
     ChatError,
     ControlCharacters,
     EmptyMessage,
@@ -66,10 +75,14 @@ from chatroute.core.errors import (
     LoginThrottled,
     NameRegistered,
     NicknameTaken,
+    NoSuchMember,
     NoSuchRoom,
     NoSuchUser,
+    NotBanned,
     NotInRoom,
+    NotOperator,
     NotRegistered,
+    OperatorRequired,
     PasswordNeedsTLS,
     ServerFull,
     TooManyConnections,
@@ -77,21 +90,27 @@ from chatroute.core.errors import (
 )
 from chatroute.core.events import (
     AccountCreated,
+    BanChanged,
+    BanList,
     DirectMessage,
     Event,
     HistoryStart,
     Joined,
+    Kicked,
     Left,
     LimitsInfo,
     LoggedIn,
     Notice,
+    OperatorChanged,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomTopic,
     StoredForLater,
+    TopicChanged,
     UserList,
 )
 from chatroute.core.interfaces import IWireFormat
@@ -110,7 +129,7 @@ IRC_LINE = 512
 """Bytes in an IRC line with its CR LF: what the server's lines keep to."""
 SASL_CHUNK = 400
 
-# Numerics Twisted names; the IRCv3 ones (SASL, 417) it does not know are named here.
+# Numerics Twisted names; the IRCv3 ones (SASL, 417, 696) it does not know are named here.
 RPL_WELCOME = numerics.RPL_WELCOME
 RPL_YOURHOST = numerics.RPL_YOURHOST
 RPL_CREATED = numerics.RPL_CREATED
@@ -134,6 +153,9 @@ RPL_CHANNELMODEIS = numerics.RPL_CHANNELMODEIS
 RPL_WHOREPLY = numerics.RPL_WHOREPLY
 RPL_NAMREPLY = numerics.RPL_NAMREPLY
 RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
+RPL_NOTOPIC = numerics.RPL_NOTOPIC
+RPL_TOPIC = numerics.RPL_TOPIC
+RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
 ERR_NOSUCHCHANNEL = numerics.ERR_NOSUCHCHANNEL
@@ -146,11 +168,14 @@ ERR_NOMOTD = numerics.ERR_NOMOTD
 ERR_NONICKNAMEGIVEN = numerics.ERR_NONICKNAMEGIVEN
 ERR_ERRONEUSNICKNAME = numerics.ERR_ERRONEUSNICKNAME
 ERR_NICKNAMEINUSE = numerics.ERR_NICKNAMEINUSE
+ERR_USERNOTINCHANNEL = numerics.ERR_USERNOTINCHANNEL
 ERR_NOTONCHANNEL = numerics.ERR_NOTONCHANNEL
 ERR_NOTREGISTERED = numerics.ERR_NOTREGISTERED
 ERR_NEEDMOREPARAMS = numerics.ERR_NEEDMOREPARAMS
 ERR_ALREADYREGISTRED = numerics.ERR_ALREADYREGISTRED
 ERR_PASSWDMISMATCH = numerics.ERR_PASSWDMISMATCH
+ERR_UNKNOWNMODE = numerics.ERR_UNKNOWNMODE
+ERR_BANNEDFROMCHAN = numerics.ERR_BANNEDFROMCHAN
 ERR_CHANOPRIVSNEEDED = numerics.ERR_CHANOPRIVSNEEDED
 ERR_UMODEUNKNOWNFLAG = numerics.ERR_UMODEUNKNOWNFLAG
 ERR_USERSDONTMATCH = numerics.ERR_USERSDONTMATCH
@@ -165,29 +190,32 @@ ERR_SASLTOOLONG = "905"
 ERR_SASLABORTED = "906"
 ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
+ERR_INVALIDMODEPARAM = "696"
 
 ISUPPORT = (
     "AWAYLEN=200",
     "CASEMAPPING=ascii",
-    "CHANMODES=,,,n",
+    "CHANMODES=b,,,nt",
     "CHANNELLEN=33",
     "CHANTYPES=#",
     "NETWORK=chatroute",
     "NICKLEN=32",
-    "PREFIX=",
+    "PREFIX=(o)@",
     "TARGMAX=JOIN:,NAMES:,NOTICE:,PART:,PRIVMSG:",
     "UTF8ONLY",
 )
 """
-What the server supports (005): ASCII case mapping as the core folds names,
-its name lengths, channels that are C{+n} (only members send) and nothing
-else, no channel operators yet (C{PREFIX=}), and UTF-8 only.
+What the server supports (005, with C{TOPICLEN} and C{KICKLEN} from the
+router's settings): ASCII case mapping as the core folds names, its name
+lengths, channels that are always C{+n} (only members send) and C{+t} (only
+operators set the topic), bans of nicknames (C{+b}), operators and no other
+prefix (C{PREFIX=(o)@}), and UTF-8 only.
 """
 
 CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
 """
 The IRCv3 capabilities offered, with their CAP LS 302 values. multi-prefix
-costs nothing while rooms have no operators (no prefixes at all);
+costs nothing: C{@} is the only prefix, so there is never more than one;
 userhost-in-names puts masks in 353.
 """
 
@@ -274,20 +302,26 @@ def cut_utf8(text: str, size: int) -> list[str]:
     return pieces
 
 
+def ctcp_action(text: str) -> str | None:
+    """
+    The action in a CTCP ACTION (C{\\x01ACTION waves\\x01}: C{waves}; the
+    closing C{\\x01} may be missing), or None if C{text} is not one.
+    """
+    if not text.startswith("\x01"):
+        return None
+    verb, _, action = text[1:].removesuffix("\x01").partition(" ")
+    return action if verb.upper() == "ACTION" else None
+
+
 def plain_text(text: str) -> str:
     """
-    A message's text as the core takes it: IRC formatting taken out, a CTCP
-    ACTION (C{/me waves}) as C{* waves} until the core has actions.
+    A message's (a topic's, a reason's) text as the core takes it: IRC
+    formatting taken out.
 
     @raise ControlCharacters: other control characters are in it (they
         would reach the line protocol's terminals).
     @raise EmptyMessage: nothing is left.
     """
-    if text.startswith("\x01"):
-        inner = text.strip("\x01")
-        if not inner.upper().startswith("ACTION "):
-            raise EmptyMessage()  # other CTCP requests: nothing to carry
-        text = "* " + inner[7:]
     text = _FORMATTING.sub("", text)
     if CONTROL_CHARACTERS.search(text):
         raise ControlCharacters()
@@ -374,11 +408,70 @@ class SaslAlready(ChatError):
 
 
 @dataclass(frozen=True)
-class ModeNotSupported(ChatError):
-    """A channel mode change: chatroute has no channel modes to change yet (482)."""
+class UnknownMode(ChatError):
+    """A channel mode chatroute does not have, or C{-n}/C{-t}, which it always has (472)."""
+
+    letter: str
+    summary: ClassVar[str] = "no channel mode {letter} to change"
+
+
+@dataclass(frozen=True)
+class BanMaskNotSupported(ChatError):
+    """A ban mask that is not of one nickname (C{nick}, C{nick!*@*}) (696)."""
 
     room: str
-    summary: ClassVar[str] = "no channel modes to change in {room}"
+    mask: str
+    summary: ClassVar[str] = "bans are of nicknames: {mask}"
+
+
+def ban_nick(room: str, mask: str) -> str:
+    """
+    The nickname a ban mask stands for: C{bob}, C{bob!*}, C{bob!*@*},
+    C{bob!bob@chatroute} (the mask chatroute shows) are all C{bob}.
+
+    @raise BanMaskNotSupported: the mask has wildcards in its nickname, or
+        a user or host part that is not C{*} or chatroute's.
+    """
+    nick, _, rest = mask.partition("!")
+    user, _, host = rest.partition("@")
+    user_ok = user in ("", "*") or name_key(user) == name_key(nick)
+    host_ok = host.lower() in ("", "*", HOST) and (user or "@" not in rest)
+    if not nick or "*" in nick or "?" in nick or not (user_ok and host_ok):
+        raise BanMaskNotSupported(room, mask)
+    return nick
+
+
+def ban_mask(nick: str) -> str:
+    """How a ban of the nickname C{nick} is shown: C{nick!*@*}."""
+    return f"{nick}!*@*"
+
+
+def split_modes(line: bytes) -> list[bytes]:
+    """
+    A channel MODE line as one line per change: C{MODE #a +ob bob carol!*@*}
+    as C{MODE #a +o bob} and C{MODE #a +b carol!*@*}; C{o} takes an argument,
+    C{b} one if there is one left (without, it asks for the ban list). Any
+    other line, or one with a single change, is kept as it is.
+    """
+    try:
+        message = parse_message(line.decode())
+    except UnicodeDecodeError:
+        return [line]
+    if message is None or len(message.params) < 2 or not message.params[0].startswith("#"):
+        return [line]
+    target, modes, *arguments = message.params
+    changes: list[tuple[str, ...]] = []
+    sign = "+"
+    for letter in modes:
+        if letter in "+-":
+            sign = letter
+        elif letter in "ob" and arguments:
+            changes.append((sign + letter, arguments.pop(0)))
+        else:
+            changes.append((sign + letter,))
+    if len(changes) <= 1:
+        return [line]
+    return [format_message(None, "MODE", target, *change).encode() for change in changes]
 
 
 @dataclass(frozen=True)
@@ -414,11 +507,16 @@ class IRCFormat:
     @ivar nick: the nickname the core knows the client by; None until it has one.
     """
 
-    def __init__(self, server: str = SERVER) -> None:
+    def __init__(
+        self, server: str = SERVER, topic_length: int = 390, reason_length: int = 390
+    ) -> None:
         """
         @param server: the server's name, for prefixes and numerics.
+        @param topic_length: the longest topic the router takes (C{TOPICLEN}).
+        @param reason_length: the longest reason for a kick it takes (C{KICKLEN}).
         """
         self.server = server
+        self._lengths = (f"KICKLEN={reason_length}", f"TOPICLEN={topic_length}")
         self.nick: str | None = None
         self._deliver: Callable[[Event], None] = lambda event: None
         self._welcomed = False
@@ -451,7 +549,8 @@ class IRCFormat:
         """
         C{line} as the lines to carry out: C{JOIN #a,#b} as C{JOIN #a} and
         C{JOIN #b} (keys paired in order), C{PRIVMSG a,b :hi} as one per
-        target, C{JOIN 0} as a PART of each room the client is in.
+        target, C{JOIN 0} as a PART of each room the client is in, a channel
+        MODE as one line per change (L{split_modes}).
         """
         words = line.split(b" ", 3)
         start = 1 if words[0][:1] in (b"@", b":") else 0
@@ -460,6 +559,8 @@ class IRCFormat:
         if len(words) <= start + 1:
             return [line]
         command, targets = words[start].upper(), words[start + 1]
+        if command == b"MODE":
+            return split_modes(line)
         rest = b" ".join(words[start + 2 :])
         if command == b"JOIN" and targets == b"0":
             return [b"PART " + room.encode() for room in self._rooms.values()]
@@ -632,7 +733,7 @@ class IRCFormat:
         self._registering = False
         nick = self.nick or "*"
         created = datetime.now(UTC).strftime("%Y-%m-%d")
-        tokens = list(ISUPPORT)
+        tokens = sorted([*ISUPPORT, *self._lengths])
         isupport = [
             self._numeric(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
             for i in range(0, len(tokens), 12)
@@ -641,7 +742,7 @@ class IRCFormat:
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
-            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "n"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bnot", "bo"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
         ]
@@ -660,15 +761,26 @@ class IRCFormat:
         if len(params) < 2 or not params[1]:
             raise EmptyMessage()
         target, text = params[0], params[1]
-        try:
-            text = plain_text(text)
-        except EmptyMessage:
-            if params[1].startswith("\x01"):
-                return None  # a CTCP request other than ACTION: nothing to carry
-            raise
+        action = ctcp_action(text)
+        if action is None and text.startswith("\x01"):
+            return None  # a CTCP request other than ACTION: nothing to carry
+        text = plain_text(text if action is None else action)
         if target.startswith("#"):
-            return SendRoom(target, text)
-        return SendDirect(target, text)
+            return SendRoom(target, text, action is not None)
+        return SendDirect(target, text, action is not None)
+
+    def _topic(self, params: list[str]) -> Command:
+        if not params or not params[0]:
+            raise NeedMoreParams("TOPIC")
+        room = params[0]
+        if len(params) == 1:
+            return ShowTopic(room)
+        return SetTopic(room, _optional_text(params[1]))
+
+    def _kick(self, params: list[str]) -> Command:
+        if len(params) < 2 or not params[0] or not params[1]:
+            raise NeedMoreParams("KICK")
+        return Kick(params[0], params[1], _optional_text(params[2]) if len(params) > 2 else None)
 
     def _join(self, params: list[str]) -> Command:
         if not params or not params[0]:
@@ -715,18 +827,32 @@ class IRCFormat:
             raise NeedMoreParams("MODE")
         target = params[0]
         if target.startswith("#"):
-            if len(params) == 1:
-                return Who(target)
-            if params[1].lstrip("+") == "b":
-                self._reply(self._numeric(RPL_ENDOFBANLIST, target, "End of channel ban list"))
-                return None
-            raise ModeNotSupported(target)
+            return self._channel_mode(target, params[1:])
         if name_key(target) != name_key(self.nick or ""):
             raise UserModeNotSupported(other=True)
         if len(params) == 1:
             self._reply(self._numeric(RPL_UMODEIS, "+"))
             return None
         raise UserModeNotSupported(other=False)
+
+    def _channel_mode(self, room: str, params: list[str]) -> Command | None:
+        """One change (L{split_modes} made it one) or query of a channel's modes."""
+        if not params:
+            return Who(room)  # 324, from the core's answer
+        sign = "-" if params[0].startswith("-") else "+"
+        letter = params[0].lstrip("+-")[:1]
+        argument = params[1] if len(params) > 1 else None
+        if letter == "b":
+            if argument is None:
+                return ListBans(room)
+            return SetBan(room, ban_nick(room, argument), sign == "+")
+        if letter == "o":
+            if argument is None:
+                raise NeedMoreParams("MODE")
+            return SetOperator(room, argument, sign == "+")
+        if not letter or (sign == "+" and letter in "nt"):
+            return None  # always set
+        raise UnknownMode(letter)
 
     def _quit(self, params: list[str]) -> Command:
         self._quit_reason = params[0] if params else ""
@@ -754,25 +880,56 @@ class IRCFormat:
     def _is_me(self, nick: str) -> bool:
         return self.nick is not None and name_key(nick) == name_key(self.nick)
 
-    def _privmsg(self, sender: str, target: str, text: str) -> list[str]:
+    def _privmsg(self, sender: str, target: str, text: str, action: bool = False) -> list[str]:
+        """PRIVMSG lines of at most 512 bytes; an action is a CTCP ACTION in each."""
         head = f":{mask(sender)} PRIVMSG {target} :"
-        room = IRC_LINE - 2 - len(head.encode())
-        return [head + piece for piece in cut_utf8(text, room)]
+        tail = ""
+        if action:
+            head, tail = head + "\x01ACTION ", "\x01"
+        room = IRC_LINE - 2 - len(head.encode()) - len(tail)
+        return [head + piece + tail for piece in cut_utf8(text, room)]
 
     def _direct(self, event: DirectMessage) -> list[str]:
-        return self._privmsg(event.sender, self.nick or "*", event.text)
+        return self._privmsg(event.sender, self.nick or "*", event.text, event.action)
 
     def _room_message(self, event: RoomMessage) -> list[str]:
         if self._is_me(event.sender):
             return []  # IRC clients show their own messages themselves
-        return self._privmsg(event.sender, event.room, event.text)
+        return self._privmsg(event.sender, event.room, event.text, event.action)
 
     def _replayed(self, event: Replayed) -> list[str]:
         message = event.message
-        stamp = f"[{format_time(event.sent_at)}] "
-        if isinstance(message, RoomMessage):
-            return self._privmsg(message.sender, message.room, stamp + message.text)
-        return self._privmsg(message.sender, self.nick or "*", stamp + message.text)
+        text = f"[{format_time(event.sent_at)}] {message.text}"
+        target = message.room if isinstance(message, RoomMessage) else self.nick or "*"
+        return self._privmsg(message.sender, target, text, message.action)
+
+    def _room_topic(self, event: RoomTopic) -> list[str]:
+        if event.topic is None:
+            return [self._numeric(RPL_NOTOPIC, event.room, "No topic is set")]
+        return [self._numeric(RPL_TOPIC, event.room, event.topic)]
+
+    def _topic_changed(self, event: TopicChanged) -> list[str]:
+        return [format_message(mask(event.nick), "TOPIC", event.room, event.topic or "")]
+
+    def _operator_changed(self, event: OperatorChanged) -> list[str]:
+        change = "+o" if event.operator else "-o"
+        return [format_message(mask(event.by), "MODE", event.room, change, event.nick)]
+
+    def _kicked(self, event: Kicked) -> list[str]:
+        if self._is_me(event.nick):
+            self._rooms.pop(name_key(event.room), None)
+        reason = event.reason or event.by  # RFC 2812's default: the kicker's nickname
+        return [format_message(mask(event.by), "KICK", event.room, event.nick, reason)]
+
+    def _ban_changed(self, event: BanChanged) -> list[str]:
+        change = "+b" if event.banned else "-b"
+        return [format_message(mask(event.by), "MODE", event.room, change, ban_mask(event.nick))]
+
+    def _ban_list(self, event: BanList) -> list[str]:
+        return [
+            *(self._numeric(RPL_BANLIST, event.room, ban_mask(nick)) for nick in event.nicks),
+            self._numeric(RPL_ENDOFBANLIST, event.room, "End of channel ban list"),
+        ]
 
     def _notice(self, text: str, target: str | None = None) -> list[str]:
         head = f":{self.server} NOTICE {target or self.nick or '*'} :"
@@ -850,10 +1007,18 @@ class IRCFormat:
                 if room is not None or wanted in ("*", "0") or name_key(nick) == name_key(wanted)
             ]
             channel = room or "*"
+            operators = set(event.operators)
             return [
                 *(
                     self._numeric(
-                        RPL_WHOREPLY, channel, nick, HOST, self.server, nick, "H", f"0 {nick}"
+                        RPL_WHOREPLY,
+                        channel,
+                        nick,
+                        HOST,
+                        self.server,
+                        nick,
+                        "H@" if nick in operators else "H",
+                        f"0 {nick}",
                     )
                     for nick in shown
                 ),
@@ -891,17 +1056,22 @@ class IRCFormat:
                 ),
             ]
         if command == "MODE" and room is not None:
-            return [self._numeric(RPL_CHANNELMODEIS, room, "+n")]
-        return self._name_replies(room, nicks)
+            return [self._numeric(RPL_CHANNELMODEIS, room, "+nt")]
+        return self._name_replies(room, nicks, event.operators)
 
-    def _name_replies(self, room: str | None, nicks: Sequence[str]) -> list[str]:
+    def _name_replies(
+        self, room: str | None, nicks: Sequence[str], operators: Sequence[str]
+    ) -> list[str]:
         channel = room or "*"
         head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1] + ":"
         lines: list[str] = []
         current: list[str] = []
         if "userhost-in-names" in self._caps:
             nicks = [mask(nick) for nick in nicks]
-        for nick in nicks:
+            operators = [mask(nick) for nick in operators]
+        marked = set(operators)
+        for name in nicks:
+            nick = "@" + name if name in marked else name
             if current and len((head + " ".join([*current, nick])).encode()) > IRC_LINE - 2:
                 lines.append(head + " ".join(current))
                 current = []
@@ -996,14 +1166,10 @@ class IRCFormat:
             if error.other:
                 return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
             return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
-        if isinstance(error, ModeNotSupported):
-            return [
-                self._numeric(
-                    ERR_CHANOPRIVSNEEDED,
-                    error.room,
-                    "You're not channel operator (chatroute has none yet)",
-                )
-            ]
+        if isinstance(error, AlreadyOperator | NotOperator | AlreadyBanned | NotBanned):
+            return []  # IRC servers say nothing about a change that changes nothing
+        if isinstance(error, InvalidNickname) and command == "MODE":  # a ban of no nickname
+            return self._error_lines(BanMaskNotSupported(self._arguments[0], self._arguments[-1]))
         simple = _SIMPLE_ERRORS.get(type(error))
         if simple is not None:
             return [self._numeric(*simple(error))]
@@ -1022,11 +1188,20 @@ class IRCFormat:
         return text if len(text) <= 40 else text[:39] + "…"
 
 
+def _optional_text(text: str) -> str | None:
+    """A topic's or reason's text (L{plain_text}); None if nothing is left."""
+    try:
+        return plain_text(text)
+    except EmptyMessage:
+        return None
+
+
 _COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
     "AUTHENTICATE": IRCFormat._authenticate,
     "AWAY": IRCFormat._away,
     "CAP": IRCFormat._cap_command,
     "JOIN": IRCFormat._join,
+    "KICK": IRCFormat._kick,
     "LIST": IRCFormat._list,
     "LUSERS": IRCFormat._lusers,
     "MODE": IRCFormat._mode,
@@ -1041,6 +1216,7 @@ _COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
     "PRIVMSG": IRCFormat._message,
     "QUIT": IRCFormat._quit,
     "REGISTER": IRCFormat._register_account,
+    "TOPIC": IRCFormat._topic,
     "USER": IRCFormat._user_command,
     "WHO": IRCFormat._who,
     "WHOIS": IRCFormat._whois,
@@ -1067,6 +1243,12 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     Registered: IRCFormat._registered,
     UserList: IRCFormat._user_list,
     RoomList: IRCFormat._room_list,
+    RoomTopic: IRCFormat._room_topic,
+    TopicChanged: IRCFormat._topic_changed,
+    OperatorChanged: IRCFormat._operator_changed,
+    Kicked: IRCFormat._kicked,
+    BanChanged: IRCFormat._ban_changed,
+    BanList: IRCFormat._ban_list,
     LimitsInfo: lambda self, e: self._text_notice(
         f"limits: flood-rate={e.flood_rate:g} flood-burst={e.flood_burst} "
         f"max-line-length={e.max_line_length} idle-timeout={e.idle_timeout:g}"
@@ -1093,6 +1275,17 @@ _SIMPLE_ERRORS: dict[type, Callable[[Any], tuple[str, ...]]] = {
     SaslAborted: lambda e: (ERR_SASLABORTED, "SASL authentication aborted"),
     SaslAlready: lambda e: (ERR_SASLALREADY, "You have already authenticated using SASL"),
     LineTooLong: lambda e: (ERR_INPUTTOOLONG, "Input line was too long"),
+    OperatorRequired: lambda e: (ERR_CHANOPRIVSNEEDED, e.room, "You're not channel operator"),
+    NoSuchMember: lambda e: (ERR_USERNOTINCHANNEL, e.nick, e.room, "They aren't on that channel"),
+    BannedFromRoom: lambda e: (ERR_BANNEDFROMCHAN, e.room, "Cannot join channel (+b)"),
+    UnknownMode: lambda e: (ERR_UNKNOWNMODE, e.letter, "is unknown mode char to me"),
+    BanMaskNotSupported: lambda e: (
+        ERR_INVALIDMODEPARAM,
+        e.room,
+        "b",
+        e.mask,
+        "Bans are of nicknames: nick or nick!*@*",
+    ),
     AccountRequired: lambda e: (
         ERR_NEEDREGGEDNICK,
         "*",
@@ -1127,7 +1320,9 @@ class IRCProtocol(ChatProtocol):
         expand = self._wire.expand
         result: list[bytes] = []
         for line in lines:
-            result.extend(expand(line) if b"," in line or b"JOIN 0" in line.upper() else (line,))
+            upper = line.upper()
+            wanted = b"," in line or b"JOIN 0" in upper or b"MODE #" in upper
+            result.extend(expand(line) if wanted else (line,))
         return result
 
 
@@ -1145,6 +1340,8 @@ class IRCServerFactory(ServerFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
         """A new connection's protocol."""
-        protocol = IRCProtocol(self.hub, IRCFormat(self.server))
+        settings = self.hub.router.settings
+        wire = IRCFormat(self.server, settings.max_topic_length, settings.max_reason_length)
+        protocol = IRCProtocol(self.hub, wire)
         protocol.factory = self
         return protocol

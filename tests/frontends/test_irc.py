@@ -136,7 +136,16 @@ def test_welcome_burst(irc):
     replies = client.say("USER alice 0 * :Alice A")
     assert [reply.split()[1] for reply in replies] == ["001", "002", "003", "004", "005", "422"]
     isupport = replies[4].split()
-    for token in ("CASEMAPPING=ascii", "NICKLEN=32", "CHANNELLEN=33", "CHANTYPES=#", "PREFIX="):
+    for token in (
+        "CASEMAPPING=ascii",
+        "NICKLEN=32",
+        "CHANNELLEN=33",
+        "CHANTYPES=#",
+        "PREFIX=(o)@",
+        "CHANMODES=b,,,nt",
+        "TOPICLEN=390",
+        "KICKLEN=390",
+    ):
         assert token in isupport
     assert "NETWORK=chatroute" in isupport
 
@@ -202,7 +211,7 @@ def test_room_messages_both_ways(irc, line):
     alice, bob = irc("alice"), line("bob")
     assert alice.say("JOIN #lobby") == [
         ":alice!alice@chatroute JOIN #lobby",
-        ":chatroute 353 alice = #lobby :alice",
+        ":chatroute 353 alice = #lobby :@alice",
         ":chatroute 366 alice #lobby :End of /NAMES list",
     ]
     bob.say("/join #lobby")
@@ -248,7 +257,7 @@ def test_names_list_who_whois_mode(irc):
     bob.say("JOIN #lobby")
     alice.lines()
     assert alice.say("NAMES #lobby") == [
-        ":chatroute 353 alice = #lobby :alice bob",
+        ":chatroute 353 alice = #lobby :@alice bob",
         ":chatroute 366 alice #lobby :End of /NAMES list",
     ]
     assert alice.say("LIST") == [
@@ -259,9 +268,8 @@ def test_names_list_who_whois_mode(irc):
     assert alice.commands("WHO #lobby") == ["352", "352", "315"]
     assert alice.commands("WHOIS bob") == ["311", "312", "318"]
     assert alice.commands("WHOIS carol") == ["401", "318"]
-    assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +n"]
+    assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +nt"]
     assert alice.say("MODE alice") == [":chatroute 221 alice +"]
-    assert alice.commands("MODE #lobby +o bob") == ["482"]
     assert alice.commands("LUSERS") == ["251", "255", "265", "266"]
     assert alice.say("MOTD") == [":chatroute 422 alice :MOTD File is missing"]
     assert alice.commands("AWAY :lunch", "AWAY") == ["306", "305"]
@@ -356,8 +364,6 @@ def test_formatting_taken_out_and_escapes_refused(irc, line):
     alice, bob = irc("alice"), line("bob")
     alice.say("PRIVMSG bob :\x02bold\x02 \x0304red\x03")
     assert bob.lines() == ["<alice> bold red"]
-    alice.say("PRIVMSG bob :\x01ACTION waves\x01")
-    assert bob.lines() == ["<alice> * waves"]
     assert alice.say("PRIVMSG bob :\x1b[2J") == [
         ":chatroute NOTICE alice :*** control characters are not allowed; line discarded"
     ]
@@ -387,3 +393,271 @@ def test_server_name():
     assert wire.encode_error(NotRegistered()) == (
         b":irc.example.org 451 * :You have not registered\r\n"
     )
+
+
+@pytest.fixture
+def room(irc):
+    """alice (who created #lobby, so its operator) and bob in it, over IRC; replies read."""
+
+    def make() -> tuple[Client, Client]:
+        alice, bob = irc("alice"), irc("bob")
+        alice.say("JOIN #lobby")
+        bob.say("JOIN #lobby")
+        alice.lines()
+        return alice, bob
+
+    return make
+
+
+def test_names_and_who_mark_operators(room):
+    alice, _ = room()
+    assert alice.say("NAMES #lobby")[0] == ":chatroute 353 alice = #lobby :@alice bob"
+    who = alice.say("WHO #lobby")
+    assert who[0].split()[8] == "H@"
+    assert who[1].split()[8] == "H"
+    alice.say("CAP REQ :userhost-in-names multi-prefix")
+    assert alice.say("NAMES #lobby")[0] == (
+        ":chatroute 353 alice = #lobby :@alice!alice@chatroute bob!bob@chatroute"
+    )
+
+
+def test_topic_query_set_and_clear(room):
+    alice, bob = room()
+    assert bob.say("TOPIC #lobby") == [":chatroute 331 bob #lobby :No topic is set"]
+    assert alice.say("TOPIC #lobby :\x02all\x02 about ducks") == [
+        ":alice!alice@chatroute TOPIC #lobby :all about ducks"
+    ]
+    assert bob.lines() == [":alice!alice@chatroute TOPIC #lobby :all about ducks"]
+    assert bob.say("TOPIC #lobby") == [":chatroute 332 bob #lobby :all about ducks"]
+    assert alice.say("TOPIC #lobby :") == [":alice!alice@chatroute TOPIC #lobby :"]
+    assert bob.lines() == [":alice!alice@chatroute TOPIC #lobby :"]
+
+
+def test_topic_refused_to_a_member_who_is_not_an_operator(room):
+    alice, bob = room()
+    assert bob.say("TOPIC #lobby :mine") == [
+        ":chatroute 482 bob #lobby :You're not channel operator"
+    ]
+    assert alice.lines() == []
+
+
+def test_topic_errors(irc):
+    alice = irc("alice")
+    assert alice.say("TOPIC") == [":chatroute 461 alice TOPIC :Not enough parameters"]
+    assert alice.say("TOPIC #nowhere") == [":chatroute 403 alice #nowhere :No such channel"]
+    assert alice.say("JOIN #lobby", "TOPIC #lobby :" + "x" * 391)[-1] == (
+        ":chatroute NOTICE alice :*** topic too long (over 390 characters)"
+    )
+
+
+def test_topic_sent_after_join(room, irc):
+    alice, _ = room()
+    alice.say("TOPIC #lobby :ducks all day")
+    carol = irc("carol")
+    assert carol.say("JOIN #lobby") == [
+        ":carol!carol@chatroute JOIN #lobby",
+        ":chatroute 353 carol = #lobby :@alice bob carol",
+        ":chatroute 366 carol #lobby :End of /NAMES list",
+        ":chatroute 332 carol #lobby :ducks all day",
+    ]
+
+
+def test_line_users_topic_seen_on_irc(irc, line):
+    alice = irc("alice")
+    bob = line("bob")
+    bob.say("/join #lobby")
+    alice.say("JOIN #lobby")
+    assert bob.say("/topic #lobby ducks and geese")[-1] == (
+        "* bob set the topic of #lobby: ducks and geese"
+    )
+    assert alice.lines() == [":bob!bob@chatroute TOPIC #lobby :ducks and geese"]
+    bob.say("/topic #lobby -")
+    assert alice.lines() == [":bob!bob@chatroute TOPIC #lobby :"]
+
+
+def test_mode_op_and_deop(room):
+    alice, bob = room()
+    assert alice.say("MODE #lobby +o bob") == [":alice!alice@chatroute MODE #lobby +o bob"]
+    assert bob.lines() == [":alice!alice@chatroute MODE #lobby +o bob"]
+    assert bob.say("NAMES #lobby")[0] == ":chatroute 353 bob = #lobby :@alice @bob"
+    assert alice.say("MODE #lobby +o bob") == []  # already one: nothing changes, nothing said
+    assert bob.say("MODE #lobby -o alice") == [":bob!bob@chatroute MODE #lobby -o alice"]
+    assert alice.lines() == [":bob!bob@chatroute MODE #lobby -o alice"]
+    assert alice.say("MODE #lobby +o alice") == [
+        ":chatroute 482 alice #lobby :You're not channel operator"
+    ]
+
+
+def test_mode_errors(room, irc):
+    alice, _ = room()
+    irc("carol")
+    assert alice.say("MODE #lobby +o carol") == [
+        ":chatroute 441 alice carol #lobby :They aren't on that channel"
+    ]
+    assert alice.say("MODE #lobby +o") == [":chatroute 461 alice MODE :Not enough parameters"]
+    assert alice.say("MODE #nowhere +o bob") == [":chatroute 403 alice #nowhere :No such channel"]
+    assert alice.say("MODE #lobby +k secret") == [
+        ":chatroute 472 alice k :is unknown mode char to me"
+    ]
+    assert alice.say("MODE #lobby -t") == [":chatroute 472 alice t :is unknown mode char to me"]
+    assert alice.say("MODE #lobby +nt") == []  # always set
+
+
+def test_mode_with_several_changes_is_one_line_each(room, irc):
+    alice, _ = room()
+    carol = irc("carol")
+    carol.say("JOIN #lobby")
+    alice.lines()
+    assert alice.say("MODE #lobby +oo bob carol") == [
+        ":alice!alice@chatroute MODE #lobby +o bob",
+        ":alice!alice@chatroute MODE #lobby +o carol",
+    ]
+    assert alice.say("MODE #lobby -o+b carol dave!*@*") == [
+        ":alice!alice@chatroute MODE #lobby -o carol",
+        ":alice!alice@chatroute MODE #lobby +b dave!*@*",
+    ]
+
+
+def test_kick_with_and_without_reason(room, irc):
+    alice, bob = room()
+    carol = irc("carol")
+    carol.say("JOIN #lobby")
+    alice.lines()
+    bob.lines()
+    assert alice.say("KICK #lobby bob :\x02be nice\x02") == [
+        ":alice!alice@chatroute KICK #lobby bob :be nice"
+    ]
+    assert bob.lines() == [":alice!alice@chatroute KICK #lobby bob :be nice"]
+    assert carol.lines() == [":alice!alice@chatroute KICK #lobby bob :be nice"]
+    assert bob.say("PRIVMSG #lobby :hi") == [":chatroute 404 bob #lobby :Cannot send to channel"]
+    assert alice.say("KICK #lobby carol") == [":alice!alice@chatroute KICK #lobby carol alice"]
+
+
+def test_kicked_user_leaves_join_zero(room):
+    alice, bob = room()
+    alice.say("KICK #lobby bob")
+    bob.lines()
+    assert bob.say("JOIN 0") == []  # no longer in #lobby
+
+
+def test_kick_errors(room, irc):
+    alice, bob = room()
+    assert bob.say("KICK #lobby alice") == [
+        ":chatroute 482 bob #lobby :You're not channel operator"
+    ]
+    assert alice.say("KICK #lobby carol") == [
+        ":chatroute 441 alice carol #lobby :They aren't on that channel"
+    ]
+    assert alice.say("KICK #lobby") == [":chatroute 461 alice KICK :Not enough parameters"]
+    carol = irc("carol")
+    assert carol.say("KICK #lobby bob") == [
+        ":chatroute 442 carol #lobby :You're not on that channel"
+    ]
+    assert alice.say("KICK #lobby bob :" + "x" * 391) == [
+        ":chatroute NOTICE alice :*** reason too long (over 390 characters)"
+    ]
+
+
+def test_irc_operator_kicks_a_line_user(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    alice.say("JOIN #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    assert alice.say("KICK #lobby bob :off you go") == [
+        ":alice!alice@chatroute KICK #lobby bob :off you go"
+    ]
+    assert bob.lines() == ["* bob was kicked from #lobby by alice: off you go"]
+    assert bob.say("@#lobby:back?") == ["! you are not in #lobby"]
+
+
+def test_line_operator_kicks_an_irc_user(irc, line):
+    bob, alice = line("bob"), irc("alice")
+    bob.say("/join #lobby")
+    alice.say("JOIN #lobby")
+    bob.say("/kick #lobby alice")
+    assert alice.lines() == [":bob!bob@chatroute KICK #lobby alice bob"]
+
+
+def test_ban_unban_and_ban_list(room, irc):
+    alice, bob = room()
+    assert alice.say("MODE #lobby +b") == [":chatroute 368 alice #lobby :End of channel ban list"]
+    assert alice.say("MODE #lobby +b Carol!*@*") == [
+        ":alice!alice@chatroute MODE #lobby +b Carol!*@*"
+    ]
+    assert bob.lines() == [":alice!alice@chatroute MODE #lobby +b Carol!*@*"]
+    carol = irc("carol")
+    assert carol.say("JOIN #lobby") == [":chatroute 474 carol #lobby :Cannot join channel (+b)"]
+    assert carol.say("MODE #lobby b") == [
+        ":chatroute 367 carol #lobby Carol!*@*",
+        ":chatroute 368 carol #lobby :End of channel ban list",
+    ]
+    assert alice.say("MODE #lobby +b carol") == []  # already banned
+    assert alice.say("MODE #lobby -b carol!carol@chatroute") == [
+        ":alice!alice@chatroute MODE #lobby -b Carol!*@*"
+    ]
+    assert carol.commands("JOIN #lobby")[0] == "JOIN"
+
+
+def test_banning_a_member_kicks_them(room):
+    alice, bob = room()
+    assert alice.say("MODE #lobby +b bob") == [
+        ":alice!alice@chatroute MODE #lobby +b bob!*@*",
+        ":alice!alice@chatroute KICK #lobby bob alice",
+    ]
+    assert bob.lines() == [
+        ":alice!alice@chatroute MODE #lobby +b bob!*@*",
+        ":alice!alice@chatroute KICK #lobby bob alice",
+    ]
+
+
+@pytest.mark.parametrize("mask", ["*!*@*", "bo*!*@*", "bob!*@example.org", "bob!x@*", "bob!@*"])
+def test_ban_masks_that_are_not_a_nickname(room, mask):
+    alice, _ = room()
+    assert alice.say(f"MODE #lobby +b {mask}") == [
+        f":chatroute 696 alice #lobby b {mask} :Bans are of nicknames: nick or nick!*@*"
+    ]
+
+
+def test_ban_of_an_impossible_nickname(room):
+    alice, _ = room()
+    assert alice.say("MODE #lobby +b 9lives") == [
+        ":chatroute 696 alice #lobby b 9lives :Bans are of nicknames: nick or nick!*@*"
+    ]
+
+
+def test_actions_both_ways_with_a_line_user(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    alice.say("JOIN #lobby")
+    bob.say("/join #lobby")
+    alice.lines()
+    assert alice.say("PRIVMSG #lobby :\x01ACTION waves\x01") == []
+    assert bob.lines() == ["#lobby * alice waves"]
+    alice.say("PRIVMSG bob :\x01ACTION nods")  # the closing \x01 may be missing
+    assert bob.lines() == ["<alice> * nods"]
+    bob.say("/me #lobby bows")
+    assert alice.lines() == [":bob!bob@chatroute PRIVMSG #lobby :\x01ACTION bows\x01"]
+    bob.say("/me alice smiles")
+    assert alice.lines() == [":bob!bob@chatroute PRIVMSG alice :\x01ACTION smiles\x01"]
+
+
+def test_text_that_starts_with_a_star_is_not_an_action(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    bob.say("@alice:* waves")
+    assert alice.lines() == [":bob!bob@chatroute PRIVMSG alice :* waves"]
+
+
+def test_other_ctcp_dropped_and_empty_action_refused(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    assert alice.say("PRIVMSG bob :\x01VERSION\x01") == []
+    assert alice.say("PRIVMSG bob :\x01ACTION \x01") == [":chatroute 412 alice :No text to send"]
+    assert bob.lines() == []
+
+
+def test_long_actions_cut_with_each_piece_an_action(irc, line):
+    alice, bob = irc("alice"), line("bob")
+    bob.say("/me alice " + "✓" * 600)
+    lines = alice.lines()
+    assert len(lines) > 1
+    assert all(len(reply.encode()) <= 510 for reply in lines)
+    assert all(reply.split(" :", 1)[1].startswith("\x01ACTION ") for reply in lines)
+    assert all(reply.endswith("\x01") for reply in lines)

@@ -65,7 +65,7 @@ def test_irc_and_line_users_talk_both_ways(server, irc_port, connect):
 
         alice.send("JOIN #lobby")
         alice.expect(":alice!alice@chatroute JOIN #lobby")
-        alice.expect(":chatroute 353 alice = #lobby :alice")
+        alice.expect(":chatroute 353 alice = #lobby :@alice")
         alice.expect(":chatroute 366 alice #lobby :End of /NAMES list")
         bob.nick = "bob"
         bob.send("/join #lobby")
