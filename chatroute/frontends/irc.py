@@ -6,7 +6,7 @@ IRC is one more front end on the session layer: L{IRCProtocol} frames lines
 connection, is its L{IWireFormat}. It knows the client's nickname, so it can
 word the core's events and errors as IRC lines and numerics addressed to
 it. What IRC has and the core has not stays here: CAP negotiation, SASL,
-the NICK + USER bookkeeping of registration, PING, AWAY, user modes, ban
+the NICK + USER bookkeeping of registration, PING, user modes, ban
 masks and the welcome burst. Everything else becomes the core's commands, carried out
 by the L{ConnectionSession} in order, like any other front end's.
 
