@@ -33,11 +33,13 @@ from chatroute.core.errors import (
 )
 from chatroute.core.events import (
     AccountCreated,
+    AwayChanged,
     BanChanged,
     BanList,
     DirectMessage,
     Event,
     HistoryStart,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -54,6 +56,7 @@ from chatroute.core.events import (
     RoomTopic,
     StoredForLater,
     TopicChanged,
+    UserInfo,
     UserList,
 )
 from chatroute.core.limits import Limits
@@ -286,6 +289,9 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
         st.lists(NICKS, max_size=5).map(tuple),
         st.lists(NICKS, max_size=2).map(tuple),
     ),
+    UserInfo: st.builds(UserInfo, NICKS, NICKS, TEXTS, st.none() | TEXTS),
+    IsAway: st.builds(IsAway, NICKS, TEXTS),
+    AwayChanged: st.builds(AwayChanged, st.none() | TEXTS),
     RoomTopic: st.builds(RoomTopic, ROOMS, st.none() | TEXTS),
     TopicChanged: st.builds(TopicChanged, ROOMS, NICKS, st.none() | TEXTS),
     OperatorChanged: st.builds(OperatorChanged, ROOMS, NICKS, NICKS, st.booleans()),

@@ -14,11 +14,15 @@ class Register:
     """
     C{#alice}: claim a nickname as a guest, or change to it;
     C{#alice secret} or C{/login alice secret}: log in to the account (the
-    password is the rest of the line, spaces and all).
+    password is the rest of the line, spaces and all). C{user} and
+    C{real_name} are the client's own information (IRC's C{USER}), if it
+    gives any.
     """
 
     nick: str
     password: str | None = None
+    user: str | None = None
+    real_name: str | None = None
 
 
 @dataclass(slots=True)
@@ -132,9 +136,27 @@ class ListRooms:
 
 @dataclass(slots=True)
 class Who:
-    """C{/who} (C{room} is None) or C{/who #lobby}."""
+    """
+    C{/who} (C{room} is None) or C{/who #lobby}; with C{details}, the
+    answer tells each user's L{chatroute.core.events.UserInfo} too.
+    """
 
     room: str | None
+    details: bool = False
+
+
+@dataclass(slots=True)
+class Whois:
+    """C{/whois bob}: what is known of one online user."""
+
+    nick: str
+
+
+@dataclass(slots=True)
+class SetAway:
+    """C{/away message}: mark yourself away with a message; C{/away} (None): back."""
+
+    message: str | None
 
 
 @dataclass(slots=True)
@@ -178,4 +200,6 @@ Command = (
     | Kick
     | SetBan
     | ListBans
+    | Whois
+    | SetAway
 )

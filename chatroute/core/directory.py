@@ -26,6 +26,9 @@ class Presence:
         and again once disconnected.
     @ivar account: whether C{nick} is an account the participant logged in to.
     @ivar rooms: the rooms the participant is in, by key.
+    @ivar user: the user name its client gave (IRC's C{USER}); None: the nickname.
+    @ivar real_name: the real name its client gave; None: the nickname.
+    @ivar away: the away message, while the participant is away; else None.
     """
 
     participant: IParticipant
@@ -33,6 +36,9 @@ class Presence:
     nick: str | None = None
     account: bool = False
     rooms: dict[str, "Room"] = field(default_factory=dict)
+    user: str | None = None
+    real_name: str | None = None
+    away: str | None = None
 
 
 @dataclass(eq=False, slots=True)

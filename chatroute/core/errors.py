@@ -122,7 +122,10 @@ class NicknameTaken(ChatError):
 
 @_error
 class NoSuchUser(ChatError):
-    """No one online has the nickname, and no account either."""
+    """
+    No one online has the nickname (for a direct message: and no account
+    either, as one would keep it).
+    """
 
     nick: str
     summary = "no such user: {nick}"
@@ -293,7 +296,7 @@ class OperatorRequired(ChatError):
 
 @_error
 class NoSuchMember(ChatError):
-    """The user the request names is not a member of the room."""
+    """The user the request names is online but not a member of the room."""
 
     room: str
     nick: str

@@ -71,15 +71,47 @@ class Registered:
 
 
 @dataclass(slots=True)
+class UserInfo:
+    """
+    What is known of the online user C{nick}: the user name and real name
+    its client gave (the nickname if it gave none), and its away message
+    (None: not away).
+    """
+
+    nick: str
+    user: str
+    real_name: str
+    away: str | None = None
+
+
+@dataclass(slots=True)
 class UserList:
     """
     The online users (C{room} is None) or the members of C{room}; of those,
     C{operators} are the room's operators (as in C{nicks}, in the same order).
+    C{users} is empty, or when asked for, each user's L{UserInfo}, in the
+    order of C{nicks}.
     """
 
     room: str | None
     nicks: tuple[str, ...]
     operators: tuple[str, ...] = ()
+    users: tuple[UserInfo, ...] = ()
+
+
+@dataclass(slots=True)
+class IsAway:
+    """The participant's direct message reached C{nick}, who is away: C{message}."""
+
+    nick: str
+    message: str
+
+
+@dataclass(slots=True)
+class AwayChanged:
+    """The participant is now marked away with C{message}, or (None) no longer."""
+
+    message: str | None
 
 
 @dataclass(slots=True)
@@ -221,6 +253,9 @@ Event = (
     | Renamed
     | Registered
     | UserList
+    | UserInfo
+    | IsAway
+    | AwayChanged
     | RoomList
     | RoomTopic
     | TopicChanged

@@ -43,11 +43,13 @@ from chatroute.core.errors import (
     TopicTooLong,
 )
 from chatroute.core.events import (
+    AwayChanged,
     BanChanged,
     BanList,
     DirectMessage,
     Event,
     HistoryStart,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -61,6 +63,7 @@ from chatroute.core.events import (
     RoomTopic,
     StoredForLater,
     TopicChanged,
+    UserInfo,
     UserList,
 )
 from chatroute.core.interfaces import IDirectory, IParticipant, IStorage
@@ -99,6 +102,12 @@ def _deliver_all(presences: list[Presence], event: Event) -> None:
             presence.participant.deliver(event)
         except Exception:
             log.failure("delivering to {nick} failed", nick=presence.nick)
+
+
+def _user_info(presence: Presence) -> UserInfo:
+    """What is known of a registered presence."""
+    nick = presence.nick or "?"
+    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away)
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:
@@ -161,6 +170,7 @@ class Router:
         self._directory.release(nick)
         presence.nick = None
         presence.account = False
+        presence.away = None
 
     def not_delivered(self, sender: Presence, error: ChatError) -> None:
         """
@@ -249,7 +259,8 @@ class Router:
     ) -> Deferred[None] | None:
         """
         Deliver C{text} from the participant to the user named C{to}, or keep it
-        for them if they are an account that is offline.
+        for them if they are an account that is offline. If C{to} is away,
+        the sender gets L{IsAway} with the away message.
 
         @param action: C{text} is what the sender does (C{/me}), not says.
 
@@ -267,6 +278,8 @@ class Router:
         recipient = self._directory.holder(to)
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text, action))
+            if recipient.away is not None and recipient.nick is not None:
+                presence.participant.deliver(IsAway(recipient.nick, recipient.away))
             return None
         return Deferred.fromCoroutine(self._keep(presence, sender, to, text, action))
 
@@ -406,20 +419,56 @@ class Router:
         listed = sorted(self._directory.rooms(), key=lambda room: name_key(room.name))
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
-    def who(self, room_name: str | None = None) -> UserList:
+    def who(self, room_name: str | None = None, details: bool = False) -> UserList:
         """
         The online users, or the members of one room, by name.
 
+        @param details: tell each user's L{UserInfo} too (C{users}).
         @raise NoSuchRoom: C{room_name} names no room.
         """
-        if room_name is None:
-            online = [presence.nick for presence in self._directory.online() if presence.nick]
-            return UserList(None, _sorted_names(online))
-        room = self._room(room_name)
-        nicks = _sorted_names([s.nick for s in room.members.values() if s.nick])
-        return UserList(
-            room.name, nicks, tuple(nick for nick in nicks if name_key(nick) in room.operators)
+        room = None if room_name is None else self._room(room_name)
+        members = self._directory.online() if room is None else room.members.values()
+        presences = sorted(
+            (presence for presence in members if presence.nick),
+            key=lambda presence: name_key(presence.nick or ""),
         )
+        nicks = tuple(presence.nick or "" for presence in presences)
+        users = tuple(_user_info(presence) for presence in presences) if details else ()
+        if room is None:
+            return UserList(None, nicks, (), users)
+        operators = tuple(nick for nick in nicks if name_key(nick) in room.operators)
+        return UserList(room.name, nicks, operators, users)
+
+    def whois(self, nick: str) -> UserInfo:
+        """
+        What is known of the online user C{nick} (in any letter case).
+
+        @raise NoSuchUser: no one online has the nickname.
+        """
+        holder = self._directory.holder(nick)
+        if holder is None or holder.nick is None:
+            raise NoSuchUser(nick)
+        return _user_info(holder)
+
+    def set_client_info(self, presence: Presence, user: str | None, real_name: str | None) -> None:
+        """
+        Keep the user name and real name the participant's client gave
+        (IRC's C{USER}), shown by L{who} and L{whois}; None: the nickname.
+        """
+        presence.user = user
+        presence.real_name = real_name
+
+    def set_away(self, presence: Presence, message: str | None) -> None:
+        """
+        Mark the participant away with C{message}, or (None or empty) back;
+        it is told with L{AwayChanged}. Whoever sends it a direct message
+        while it is away gets L{IsAway}. Going away tells no one else.
+
+        @raise NotRegistered: the participant has no nickname.
+        """
+        self._nick(presence)
+        presence.away = message or None
+        presence.participant.deliver(AwayChanged(presence.away))
 
     def topic(self, room_name: str) -> RoomTopic:
         """
@@ -452,7 +501,8 @@ class Router:
 
         @raise NotInRoom: the participant is not a member.
         @raise OperatorRequired: the participant is not an operator of the room.
-        @raise NoSuchMember: C{nick} is not a member.
+        @raise NoSuchUser: no one online is C{nick}.
+        @raise NoSuchMember: C{nick} is online but not a member.
         @raise AlreadyOperator: C{operator}, and the member already is one.
         @raise NotOperator: not C{operator}, and the member is not one.
         """
@@ -477,7 +527,8 @@ class Router:
         @raise NotInRoom: the participant is not a member.
         @raise OperatorRequired: the participant is not an operator of the room.
         @raise ReasonTooLong: C{reason} is over C{max_reason_length} characters.
-        @raise NoSuchMember: C{nick} is not a member.
+        @raise NoSuchUser: no one online is C{nick}.
+        @raise NoSuchMember: C{nick} is online but not a member.
         """
         by, room = self._operator(presence, room_name)
         if reason is not None and len(reason) > self.settings.max_reason_length:
@@ -537,9 +588,16 @@ class Router:
         return nick, room
 
     def _member(self, room: Room, nick: str) -> Presence:
-        """The room's member C{nick}, in any letter case."""
+        """
+        The room's member C{nick}, in any letter case.
+
+        @raise NoSuchUser: no one online has the nickname.
+        @raise NoSuchMember: the user is online but not a member.
+        """
         member = room.members.get(name_key(nick))
         if member is None:
+            if self._directory.holder(nick) is None:
+                raise NoSuchUser(nick)
             raise NoSuchMember(room.name, nick)
         return member
 

@@ -43,12 +43,14 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    SetAway,
     SetBan,
     SetOperator,
     SetTopic,
     ShowLimits,
     ShowTopic,
     Who,
+    Whois,
 )
 from chatroute.core.directory import Presence
 from chatroute.core.errors import (
@@ -482,6 +484,8 @@ class ConnectionSession(TimeoutMixin):
             raise PasswordNeedsTLS()
 
     def _register(self, presence: Presence, command: Register) -> Deferred[None] | None:
+        if command.user is not None or command.real_name is not None:
+            self._router.set_client_info(presence, command.user, command.real_name)
         if command.password is None:
             return self._router.register(presence, command.nick)
         self._check_password_channel()
@@ -530,7 +534,13 @@ class ConnectionSession(TimeoutMixin):
         self.deliver(self._router.rooms())
 
     def _who(self, presence: Presence, command: Who) -> None:
-        self.deliver(self._router.who(command.room))
+        self.deliver(self._router.who(command.room, command.details))
+
+    def _whois(self, presence: Presence, command: Whois) -> None:
+        self.deliver(self._router.whois(command.nick))
+
+    def _set_away(self, presence: Presence, command: SetAway) -> None:
+        self._router.set_away(presence, command.message)
 
     def _help(self, presence: Presence, command: Help) -> None:
         for line in self._format.help_lines():
@@ -573,6 +583,8 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     ListBans: ConnectionSession._list_bans,
     ListRooms: ConnectionSession._list_rooms,
     Who: ConnectionSession._who,
+    Whois: ConnectionSession._whois,
+    SetAway: ConnectionSession._set_away,
     Help: ConnectionSession._help,
     Ping: ConnectionSession._ping,
     ShowLimits: ConnectionSession._show_limits,

@@ -6,7 +6,7 @@ IRC is one more front end on the session layer: L{IRCProtocol} frames lines
 connection, is its L{IWireFormat}. It knows the client's nickname, so it can
 word the core's events and errors as IRC lines and numerics addressed to
 it. What IRC has and the core has not stays here: CAP negotiation, SASL,
-the NICK + USER bookkeeping of registration, PING, AWAY, user modes, ban
+the NICK + USER bookkeeping of registration, PING, user modes, ban
 masks and the welcome burst. Everything else becomes the core's commands, carried out
 by the L{ConnectionSession} in order, like any other front end's.
 
@@ -50,11 +50,13 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    SetAway,
     SetBan,
     SetOperator,
     SetTopic,
     ShowTopic,
     Who,
+    Whois,
 )
 from chatroute.core.errors import (
     AccountExists,
@@ -90,11 +92,13 @@ from chatroute.core.errors import (
 )
 from chatroute.core.events import (
     AccountCreated,
+    AwayChanged,
     BanChanged,
     BanList,
     DirectMessage,
     Event,
     HistoryStart,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -111,6 +115,7 @@ from chatroute.core.events import (
     RoomTopic,
     StoredForLater,
     TopicChanged,
+    UserInfo,
     UserList,
 )
 from chatroute.core.interfaces import IWireFormat
@@ -140,6 +145,8 @@ RPL_LUSERCLIENT = numerics.RPL_LUSERCLIENT
 RPL_LUSERME = numerics.RPL_LUSERME
 RPL_LOCALUSERS = "265"
 RPL_GLOBALUSERS = "266"
+RPL_AWAY = numerics.RPL_AWAY
+RPL_USERHOST = numerics.RPL_USERHOST
 RPL_UNAWAY = numerics.RPL_UNAWAY
 RPL_NOWAWAY = numerics.RPL_NOWAWAY
 RPL_WHOISUSER = numerics.RPL_WHOISUSER
@@ -192,8 +199,11 @@ ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
 ERR_INVALIDMODEPARAM = "696"
 
+AWAYLEN = 200
+"""The longest away message kept; a longer one is cut."""
+
 ISUPPORT = (
-    "AWAYLEN=200",
+    f"AWAYLEN={AWAYLEN}",
     "CASEMAPPING=ascii",
     "CHANMODES=b,,,nt",
     "CHANNELLEN=33",
@@ -286,6 +296,15 @@ def format_message(prefix: str | None, command: str, *params: str) -> str:
 def mask(nick: str) -> str:
     """C{nick!nick@chatroute}: how a user appears in prefixes (no user name or address shown)."""
     return f"{nick}!{nick}@{HOST}"
+
+
+def mask_matches(pattern: str, nick: str) -> bool:
+    """Whether C{nick} matches the IRC mask C{pattern} (C{*}, C{?}), in any letter case."""
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char)
+        for char in name_key(pattern)
+    )
+    return re.fullmatch(regex, name_key(nick)) is not None
 
 
 def cut_utf8(text: str, size: int) -> list[str]:
@@ -532,7 +551,6 @@ class IRCFormat:
         self._sasl_data = ""
         self._sasl_pending = False
         self._account: str | None = None
-        self._away_message: str | None = None
         self._command = ""
         self._arguments: list[str] = []
         self._rooms: dict[str, str] = {}
@@ -721,11 +739,10 @@ class IRCFormat:
             or self._user is None
         ):
             return None
-        if self._account is not None:  # logged in with SASL: the account is the nickname
-            self._reply(*self._welcome())
-            return None
         self._registering = True
-        return Register(self._wanted_nick, self._password)
+        if self._account is not None:  # logged in with SASL: the account is the nickname
+            return Register(self._account, None, self._user, self._realname)
+        return Register(self._wanted_nick, self._password, self._user, self._realname)
 
     def _welcome(self) -> list[str]:
         """The welcome burst (001 to 005, then no MOTD); registration is complete."""
@@ -800,13 +817,20 @@ class IRCFormat:
 
     def _who(self, params: list[str]) -> Command:
         if params and params[0].startswith("#"):
-            return Who(params[0])
-        return Who(None)
+            return Who(params[0], details=True)
+        return Who(None, details=True)
 
     def _whois(self, params: list[str]) -> Command:
+        # WHOIS [server] nick: the server, if given, is this one.
         if not params or not params[-1]:
             raise NoNickname()
-        return Who(None)
+        return Whois(params[-1])
+
+    def _userhost(self, params: list[str]) -> Command:
+        # One nickname: the core answers one user at a time.
+        if not params or not params[0]:
+            raise NeedMoreParams("USERHOST")
+        return Whois(params[0])
 
     def _lusers(self, params: list[str]) -> Command:
         return Who(None)
@@ -814,13 +838,9 @@ class IRCFormat:
     def _motd(self, params: list[str]) -> None:
         self._reply(self._numeric(ERR_NOMOTD, "MOTD File is missing"))
 
-    def _away(self, params: list[str]) -> None:
-        if params and params[0]:
-            self._away_message = params[0]
-            self._reply(self._numeric(RPL_NOWAWAY, "You have been marked as being away"))
-        else:
-            self._away_message = None
-            self._reply(self._numeric(RPL_UNAWAY, "You are no longer marked as being away"))
+    def _away(self, params: list[str]) -> Command:
+        message = _optional_text(params[0]) if params else None
+        return SetAway(message[:AWAYLEN] if message is not None else None)
 
     def _mode(self, params: list[str]) -> Command | None:
         if not params or not params[0]:
@@ -1001,11 +1021,6 @@ class IRCFormat:
         command, room, nicks = self._command, event.room, event.nicks
         if command == "WHO":
             wanted = self._arguments[0] if self._arguments else "*"
-            shown = [
-                nick
-                for nick in nicks
-                if room is not None or wanted in ("*", "0") or name_key(nick) == name_key(wanted)
-            ]
             channel = room or "*"
             operators = set(event.operators)
             return [
@@ -1013,33 +1028,18 @@ class IRCFormat:
                     self._numeric(
                         RPL_WHOREPLY,
                         channel,
-                        nick,
+                        info.user,
                         HOST,
                         self.server,
-                        nick,
-                        "H@" if nick in operators else "H",
-                        f"0 {nick}",
+                        info.nick,
+                        ("H" if info.away is None else "G")
+                        + ("@" if info.nick in operators else ""),
+                        f"0 {info.real_name}",
                     )
-                    for nick in shown
+                    for info in event.users
+                    if room is not None or wanted in ("*", "0") or mask_matches(wanted, info.nick)
                 ),
                 self._numeric(RPL_ENDOFWHO, wanted, "End of WHO list"),
-            ]
-        if command == "WHOIS":
-            wanted = self._arguments[-1]
-            found = [nick for nick in nicks if name_key(nick) == name_key(wanted)]
-            if not found:
-                return [
-                    self._numeric(ERR_NOSUCHNICK, wanted, "No such nick/channel"),
-                    self._numeric(RPL_ENDOFWHOIS, wanted, "End of /WHOIS list"),
-                ]
-            nick = found[0]
-            user, realname = nick, nick
-            if self._is_me(nick):  # the others' user names and real names are not known
-                user, realname = self._user or nick, self._realname
-            return [
-                self._numeric(RPL_WHOISUSER, nick, user, HOST, "*", realname),
-                self._numeric(RPL_WHOISSERVER, nick, self.server, "chatroute"),
-                self._numeric(RPL_ENDOFWHOIS, nick, "End of /WHOIS list"),
             ]
         if command == "LUSERS":
             count = len(nicks)
@@ -1080,6 +1080,28 @@ class IRCFormat:
             lines.append(head + " ".join(current))
         lines.append(self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list"))
         return lines
+
+    def _user_info(self, event: UserInfo) -> list[str]:
+        if self._command == "USERHOST":
+            sign = "+" if event.away is None else "-"
+            return [self._numeric(RPL_USERHOST, f"{event.nick}={sign}{event.user}@{HOST}")]
+        away = [] if event.away is None else [self._numeric(RPL_AWAY, event.nick, event.away)]
+        return [
+            self._numeric(RPL_WHOISUSER, event.nick, event.user, HOST, "*", event.real_name),
+            self._numeric(RPL_WHOISSERVER, event.nick, self.server, "chatroute"),
+            *away,
+            self._numeric(RPL_ENDOFWHOIS, event.nick, "End of /WHOIS list"),
+        ]
+
+    def _is_away(self, event: IsAway) -> list[str]:
+        if self._command == "NOTICE":
+            return []  # NOTICE is never answered automatically
+        return [self._numeric(RPL_AWAY, event.nick, event.message)]
+
+    def _away_changed(self, event: AwayChanged) -> list[str]:
+        if event.message is None:
+            return [self._numeric(RPL_UNAWAY, "You are no longer marked as being away")]
+        return [self._numeric(RPL_NOWAWAY, "You have been marked as being away")]
 
     def _room_list(self, event: RoomList) -> list[str]:
         return [
@@ -1157,6 +1179,13 @@ class IRCFormat:
             if command == "WHO":
                 return [self._numeric(RPL_ENDOFWHO, error.room, "End of WHO list")]
             return [self._numeric(ERR_NOSUCHCHANNEL, error.room, "No such channel")]
+        if isinstance(error, NoSuchUser) and command == "WHOIS":
+            return [
+                self._numeric(ERR_NOSUCHNICK, error.nick, "No such nick/channel"),
+                self._numeric(RPL_ENDOFWHOIS, error.nick, "End of /WHOIS list"),
+            ]
+        if isinstance(error, NoSuchUser) and command == "USERHOST":
+            return [self._numeric(RPL_USERHOST, "")]
         if isinstance(error, AlreadyInRoom):
             return []  # IRC servers ignore a JOIN of a channel one is in
         if isinstance(error, AccountExists | BadPassword) and command == "REGISTER":
@@ -1218,6 +1247,7 @@ _COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
     "REGISTER": IRCFormat._register_account,
     "TOPIC": IRCFormat._topic,
     "USER": IRCFormat._user_command,
+    "USERHOST": IRCFormat._userhost,
     "WHO": IRCFormat._who,
     "WHOIS": IRCFormat._whois,
 }
@@ -1242,6 +1272,9 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     Renamed: IRCFormat._renamed,
     Registered: IRCFormat._registered,
     UserList: IRCFormat._user_list,
+    UserInfo: IRCFormat._user_info,
+    IsAway: IRCFormat._is_away,
+    AwayChanged: IRCFormat._away_changed,
     RoomList: IRCFormat._room_list,
     RoomTopic: IRCFormat._room_topic,
     TopicChanged: IRCFormat._topic_changed,

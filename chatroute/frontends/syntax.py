@@ -29,12 +29,14 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    SetAway,
     SetBan,
     SetOperator,
     SetTopic,
     ShowLimits,
     ShowTopic,
     Who,
+    Whois,
 )
 from chatroute.core.errors import (
     NAME_RULE,
@@ -82,11 +84,13 @@ from chatroute.core.errors import (
 )
 from chatroute.core.events import (
     AccountCreated,
+    AwayChanged,
     BanChanged,
     BanList,
     DirectMessage,
     Event,
     HistoryStart,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -103,6 +107,7 @@ from chatroute.core.events import (
     RoomTopic,
     StoredForLater,
     TopicChanged,
+    UserInfo,
     UserList,
 )
 from chatroute.core.interfaces import IWireFormat
@@ -123,6 +128,8 @@ HELP = (
     "/leave #room       leave a room",
     "/rooms             list rooms and their member counts",
     "/who [#room]       list online users, or a room's members (@ marks operators)",
+    "/whois name        show what is known of an online user",
+    "/away [message]    mark yourself away (senders of direct messages are told); /away: back",
     "/topic #room [text] show a room's topic, or set it (operators; /topic #room - clears it)",
     "/op #room name     make a member an operator (operators only; /deop #room name undoes it)",
     "/kick #room name [reason]  put a member out of a room (operators only)",
@@ -289,6 +296,12 @@ def _parse_command(line: str) -> Command:
             return Leave(_room_argument(name, argument))
         case "who":
             return Who(_room_argument(name, argument) if argument else None)
+        case "whois":
+            if len(argument.split()) != 1:
+                raise MalformedLine("usage: /whois name")
+            return Whois(argument)
+        case "away":
+            return SetAway(argument or None)
         case "me":
             return _action(argument)
         case "topic":
@@ -387,6 +400,17 @@ def _members(event: UserList) -> str:
     )
 
 
+def _user_info(event: UserInfo) -> str:
+    away = "" if event.away is None else f"; away: {event.away}"
+    return f"* {event.nick}: user {event.user}, real name {event.real_name}{away}"
+
+
+def _away_changed(event: AwayChanged) -> str:
+    if event.message is None:
+        return "* you are no longer marked as away"
+    return f"* you are marked as away: {event.message}"
+
+
 def _room_topic(event: RoomTopic) -> str:
     if event.topic is None:
         return f"* {event.room} has no topic"
@@ -430,6 +454,9 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     Renamed: lambda e: f"* {e.old} is now {e.new}",
     Registered: lambda e: f"* registered as {e.nick}",
     UserList: _members,
+    UserInfo: _user_info,
+    IsAway: lambda e: f"* {e.nick} is away: {e.message}",
+    AwayChanged: _away_changed,
     RoomList: lambda e: _listing("rooms", [f"{name} {count}" for name, count in e.rooms]),
     RoomTopic: _room_topic,
     TopicChanged: _topic_changed,

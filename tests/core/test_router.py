@@ -6,10 +6,12 @@ from twisted.logger import capturedLogs
 
 from chatroute.core import errors
 from chatroute.core.events import (
+    AwayChanged,
     BanChanged,
     BanList,
     DirectMessage,
     HistoryStart,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -23,6 +25,7 @@ from chatroute.core.events import (
     RoomTopic,
     StoredForLater,
     TopicChanged,
+    UserInfo,
     UserList,
 )
 from chatroute.core.router import RouterSettings
@@ -684,3 +687,79 @@ def test_direct_actions_reach_the_user_and_are_kept_for_an_offline_account(chat)
     carol = Person(chat.router)
     settled(chat.router.log_in(carol.presence, "carol"))
     assert carol.take()[1:] == [Replayed(1_800_000_000, DirectMessage("alice", "nods", True))]
+
+
+def test_away_is_told_to_the_user_and_to_senders_of_direct_messages(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.set_away(bob.presence, "lunch")
+    assert bob.take() == [AwayChanged("lunch")]
+    router.send_direct(alice.presence, "BOB", "hi")
+    assert bob.take() == [DirectMessage("alice", "hi")]
+    assert alice.take() == [IsAway("bob", "lunch")]
+    router.set_away(bob.presence, None)
+    assert bob.take() == [AwayChanged(None)]
+    router.send_direct(alice.presence, "bob", "back?")
+    assert alice.take() == []
+
+
+def test_an_empty_away_message_is_back(router):
+    bob = Person(router, "bob")
+    router.set_away(bob.presence, "lunch")
+    router.set_away(bob.presence, "")
+    assert bob.take()[-1] == AwayChanged(None)
+    assert router.whois("bob").away is None
+
+
+def test_away_needs_a_nickname(router):
+    with pytest.raises(errors.NotRegistered):
+        router.set_away(Person(router).presence, "lunch")
+
+
+def test_away_ends_with_the_connection(router):
+    bob = Person(router, "bob")
+    router.set_away(bob.presence, "lunch")
+    router.disconnect(bob.presence)
+    assert Person(router, "bob").presence.away is None
+
+
+def test_whois_tells_client_info_defaulting_to_the_nickname(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.set_client_info(bob.presence, "bobby", "Bob Smith")
+    router.set_away(bob.presence, "lunch")
+    assert router.whois("BOB") == UserInfo("bob", "bobby", "Bob Smith", "lunch")
+    assert router.whois("alice") == UserInfo("alice", "alice", "alice", None)
+    assert alice.take() == []
+
+
+def test_whois_of_no_one_online(router):
+    Person(router, "alice")
+    with pytest.raises(errors.NoSuchUser) as raised:
+        router.whois("carol")
+    assert raised.value == errors.NoSuchUser("carol")
+
+
+def test_who_with_details_tells_each_users_info_in_order(router):
+    alice, bob = room_of(router, "alice", "bob")
+    router.set_client_info(bob.presence, "bobby", "Bob Smith")
+    router.set_away(alice.presence, "away")
+    info = (UserInfo("alice", "alice", "alice", "away"), UserInfo("bob", "bobby", "Bob Smith"))
+    assert router.who("#lobby", details=True) == UserList(
+        "#lobby", ("alice", "bob"), ("alice",), info
+    )
+    assert router.who(None, details=True) == UserList(None, ("alice", "bob"), (), info)
+    assert router.who("#lobby").users == ()
+
+
+@pytest.mark.parametrize(
+    "act",
+    [
+        lambda router, alice: router.set_operator(alice.presence, "#lobby", "nobody", True),
+        lambda router, alice: router.kick(alice.presence, "#lobby", "nobody", None),
+    ],
+    ids=["op", "kick"],
+)
+def test_naming_someone_not_online_is_no_such_user(router, act):
+    alice, _ = room_of(router, "alice", "bob")
+    with pytest.raises(errors.NoSuchUser) as raised:
+        act(router, alice)
+    assert raised.value == errors.NoSuchUser("nobody")

@@ -275,6 +275,60 @@ def test_names_list_who_whois_mode(irc):
     assert alice.commands("AWAY :lunch", "AWAY") == ["306", "305"]
 
 
+def test_who_and_whois_tell_user_name_real_name_and_away(irc, line):
+    alice, bob, carol = irc("alice"), irc("bob"), line("carol")
+    for client, join in ((alice, "JOIN #lobby"), (bob, "JOIN #lobby"), (carol, "/join #lobby")):
+        client.say(join)
+    bob.say("AWAY :gone fishing")
+    alice.lines()
+    assert alice.say("WHO #lobby") == [
+        ":chatroute 352 alice #lobby alice chatroute chatroute alice H@ :0 Real alice",
+        ":chatroute 352 alice #lobby bob chatroute chatroute bob G :0 Real bob",
+        ":chatroute 352 alice #lobby carol chatroute chatroute carol H :0 carol",
+        ":chatroute 315 alice #lobby :End of WHO list",
+    ]
+    assert alice.say("WHO B*") == [
+        ":chatroute 352 alice * bob chatroute chatroute bob G :0 Real bob",
+        ":chatroute 315 alice B* :End of WHO list",
+    ]
+    assert alice.say("WHO nobody") == [":chatroute 315 alice nobody :End of WHO list"]
+    assert alice.say("WHOIS chatroute BOB") == [
+        ":chatroute 311 alice bob bob chatroute * :Real bob",
+        ":chatroute 312 alice bob chatroute chatroute",
+        ":chatroute 301 alice bob :gone fishing",
+        ":chatroute 318 alice bob :End of /WHOIS list",
+    ]
+    assert alice.say("WHOIS carol") == [
+        ":chatroute 311 alice carol carol chatroute * carol",
+        ":chatroute 312 alice carol chatroute chatroute",
+        ":chatroute 318 alice carol :End of /WHOIS list",
+    ]
+
+
+def test_away_answers_a_direct_message_and_userhost(irc, line):
+    alice, bob, carol = irc("alice"), irc("bob"), line("carol")
+    assert alice.say("USERHOST bob") == [":chatroute 302 alice bob=+bob@chatroute"]
+    assert bob.say("AWAY :lunch") == [":chatroute 306 bob :You have been marked as being away"]
+    assert alice.say("PRIVMSG bob :hi") == [":chatroute 301 alice bob lunch"]
+    assert alice.say("NOTICE bob :hi") == []  # NOTICE is never answered
+    assert carol.say("@bob:hi") == ["* bob is away: lunch"]
+    assert alice.say("USERHOST bob") == [":chatroute 302 alice bob=-bob@chatroute"]
+    assert alice.say("USERHOST nobody") == [":chatroute 302 alice :"]
+    assert carol.say("/away on the phone") == ["* you are marked as away: on the phone"]
+    assert alice.say("PRIVMSG carol :hi") == [":chatroute 301 alice carol :on the phone"]
+    bob.lines()
+    assert bob.say("AWAY :") == [":chatroute 305 bob :You are no longer marked as being away"]
+    assert alice.say("PRIVMSG bob :hi") == []
+
+
+def test_mode_o_of_someone_not_online_is_401(irc):
+    alice = irc("alice")
+    alice.say("JOIN #lobby")
+    assert alice.say("MODE #lobby +o nobody") == [
+        ":chatroute 401 alice nobody :No such nick/channel"
+    ]
+
+
 def test_nick_change_seen_by_roommates(irc):
     alice, bob = irc("alice"), irc("bob")
     alice.say("JOIN #lobby")
@@ -545,11 +599,12 @@ def test_kick_errors(room, irc):
     assert bob.say("KICK #lobby alice") == [
         ":chatroute 482 bob #lobby :You're not channel operator"
     ]
+    assert alice.say("KICK #lobby carol") == [":chatroute 401 alice carol :No such nick/channel"]
+    assert alice.say("KICK #lobby") == [":chatroute 461 alice KICK :Not enough parameters"]
+    carol = irc("carol")
     assert alice.say("KICK #lobby carol") == [
         ":chatroute 441 alice carol #lobby :They aren't on that channel"
     ]
-    assert alice.say("KICK #lobby") == [":chatroute 461 alice KICK :Not enough parameters"]
-    carol = irc("carol")
     assert carol.say("KICK #lobby bob") == [
         ":chatroute 442 carol #lobby :You're not on that channel"
     ]

@@ -152,12 +152,25 @@ def test_topic_over_the_line(connect, lobby):
     assert alice.say("/topic #nowhere x") == ["! no such room: #nowhere"]
 
 
+def test_away_and_whois_over_the_line(connect):
+    alice, bob = connect("alice"), connect("bob")
+    assert bob.say("/away gone fishing") == ["* you are marked as away: gone fishing"]
+    assert alice.say("@bob:hi") == ["* bob is away: gone fishing"]
+    assert alice.say("/whois BOB") == ["* bob: user bob, real name bob; away: gone fishing"]
+    bob.lines()
+    assert bob.say("/away") == ["* you are no longer marked as away"]
+    assert alice.say("@bob:hi") == []
+    assert alice.say("/whois carol") == ["! no such user: carol"]
+
+
 def test_operators_kicks_and_bans_over_the_line(connect, lobby):
     alice, bob, carol = lobby("alice", "bob", "carol")
     assert bob.say("/kick #lobby carol") == ["! you are not an operator of #lobby"]
     assert alice.say("/op #lobby bob") == ["* alice made bob an operator of #lobby"]
     assert bob.lines() == carol.lines() == ["* alice made bob an operator of #lobby"]
     assert carol.say("/who #lobby") == ["* #lobby (3): @alice, @bob, carol"]
+    assert alice.say("/op #lobby dave") == ["! no such user: dave"]
+    connect("dave")
     assert alice.say("/op #lobby dave") == ["! dave is not in #lobby"]
     assert bob.say("/kick #lobby carol bye now") == [
         "* carol was kicked from #lobby by bob: bye now"
