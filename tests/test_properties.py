@@ -35,6 +35,7 @@ from chatroute.core.events import (
     AccountCreated,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     Event,
     HistoryStart,
@@ -277,7 +278,7 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
     DirectMessage: st.builds(DirectMessage, NICKS, TEXTS, st.booleans()),
     RoomMessage: st.builds(RoomMessage, ROOMS, NICKS, TEXTS, st.booleans()),
     Joined: st.builds(Joined, ROOMS, NICKS),
-    Left: st.builds(Left, ROOMS, NICKS, st.booleans()),
+    Left: st.builds(Left, ROOMS, NICKS, st.booleans(), st.none() | TEXTS),
     Renamed: st.builds(Renamed, NICKS, NICKS),
     Registered: st.builds(Registered, NICKS),
     UserList: st.builds(
@@ -286,7 +287,16 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
         st.lists(NICKS, max_size=5).map(tuple),
         st.lists(NICKS, max_size=2).map(tuple),
     ),
-    RoomTopic: st.builds(RoomTopic, ROOMS, st.none() | TEXTS),
+    RoomTopic: st.builds(
+        RoomTopic, ROOMS, st.none() | TEXTS, st.none() | NICKS, st.none() | st.floats(0, 2**32)
+    ),
+    Counts: st.builds(
+        Counts,
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+    ),
     TopicChanged: st.builds(TopicChanged, ROOMS, NICKS, st.none() | TEXTS),
     OperatorChanged: st.builds(OperatorChanged, ROOMS, NICKS, NICKS, st.booleans()),
     Kicked: st.builds(Kicked, ROOMS, NICKS, NICKS, st.none() | TEXTS),

@@ -71,9 +71,10 @@ class Join:
 
 @dataclass(slots=True)
 class Leave:
-    """C{/leave #lobby}."""
+    """C{/leave #lobby [reason]}: the reason, if any, is told to the members (None: none)."""
 
     room: str
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +139,11 @@ class Who:
 
 
 @dataclass(slots=True)
+class ShowCounts:
+    """How many users, connections still registering and rooms there are (IRC's C{LUSERS})."""
+
+
+@dataclass(slots=True)
 class Help:
     """C{/help}."""
 
@@ -154,7 +160,9 @@ class ShowLimits:
 
 @dataclass(slots=True)
 class Quit:
-    """C{/quit}."""
+    """C{/quit [reason]}: the reason, if any, is told to the rooms the user was in."""
+
+    reason: str | None = None
 
 
 Command = (
@@ -178,4 +186,5 @@ Command = (
     | Kick
     | SetBan
     | ListBans
+    | ShowCounts
 )
