@@ -36,6 +36,7 @@ from chatroute.core.events import (
     AwayChanged,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     Event,
     HistoryStart,
@@ -280,7 +281,7 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
     DirectMessage: st.builds(DirectMessage, NICKS, TEXTS, st.booleans()),
     RoomMessage: st.builds(RoomMessage, ROOMS, NICKS, TEXTS, st.booleans()),
     Joined: st.builds(Joined, ROOMS, NICKS),
-    Left: st.builds(Left, ROOMS, NICKS, st.booleans()),
+    Left: st.builds(Left, ROOMS, NICKS, st.booleans(), st.none() | TEXTS),
     Renamed: st.builds(Renamed, NICKS, NICKS),
     Registered: st.builds(Registered, NICKS),
     UserList: st.builds(
@@ -292,7 +293,16 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
     UserInfo: st.builds(UserInfo, NICKS, NICKS, TEXTS, st.none() | TEXTS),
     IsAway: st.builds(IsAway, NICKS, TEXTS),
     AwayChanged: st.builds(AwayChanged, st.none() | TEXTS),
-    RoomTopic: st.builds(RoomTopic, ROOMS, st.none() | TEXTS),
+    RoomTopic: st.builds(
+        RoomTopic, ROOMS, st.none() | TEXTS, st.none() | NICKS, st.none() | st.floats(0, 2**32)
+    ),
+    Counts: st.builds(
+        Counts,
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+    ),
     TopicChanged: st.builds(TopicChanged, ROOMS, NICKS, st.none() | TEXTS),
     OperatorChanged: st.builds(OperatorChanged, ROOMS, NICKS, NICKS, st.booleans()),
     Kicked: st.builds(Kicked, ROOMS, NICKS, NICKS, st.none() | TEXTS),

@@ -75,9 +75,10 @@ class Join:
 
 @dataclass(slots=True)
 class Leave:
-    """C{/leave #lobby}."""
+    """C{/leave #lobby [reason]}: the reason, if any, is told to the members (None: none)."""
 
     room: str
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +161,11 @@ class SetAway:
 
 
 @dataclass(slots=True)
+class ShowCounts:
+    """How many users, connections still registering and rooms there are (IRC's C{LUSERS})."""
+
+
+@dataclass(slots=True)
 class Help:
     """C{/help}."""
 
@@ -176,7 +182,9 @@ class ShowLimits:
 
 @dataclass(slots=True)
 class Quit:
-    """C{/quit}."""
+    """C{/quit [reason]}: the reason, if any, is told to the rooms the user was in."""
+
+    reason: str | None = None
 
 
 Command = (
@@ -202,4 +210,5 @@ Command = (
     | ListBans
     | Whois
     | SetAway
+    | ShowCounts
 )

@@ -49,6 +49,8 @@ class Room:
     @ivar members: keyed by nickname key, in join order.
     @ivar operators: the keys of the members who are operators.
     @ivar topic: the room's topic; None if it has none.
+    @ivar topic_by: who set the topic (None with no topic).
+    @ivar topic_at: when the topic was set, in POSIX seconds (None with no topic).
     @ivar bans: the banned nicknames as the operators gave them, by key.
     """
 
@@ -57,6 +59,8 @@ class Room:
     operators: set[str] = field(default_factory=set)
     topic: str | None = None
     bans: dict[str, str] = field(default_factory=dict)
+    topic_by: str | None = None
+    topic_at: float | None = None
 
 
 @implementer(IDirectory)

@@ -48,11 +48,16 @@ class Joined:
 
 @dataclass(slots=True)
 class Left:
-    """C{nick} left C{room}; C{disconnected} if the connection closed."""
+    """
+    C{nick} left C{room}; C{disconnected} if the connection closed. C{reason}
+    is the reason the user gave for leaving (for a disconnect, for quitting);
+    None if none.
+    """
 
     room: str
     nick: str
     disconnected: bool = False
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -116,10 +121,16 @@ class AwayChanged:
 
 @dataclass(slots=True)
 class RoomTopic:
-    """The topic of C{room}, None if it has none: answering a request, or on joining."""
+    """
+    The topic of C{room}, None if it has none: answering a request, or on
+    joining. C{set_by} is who set it and C{set_at} when (POSIX seconds);
+    None with no topic.
+    """
 
     room: str
     topic: str | None
+    set_by: str | None = None
+    set_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -177,6 +188,20 @@ class RoomList:
     """Every room, as C{(name, member count)} pairs."""
 
     rooms: tuple[tuple[str, int], ...]
+
+
+@dataclass(slots=True)
+class Counts:
+    """
+    How many C{users} are online (with a nickname), C{unregistered}
+    connections have none yet, C{rooms} exist, and the most users online at
+    once since the server started (C{peak_users}).
+    """
+
+    users: int
+    unregistered: int
+    rooms: int
+    peak_users: int
 
 
 @dataclass(slots=True)
@@ -257,6 +282,7 @@ Event = (
     | IsAway
     | AwayChanged
     | RoomList
+    | Counts
     | RoomTopic
     | TopicChanged
     | OperatorChanged

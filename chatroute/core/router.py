@@ -46,6 +46,7 @@ from chatroute.core.events import (
     AwayChanged,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     Event,
     HistoryStart,
@@ -144,6 +145,7 @@ class Router:
         self.settings = settings or RouterSettings()
         self._presences: set[Presence] = set()
         self._directory: IDirectory = directory if directory is not None else LocalDirectory()
+        self._peak_users = 0
 
     def connect(self, participant: IParticipant, peer: str = "?") -> Presence:
         """
@@ -155,18 +157,24 @@ class Router:
         self._presences.add(presence)
         return presence
 
-    def disconnect(self, presence: Presence, tell_rooms: bool = True) -> None:
+    def disconnect(
+        self, presence: Presence, tell_rooms: bool = True, reason: str | None = None
+    ) -> None:
         """
         The participant is gone: leave every room and free the name.
 
         @param tell_rooms: tell the rooms' other members (not when everyone goes).
+        @param reason: why the user quit, as they said (in L{Left}); cut to
+            C{max_reason_length} characters, since a quit is never refused.
         """
+        if reason is not None:
+            reason = reason[: self.settings.max_reason_length] or None
         self._presences.discard(presence)
         nick = presence.nick
         if nick is None:
             return
         for room in list(presence.rooms.values()):
-            self._remove_member(presence, room, disconnected=True, tell=tell_rooms)
+            self._remove_member(presence, room, disconnected=True, tell=tell_rooms, reason=reason)
         self._directory.release(nick)
         presence.nick = None
         presence.account = False
@@ -355,7 +363,7 @@ class Router:
         _deliver_all(list(room.members.values()), Joined(room.name, nick))
         presence.participant.deliver(self.who(room.name))
         if room.topic is not None:
-            presence.participant.deliver(RoomTopic(room.name, room.topic))
+            presence.participant.deliver(self._topic(room))
         if not self.settings.join_history:
             return None
         return Deferred.fromCoroutine(
@@ -397,27 +405,39 @@ class Router:
                 )
             )
 
-    def leave(self, presence: Presence, room_name: str) -> None:
+    def leave(self, presence: Presence, room_name: str, reason: str | None = None) -> None:
         """
-        Take the participant out of the room; members and the leaver are told.
+        Take the participant out of the room; members and the leaver are told,
+        with C{reason} if one is given.
 
         A room left empty disappears (its history stays).
 
         @raise NotRegistered: the participant has no nickname.
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the participant is not a member.
+        @raise ReasonTooLong: C{reason} is over C{max_reason_length} characters.
         """
         nick = self._nick(presence)
         room = self._room(room_name)
         if name_key(nick) not in room.members:
             raise NotInRoom(room.name)
-        presence.participant.deliver(Left(room.name, nick))
-        self._remove_member(presence, room, disconnected=False)
+        if reason is not None and len(reason) > self.settings.max_reason_length:
+            raise ReasonTooLong(self.settings.max_reason_length)
+        reason = reason or None
+        presence.participant.deliver(Left(room.name, nick, reason=reason))
+        self._remove_member(presence, room, disconnected=False, reason=reason)
 
     def rooms(self) -> RoomList:
         """Every room with its member count, by name."""
         listed = sorted(self._directory.rooms(), key=lambda room: name_key(room.name))
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
+
+    def counts(self) -> Counts:
+        """How many users are online, connections unregistered and rooms open; the peak of users."""
+        users = sum(1 for presence in self._directory.online())
+        unregistered = sum(1 for presence in self._presences if presence.nick is None)
+        rooms = sum(1 for room in self._directory.rooms())
+        return Counts(users, unregistered, rooms, max(self._peak_users, users))
 
     def who(self, room_name: str | None = None, details: bool = False) -> UserList:
         """
@@ -476,13 +496,16 @@ class Router:
 
         @raise NoSuchRoom: C{room_name} names no room.
         """
-        room = self._room(room_name)
-        return RoomTopic(room.name, room.topic)
+        return self._topic(self._room(room_name))
+
+    def _topic(self, room: Room) -> RoomTopic:
+        return RoomTopic(room.name, room.topic, room.topic_by, room.topic_at)
 
     def set_topic(self, presence: Presence, room_name: str, topic: str | None) -> None:
         """
         Set the room's topic, or clear it (None or empty); every member is
-        told with L{TopicChanged}. The topic lives as long as the room.
+        told with L{TopicChanged}. The room keeps who set it and when (the
+        clock's seconds). The topic lives as long as the room.
 
         @raise NotInRoom: the participant is not a member.
         @raise OperatorRequired: the participant is not an operator of the room.
@@ -492,6 +515,8 @@ class Router:
         if topic is not None and len(topic) > self.settings.max_topic_length:
             raise TopicTooLong(self.settings.max_topic_length)
         room.topic = topic or None
+        room.topic_by = nick if room.topic is not None else None
+        room.topic_at = self._clock.seconds() if room.topic is not None else None
         _deliver_all(list(room.members.values()), TopicChanged(room.name, nick, room.topic))
 
     def set_operator(self, presence: Presence, room_name: str, nick: str, operator: bool) -> None:
@@ -628,6 +653,8 @@ class Router:
                     room.operators.add(key)
         self._directory.claim(presence, nick)
         presence.nick = nick
+        if old is None:
+            self._peak_users = max(self._peak_users, sum(1 for _ in self._directory.online()))
         presence.account = account
         if old != nick:
             log.info("{peer} is {nick}", peer=presence.peer, nick=nick)
@@ -665,7 +692,12 @@ class Router:
         return list(mates.values())
 
     def _remove_member(
-        self, presence: Presence, room: Room, disconnected: bool, tell: bool = True
+        self,
+        presence: Presence,
+        room: Room,
+        disconnected: bool,
+        tell: bool = True,
+        reason: str | None = None,
     ) -> None:
         nick = self._nick(presence)
         del room.members[name_key(nick)]
@@ -673,7 +705,9 @@ class Router:
         del presence.rooms[name_key(room.name)]
         if room.members:
             if tell:
-                _deliver_all(list(room.members.values()), Left(room.name, nick, disconnected))
+                _deliver_all(
+                    list(room.members.values()), Left(room.name, nick, disconnected, reason)
+                )
         else:
             self._directory.close_room(room.name)
             log.info("room {room} closed", room=room.name)

@@ -47,6 +47,7 @@ from chatroute.core.commands import (
     SetBan,
     SetOperator,
     SetTopic,
+    ShowCounts,
     ShowLimits,
     ShowTopic,
     Who,
@@ -416,7 +417,7 @@ class ConnectionSession(TimeoutMixin):
         else:
             self._held.append(data)
 
-    def _say_goodbye(self, notice: str) -> None:
+    def _say_goodbye(self, notice: str, reason: str | None = None) -> None:
         """
         Send a last notice and close, ignoring anything the client sends after.
 
@@ -424,6 +425,8 @@ class ConnectionSession(TimeoutMixin):
         the connection is finally gone; a close that the client does not
         complete (TLS waits for its close message) is aborted after
         L{CLOSE_GRACE} seconds.
+
+        @param reason: why the user quit, told to their rooms.
         """
         self.deliver(Notice(notice))
         self.flush()
@@ -431,7 +434,7 @@ class ConnectionSession(TimeoutMixin):
         self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
         presence, self._presence = self._presence, None
         if presence is not None:
-            self._router.disconnect(presence)
+            self._router.disconnect(presence, reason=reason)
         self._link.resume_reading()
         self._link.close()
         self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
@@ -507,7 +510,7 @@ class ConnectionSession(TimeoutMixin):
         return self._router.join(presence, command.room)
 
     def _leave(self, presence: Presence, command: Leave) -> None:
-        self._router.leave(presence, command.room)
+        self._router.leave(presence, command.room, command.reason)
 
     def _history(self, presence: Presence, command: History) -> Deferred[None]:
         return self._router.history(presence, command.room, command.count)
@@ -542,6 +545,9 @@ class ConnectionSession(TimeoutMixin):
     def _set_away(self, presence: Presence, command: SetAway) -> None:
         self._router.set_away(presence, command.message)
 
+    def _show_counts(self, presence: Presence, command: ShowCounts) -> None:
+        self.deliver(self._router.counts())
+
     def _help(self, presence: Presence, command: Help) -> None:
         for line in self._format.help_lines():
             self.deliver(Notice(line))
@@ -561,7 +567,7 @@ class ConnectionSession(TimeoutMixin):
         )
 
     def _quit(self, presence: Presence, command: Quit) -> None:
-        self._say_goodbye("bye")
+        self._say_goodbye("bye", command.reason)
 
 
 # What carries out each kind of command, looked up by type: a match statement
@@ -589,4 +595,5 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     Ping: ConnectionSession._ping,
     ShowLimits: ConnectionSession._show_limits,
     Quit: ConnectionSession._quit,
+    ShowCounts: ConnectionSession._show_counts,
 }

@@ -54,6 +54,7 @@ from chatroute.core.commands import (
     SetBan,
     SetOperator,
     SetTopic,
+    ShowCounts,
     ShowTopic,
     Who,
     Whois,
@@ -95,6 +96,7 @@ from chatroute.core.events import (
     AwayChanged,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     Event,
     HistoryStart,
@@ -143,6 +145,8 @@ RPL_ISUPPORT = numerics.RPL_ISUPPORT
 RPL_UMODEIS = numerics.RPL_UMODEIS
 RPL_LUSERCLIENT = numerics.RPL_LUSERCLIENT
 RPL_LUSERME = numerics.RPL_LUSERME
+RPL_LUSERUNKNOWN = numerics.RPL_LUSERUNKNOWN
+RPL_LUSERCHANNELS = numerics.RPL_LUSERCHANNELS
 RPL_LOCALUSERS = "265"
 RPL_GLOBALUSERS = "266"
 RPL_AWAY = numerics.RPL_AWAY
@@ -162,6 +166,7 @@ RPL_NAMREPLY = numerics.RPL_NAMREPLY
 RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
 RPL_NOTOPIC = numerics.RPL_NOTOPIC
 RPL_TOPIC = numerics.RPL_TOPIC
+RPL_TOPICWHOTIME = "333"
 RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
@@ -553,6 +558,7 @@ class IRCFormat:
         self._account: str | None = None
         self._command = ""
         self._arguments: list[str] = []
+        self._tags: dict[str, str] = {}
         self._rooms: dict[str, str] = {}
         self._last_quit: str | None = None
         self._quit_reason = ""
@@ -594,6 +600,16 @@ class IRCFormat:
                 for index, target in enumerate(split)
             ]
         tail = b" " + rest if rest else b""
+        if command == b"NAMES" and len(split) > 1:
+            # One joint reply: a 353 per channel, then one 366 naming them all.
+            joint = b",".join(split)
+            return [
+                _tagged(head, _NAMES_END + b"=" + joint if index == len(split) - 1 else _NAMES_MORE)
+                + b"NAMES "
+                + target
+                + tail
+                for index, target in enumerate(split)
+            ]
         return [head + command + b" " + target + tail for target in split]
 
     def parse(self, line: bytes) -> Command | None:
@@ -613,6 +629,7 @@ class IRCFormat:
             return None
         self._command = message.command
         self._arguments = message.params
+        self._tags = message.tags
         handler = _COMMANDS.get(message.command)
         if handler is None:
             raise UnknownCommand(message.command)
@@ -807,7 +824,7 @@ class IRCFormat:
     def _part(self, params: list[str]) -> Command:
         if not params or not params[0]:
             raise NeedMoreParams("PART")
-        return Leave(params[0])
+        return Leave(params[0], _optional_text(params[1]) if len(params) > 1 else None)
 
     def _names(self, params: list[str]) -> Command:
         return Who(params[0] if params and params[0] else None)
@@ -833,7 +850,7 @@ class IRCFormat:
         return Whois(params[0])
 
     def _lusers(self, params: list[str]) -> Command:
-        return Who(None)
+        return ShowCounts()
 
     def _motd(self, params: list[str]) -> None:
         self._reply(self._numeric(ERR_NOMOTD, "MOTD File is missing"))
@@ -876,7 +893,7 @@ class IRCFormat:
 
     def _quit(self, params: list[str]) -> Command:
         self._quit_reason = params[0] if params else ""
-        return Quit()
+        return Quit(_optional_text(self._quit_reason) if self._quit_reason else None)
 
     def _register_account(self, params: list[str]) -> Command:
         # draft/account-registration's REGISTER <account> <email> <password>;
@@ -926,7 +943,14 @@ class IRCFormat:
     def _room_topic(self, event: RoomTopic) -> list[str]:
         if event.topic is None:
             return [self._numeric(RPL_NOTOPIC, event.room, "No topic is set")]
-        return [self._numeric(RPL_TOPIC, event.room, event.topic)]
+        lines = [self._numeric(RPL_TOPIC, event.room, event.topic)]
+        if event.set_by is not None and event.set_at is not None:
+            lines.append(
+                self._numeric(
+                    RPL_TOPICWHOTIME, event.room, mask(event.set_by), str(int(event.set_at))
+                )
+            )
+        return lines
 
     def _topic_changed(self, event: TopicChanged) -> list[str]:
         return [format_message(mask(event.nick), "TOPIC", event.room, event.topic or "")]
@@ -1007,12 +1031,16 @@ class IRCFormat:
         if self._is_me(event.nick):
             self._rooms.pop(name_key(event.room), None)
         if not event.disconnected:
-            return [f":{mask(event.nick)} PART {event.room}"]
+            # RFC 2812: without a part message, the nickname is the default one.
+            return [
+                format_message(mask(event.nick), "PART", event.room, event.reason or event.nick)
+            ]
         # One QUIT however many rooms are shared: the router tells each room in turn.
         if self._last_quit == event.nick:
             return []
         self._last_quit = event.nick
-        return [f":{mask(event.nick)} QUIT :Quit"]
+        reason = f"Quit: {event.reason}" if event.reason else "Quit"
+        return [format_message(mask(event.nick), "QUIT", reason)]
 
     def _renamed(self, event: Renamed) -> list[str]:
         return [f":{mask(event.old)} NICK :{event.new}"]
@@ -1041,20 +1069,6 @@ class IRCFormat:
                 ),
                 self._numeric(RPL_ENDOFWHO, wanted, "End of WHO list"),
             ]
-        if command == "LUSERS":
-            count = len(nicks)
-            return [
-                self._numeric(
-                    RPL_LUSERCLIENT, f"There are {count} users and 0 invisible on 1 servers"
-                ),
-                self._numeric(RPL_LUSERME, f"I have {count} clients and 0 servers"),
-                self._numeric(
-                    RPL_LOCALUSERS, str(count), str(count), f"Current local users {count}"
-                ),
-                self._numeric(
-                    RPL_GLOBALUSERS, str(count), str(count), f"Current global users {count}"
-                ),
-            ]
         if command == "MODE" and room is not None:
             return [self._numeric(RPL_CHANNELMODEIS, room, "+nt")]
         return self._name_replies(room, nicks, event.operators)
@@ -1078,7 +1092,7 @@ class IRCFormat:
             current.append(nick)
         if current:
             lines.append(head + " ".join(current))
-        lines.append(self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list"))
+        lines.extend(self._end_of_names(channel))
         return lines
 
     def _user_info(self, event: UserInfo) -> list[str]:
@@ -1102,6 +1116,27 @@ class IRCFormat:
         if event.message is None:
             return [self._numeric(RPL_UNAWAY, "You are no longer marked as being away")]
         return [self._numeric(RPL_NOWAWAY, "You have been marked as being away")]
+
+    def _end_of_names(self, channel: str) -> list[str]:
+        """366 for C{channel}; in a joint reply (L{expand}), once, for all the channels."""
+        if self._command == "NAMES":
+            if _NAMES_MORE.decode() in self._tags:
+                return []
+            channel = self._tags.get(_NAMES_END.decode(), channel)
+        return [self._numeric(RPL_ENDOFNAMES, channel, "End of /NAMES list")]
+
+    def _counts(self, event: Counts) -> list[str]:
+        users, peak = str(event.users), str(event.peak_users)
+        return [
+            self._numeric(RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers"),
+            self._numeric(RPL_LUSERUNKNOWN, str(event.unregistered), "unknown connection(s)"),
+            self._numeric(RPL_LUSERCHANNELS, str(event.rooms), "channels formed"),
+            self._numeric(RPL_LUSERME, f"I have {users} clients and 0 servers"),
+            self._numeric(RPL_LOCALUSERS, users, peak, f"Current local users {users}, max {peak}"),
+            self._numeric(
+                RPL_GLOBALUSERS, users, peak, f"Current global users {users}, max {peak}"
+            ),
+        ]
 
     def _room_list(self, event: RoomList) -> list[str]:
         return [
@@ -1167,7 +1202,7 @@ class IRCFormat:
             return [self._numeric(ERR_NOTONCHANNEL, error.room, "You're not on that channel")]
         if isinstance(error, InvalidRoomName):
             if command == "NAMES":
-                return [self._numeric(RPL_ENDOFNAMES, error.room, "End of /NAMES list")]
+                return self._end_of_names(error.room)
             if command == "JOIN":
                 return [self._numeric(ERR_BADCHANNAME, error.room, "Illegal channel name")]
             if command in ("PRIVMSG", "NOTICE"):
@@ -1175,7 +1210,7 @@ class IRCFormat:
             return [self._numeric(ERR_NOSUCHCHANNEL, error.room, "No such channel")]
         if isinstance(error, NoSuchRoom):
             if command == "NAMES":
-                return [self._numeric(RPL_ENDOFNAMES, error.room, "End of /NAMES list")]
+                return self._end_of_names(error.room)
             if command == "WHO":
                 return [self._numeric(RPL_ENDOFWHO, error.room, "End of WHO list")]
             return [self._numeric(ERR_NOSUCHCHANNEL, error.room, "No such channel")]
@@ -1215,6 +1250,19 @@ class IRCFormat:
             text = text.split(" ", 1)[0] + " ********"
         text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
         return text if len(text) <= 40 else text[:39] + "…"
+
+
+# Tags that L{IRCFormat.expand} puts on the lines of a NAMES of several
+# channels: all but the last have no 366; the last's names them all.
+_NAMES_MORE = b"chatroute/names-more"
+_NAMES_END = b"chatroute/names-end"
+
+
+def _tagged(head: bytes, tag: bytes) -> bytes:
+    """C{head} (tags, a prefix, or nothing, ending in a space if not empty) with C{tag} added."""
+    if head.startswith(b"@"):
+        return b"@" + tag + b";" + head[1:]
+    return b"@" + tag + b" " + head
 
 
 def _optional_text(text: str) -> str | None:
@@ -1276,6 +1324,7 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     IsAway: IRCFormat._is_away,
     AwayChanged: IRCFormat._away_changed,
     RoomList: IRCFormat._room_list,
+    Counts: IRCFormat._counts,
     RoomTopic: IRCFormat._room_topic,
     TopicChanged: IRCFormat._topic_changed,
     OperatorChanged: IRCFormat._operator_changed,

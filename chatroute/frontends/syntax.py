@@ -87,6 +87,7 @@ from chatroute.core.events import (
     AwayChanged,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     Event,
     HistoryStart,
@@ -125,7 +126,7 @@ HELP = (
     "@#room:message     send a message to a room you are in",
     "/me #room action   do an action in a room you are in (/me name action: to one user)",
     "/join #room        join a room, creating it if needed (its creator is its operator)",
-    "/leave #room       leave a room",
+    "/leave #room [reason]  leave a room, telling its members why",
     "/rooms             list rooms and their member counts",
     "/who [#room]       list online users, or a room's members (@ marks operators)",
     "/whois name        show what is known of an online user",
@@ -139,7 +140,7 @@ HELP = (
     "/ping              get * pong back (keeps a quiet connection open)",
     "/limits            show the flood, line-length and idle limits of this connection",
     "/help              show this help",
-    "/quit              say goodbye and close the connection",
+    "/quit [reason]     say goodbye and close the connection (rooms are told the reason)",
 )
 
 # C0 controls but tab, DEL, and C1 controls: they would let one user corrupt
@@ -218,6 +219,13 @@ def _kick(argument: str) -> Kick:
     return Kick(words[0], words[1], words[2] if len(words) == 3 else None)
 
 
+def _leave(argument: str) -> Leave:
+    words = argument.split(None, 1)
+    if not words:
+        raise MalformedLine("usage: /leave #room [reason]")
+    return Leave(words[0], words[1] if len(words) == 2 else None)
+
+
 def _action(argument: str) -> SendRoom | SendDirect:
     words = argument.split(None, 1)
     if len(words) != 2:
@@ -293,7 +301,7 @@ def _parse_command(line: str) -> Command:
         case "join":
             return Join(_room_argument(name, argument))
         case "leave":
-            return Leave(_room_argument(name, argument))
+            return _leave(argument)
         case "who":
             return Who(_room_argument(name, argument) if argument else None)
         case "whois":
@@ -321,8 +329,7 @@ def _parse_command(line: str) -> Command:
             _no_argument(name, argument)
             return Help()
         case "quit":
-            _no_argument(name, argument)
-            return Quit()
+            return Quit(argument or None)
         case "ping":
             _no_argument(name, argument)
             return Ping()
@@ -388,7 +395,11 @@ def _logged_in(event: LoggedIn) -> str:
 
 
 def _left(event: Left) -> str:
-    return f"* {event.nick} left {event.room}{' (disconnected)' if event.disconnected else ''}"
+    if event.reason is None:
+        return f"* {event.nick} left {event.room}{' (disconnected)' if event.disconnected else ''}"
+    if event.disconnected:
+        return f"* {event.nick} left {event.room} (disconnected: {event.reason})"
+    return f"* {event.nick} left {event.room}: {event.reason}"
 
 
 def _members(event: UserList) -> str:
@@ -457,6 +468,10 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     UserInfo: _user_info,
     IsAway: lambda e: f"* {e.nick} is away: {e.message}",
     AwayChanged: _away_changed,
+    Counts: lambda e: (
+        f"* counts: users={e.users} unregistered={e.unregistered} rooms={e.rooms}"
+        f" peak-users={e.peak_users}"
+    ),
     RoomList: lambda e: _listing("rooms", [f"{name} {count}" for name, count in e.rooms]),
     RoomTopic: _room_topic,
     TopicChanged: _topic_changed,

@@ -9,6 +9,7 @@ from chatroute.core.events import (
     AwayChanged,
     BanChanged,
     BanList,
+    Counts,
     DirectMessage,
     HistoryStart,
     IsAway,
@@ -206,6 +207,33 @@ def test_leave(router):
     assert alice.take() == [Left("#lobby", "bob")]
     with pytest.raises(errors.NotInRoom):
         router.send_room(bob.presence, "#lobby", "hi")
+
+
+def test_leave_with_a_reason(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.join(alice.presence, "#lobby")
+    router.join(bob.presence, "#lobby")
+    alice.take(), bob.take()
+    with pytest.raises(errors.ReasonTooLong):
+        router.leave(bob.presence, "#lobby", "r" * 391)
+    router.leave(bob.presence, "#lobby", "lunch")
+    assert bob.take() == alice.take() == [Left("#lobby", "bob", reason="lunch")]
+
+
+def test_disconnect_with_a_quit_reason(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.join(alice.presence, "#lobby")
+    router.join(bob.presence, "#lobby")
+    alice.take()
+    router.disconnect(bob.presence, reason="q" * 400)
+    assert alice.take() == [Left("#lobby", "bob", disconnected=True, reason="q" * 390)]
+
+
+def test_counts_of_users_unregistered_rooms_and_the_peak(router):
+    alice, bob, _ = Person(router, "alice"), Person(router, "bob"), Person(router)
+    router.join(alice.presence, "#lobby")
+    router.disconnect(bob.presence)
+    assert router.counts() == Counts(users=1, unregistered=1, rooms=1, peak_users=2)
 
 
 def test_leaving_last_member_removes_room(router):
@@ -460,7 +488,20 @@ def test_an_operator_sets_the_topic_and_every_member_is_told(router):
     alice, bob = room_of(router, "alice", "bob")
     router.set_topic(alice.presence, "#LOBBY", "release on friday")
     assert alice.take() == bob.take() == [TopicChanged("#lobby", "alice", "release on friday")]
-    assert router.topic("#lobby") == RoomTopic("#lobby", "release on friday")
+    assert router.topic("#lobby") == RoomTopic(
+        "#lobby", "release on friday", "alice", 1_800_000_000
+    )
+
+
+def test_the_topic_keeps_who_set_it_and_when(router, chat):
+    alice, bob = room_of(router, "alice", "bob")
+    router.set_operator(alice.presence, "#lobby", "bob", True)
+    router.set_topic(alice.presence, "#lobby", "first")
+    chat.clock.advance(30)
+    router.set_topic(bob.presence, "#lobby", "second")
+    assert router.topic("#lobby") == RoomTopic("#lobby", "second", "bob", 1_800_000_030)
+    router.set_topic(bob.presence, "#lobby", None)
+    assert router.topic("#lobby") == RoomTopic("#lobby", None)
 
 
 def test_clearing_the_topic(router):
@@ -488,7 +529,7 @@ def test_topic_length_limit(router):
     with pytest.raises(errors.TopicTooLong) as raised:
         router.set_topic(alice.presence, "#lobby", "t" * 391)
     assert raised.value == errors.TopicTooLong(390)
-    assert router.topic("#lobby") == RoomTopic("#lobby", "t" * 390)
+    assert router.topic("#lobby") == RoomTopic("#lobby", "t" * 390, "alice", 1_800_000_000)
 
 
 def test_joiners_get_the_topic_after_the_member_list(router):
@@ -499,7 +540,7 @@ def test_joiners_get_the_topic_after_the_member_list(router):
     assert bob.take() == [
         Joined("#lobby", "bob"),
         UserList("#lobby", ("alice", "bob"), ("alice",)),
-        RoomTopic("#lobby", "welcome"),
+        RoomTopic("#lobby", "welcome", "alice", 1_800_000_000),
     ]
 
 

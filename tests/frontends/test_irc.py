@@ -221,7 +221,7 @@ def test_room_messages_both_ways(irc, line):
     bob.say("@#lobby:hi alice")
     assert alice.lines() == [":bob!bob@chatroute PRIVMSG #lobby :hi alice"]
     bob.say("/leave #lobby")
-    assert alice.lines() == [":bob!bob@chatroute PART #lobby"]
+    assert alice.lines() == [":bob!bob@chatroute PART #lobby bob"]
 
 
 def test_join_several_and_join_zero(irc):
@@ -232,8 +232,8 @@ def test_join_several_and_join_zero(irc):
         ":alice!alice@chatroute JOIN #b",
     ]
     assert alice.say("JOIN 0") == [
-        ":alice!alice@chatroute PART #a",
-        ":alice!alice@chatroute PART #b",
+        ":alice!alice@chatroute PART #a alice",
+        ":alice!alice@chatroute PART #b alice",
     ]
 
 
@@ -270,7 +270,7 @@ def test_names_list_who_whois_mode(irc):
     assert alice.commands("WHOIS carol") == ["401", "318"]
     assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +nt"]
     assert alice.say("MODE alice") == [":chatroute 221 alice +"]
-    assert alice.commands("LUSERS") == ["251", "255", "265", "266"]
+    assert alice.commands("LUSERS") == ["251", "253", "254", "255", "265", "266"]
     assert alice.say("MOTD") == [":chatroute 422 alice :MOTD File is missing"]
     assert alice.commands("AWAY :lunch", "AWAY") == ["306", "305"]
 
@@ -345,7 +345,7 @@ def test_quit_closes_and_roommates_see_one_quit(irc):
     alice.lines()
     assert alice.say("QUIT :gone") == ["ERROR :Closing link: alice[chatroute] (Quit: gone)"]
     assert not alice.transport.connected
-    assert bob.lines() == [":alice!alice@chatroute QUIT :Quit"]
+    assert bob.lines() == [":alice!alice@chatroute QUIT :Quit: gone"]
 
 
 def sasl_plain(name: str, password: str) -> str:
@@ -482,7 +482,10 @@ def test_topic_query_set_and_clear(room):
         ":alice!alice@chatroute TOPIC #lobby :all about ducks"
     ]
     assert bob.lines() == [":alice!alice@chatroute TOPIC #lobby :all about ducks"]
-    assert bob.say("TOPIC #lobby") == [":chatroute 332 bob #lobby :all about ducks"]
+    assert bob.say("TOPIC #lobby") == [
+        ":chatroute 332 bob #lobby :all about ducks",
+        ":chatroute 333 bob #lobby alice!alice@chatroute 1800000000",
+    ]
     assert alice.say("TOPIC #lobby :") == [":alice!alice@chatroute TOPIC #lobby :"]
     assert bob.lines() == [":alice!alice@chatroute TOPIC #lobby :"]
 
@@ -513,6 +516,55 @@ def test_topic_sent_after_join(room, irc):
         ":chatroute 353 carol = #lobby :@alice bob carol",
         ":chatroute 366 carol #lobby :End of /NAMES list",
         ":chatroute 332 carol #lobby :ducks all day",
+        ":chatroute 333 carol #lobby alice!alice@chatroute 1800000000",
+    ]
+
+
+def test_part_with_a_reason_is_passed_on(room, line):
+    alice, bob = room()
+    carol = line("carol")
+    carol.say("/join #lobby")
+    alice.lines(), bob.lines()
+    assert bob.say("PART #lobby :\x02off\x02 to lunch") == [
+        ":bob!bob@chatroute PART #lobby :off to lunch"
+    ]
+    assert alice.lines() == [":bob!bob@chatroute PART #lobby :off to lunch"]
+    assert carol.lines() == ["* bob left #lobby: off to lunch"]
+
+
+def test_quit_reason_reaches_line_users(room, line):
+    _, bob = room()
+    carol = line("carol")
+    carol.say("/join #lobby")
+    bob.say("QUIT :gone home")
+    assert carol.lines() == ["* bob left #lobby (disconnected: gone home)"]
+
+
+def test_names_of_several_channels_is_one_reply(irc):
+    alice = irc("alice")
+    alice.say("JOIN #a,#b")
+    assert alice.say("NAMES #a,#nowhere,#b") == [
+        ":chatroute 353 alice = #a :@alice",
+        ":chatroute 353 alice = #b :@alice",
+        ":chatroute 366 alice #a,#nowhere,#b :End of /NAMES list",
+    ]
+    assert alice.say("NAMES #a") == [
+        ":chatroute 353 alice = #a :@alice",
+        ":chatroute 366 alice #a :End of /NAMES list",
+    ]
+
+
+def test_lusers_counts_users_unregistered_rooms_and_the_peak(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #a")
+    bob.say("QUIT")
+    assert alice.say("LUSERS") == [
+        ":chatroute 251 alice :There are 1 users and 0 invisible on 1 servers",
+        ":chatroute 253 alice 0 :unknown connection(s)",
+        ":chatroute 254 alice 1 :channels formed",
+        ":chatroute 255 alice :I have 1 clients and 0 servers",
+        ":chatroute 265 alice 1 2 :Current local users 1, max 2",
+        ":chatroute 266 alice 1 2 :Current global users 1, max 2",
     ]
 
 

@@ -82,6 +82,6 @@ def test_irc_and_line_users_talk_both_ways(server, irc_port, connect):
         alice.send("QUIT :done")
         alice.expect("ERROR :Closing link: alice[chatroute] (Quit: done)")
         alice.expect_eof()
-        bob.expect("* alice left #lobby (disconnected)")
+        bob.expect("* alice left #lobby (disconnected: done)")
     finally:
         alice.sock.close()

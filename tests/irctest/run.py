@@ -36,6 +36,11 @@ MODULES = (
     "who",
     "whois",
     "chmodes/operator",
+    "part",
+    "quit",
+    "topic",
+    "names",
+    "lusers",
 )
 _NO_OPER = "no server operators: OPER is an unknown command, and the test needs one"
 KNOWN_FAILURES = {
@@ -52,6 +57,12 @@ KNOWN_FAILURES = {
     "whois.py::WhoisTestCase::testWhoisNumerics[oper]": _NO_OPER,
     "who.py::WhoInvisibleTestCase::testWhoInvisible": "no user modes: MODE +i is refused, "
     "so no one is invisible to WHO masks",
+    "topic.py::TopicTestCase::testTopicMode": "rooms are always +t: only operators set the "
+    "topic, and -t is refused",
+    "topic.py::TopicPrivilegesTestCase::testTopicPrivileges": "rooms are always +t: -t is "
+    "refused with 472",
+    "names.py::NamesTestCase::testNames2812Secret": "no secret channels (+s): every room is "
+    "listed and shown to anyone",
 }
 
 
@@ -74,15 +85,22 @@ def main(argv: list[str]) -> int:
         str(irctest / "pytest.ini"),
         "--rootdir",
         str(irctest),
+        "-p",
+        "tests.irctest.deselect",
         "--controller",
         "tests.irctest.chatroute_controller",
         "-m",
         MARKERS,
         *(f"irctest/server_tests/{module}.py" for module in modules),
-        *(f"--deselect=irctest/server_tests/{test}" for test in KNOWN_FAILURES),
         *extra,
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(CHECKOUT), str(irctest)]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(CHECKOUT), str(irctest)]),
+        CHATROUTE_IRCTEST_DESELECT="\n".join(
+            f"irctest/server_tests/{test}" for test in KNOWN_FAILURES
+        ),
+    )
     return subprocess.call(command, cwd=irctest, env=env)
 
 
