@@ -13,6 +13,7 @@ it waits for, or how chatroute differs on purpose. Exit status: pytest's
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -94,14 +95,18 @@ def main(argv: list[str]) -> int:
         *(f"irctest/server_tests/{module}.py" for module in modules),
         *extra,
     ]
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(CHECKOUT), str(irctest)]),
-        CHATROUTE_IRCTEST_DESELECT="\n".join(
-            f"irctest/server_tests/{test}" for test in KNOWN_FAILURES
-        ),
-    )
-    return subprocess.call(command, cwd=irctest, env=env)
+    # irctest keeps the ports it hands out in a file under the temporary
+    # directory; a directory of this run's own keeps other runs out of it.
+    with tempfile.TemporaryDirectory(prefix="chatroute-irctest-") as scratch:
+        env = dict(
+            os.environ,
+            TMPDIR=scratch,
+            PYTHONPATH=os.pathsep.join([str(CHECKOUT), str(irctest)]),
+            CHATROUTE_IRCTEST_DESELECT="\n".join(
+                f"irctest/server_tests/{test}" for test in KNOWN_FAILURES
+            ),
+        )
+        return subprocess.call(command, cwd=irctest, env=env)
 
 
 if __name__ == "__main__":
