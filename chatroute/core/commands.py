@@ -50,20 +50,25 @@ class History:
 
 @dataclass(slots=True)
 class SendDirect:
-    """C{@bob:hello}: a message to one user; with C{action}, C{/me bob waves}."""
+    """
+    C{@bob:hello}: a message to one user; with C{action}, C{/me bob waves};
+    with C{notice}, a notice (IRC's NOTICE), which nothing answers on its own.
+    """
 
     to: str
     text: str
     action: bool = False
+    notice: bool = False
 
 
 @dataclass(slots=True)
 class SendRoom:
-    """C{@#lobby:hello}: a message to a room; with C{action}, C{/me #lobby waves}."""
+    """C{@#lobby:hello}: a message to a room; with C{action}, C{/me #lobby waves}; or a notice."""
 
     room: str
     text: str
     action: bool = False
+    notice: bool = False
 
 
 @dataclass(slots=True)

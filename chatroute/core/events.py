@@ -17,25 +17,29 @@ from dataclasses import dataclass
 class DirectMessage:
     """
     A message from C{sender} to the participant alone; with C{action}, what
-    the sender does (C{/me}) rather than says.
+    the sender does (C{/me}) rather than says; with C{notice}, a notice
+    (front ends without notices show it as a message).
     """
 
     sender: str
     text: str
     action: bool = False
+    notice: bool = False
 
 
 @dataclass(slots=True)
 class RoomMessage:
     """
     A message from C{sender} in C{room}; every member gets it, the sender
-    too. With C{action}, what the sender does (C{/me}) rather than says.
+    too. With C{action}, what the sender does (C{/me}) rather than says;
+    with C{notice}, a notice.
     """
 
     room: str
     sender: str
     text: str
     action: bool = False
+    notice: bool = False
 
 
 @dataclass(slots=True)

@@ -263,7 +263,7 @@ class Router:
             presence.account = True
 
     def send_direct(
-        self, presence: Presence, to: str, text: str, action: bool = False
+        self, presence: Presence, to: str, text: str, action: bool = False, notice: bool = False
     ) -> Deferred[None] | None:
         """
         Deliver C{text} from the participant to the user named C{to}, or keep it
@@ -271,6 +271,8 @@ class Router:
         the sender gets L{IsAway} with the away message.
 
         @param action: C{text} is what the sender does (C{/me}), not says.
+        @param notice: C{text} is a notice, which nothing answers on its own
+            (no L{IsAway}); kept for an offline account, it is kept as a message.
 
         @raise NotRegistered: the sender has no nickname.
         @raise AccountRequired: the sender is a guest and the server wants accounts.
@@ -285,8 +287,8 @@ class Router:
             sender = self._sender(presence)
         recipient = self._directory.holder(to)
         if recipient is not None:
-            recipient.participant.deliver(DirectMessage(sender, text, action))
-            if recipient.away is not None and recipient.nick is not None:
+            recipient.participant.deliver(DirectMessage(sender, text, action, notice))
+            if recipient.away is not None and recipient.nick is not None and not notice:
                 presence.participant.deliver(IsAway(recipient.nick, recipient.away))
             return None
         return Deferred.fromCoroutine(self._keep(presence, sender, to, text, action))
@@ -307,13 +309,19 @@ class Router:
         presence.participant.deliver(StoredForLater(account.name))
 
     def send_room(
-        self, presence: Presence, room_name: str, text: str, action: bool = False
+        self,
+        presence: Presence,
+        room_name: str,
+        text: str,
+        action: bool = False,
+        notice: bool = False,
     ) -> None:
         """
         Deliver C{text} from the participant to every member of the room, the
         sender too, and add it to the room's history.
 
         @param action: C{text} is what the sender does (C{/me}), not says.
+        @param notice: C{text} is a notice (history keeps it as a message).
 
         @raise NotRegistered: the sender has no nickname.
         @raise AccountRequired: the sender is a guest and the server wants accounts.
@@ -324,7 +332,9 @@ class Router:
         room = self._room(room_name)
         if name_key(sender) not in room.members:
             raise NotInRoom(room.name)
-        _deliver_all(list(room.members.values()), RoomMessage(room.name, sender, text, action))
+        _deliver_all(
+            list(room.members.values()), RoomMessage(room.name, sender, text, action, notice)
+        )
         self._storage.append_history(
             room.name, sender, text, self._clock.seconds(), action
         ).addErrback(_log_failure, "keeping a room message in history")

@@ -473,10 +473,12 @@ class ConnectionSession(TimeoutMixin):
             self._link.resume_reading()
 
     def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
-        return self._router.send_direct(presence, command.to, command.text, command.action)
+        return self._router.send_direct(
+            presence, command.to, command.text, command.action, command.notice
+        )
 
     def _send_room(self, presence: Presence, command: SendRoom) -> None:
-        self._router.send_room(presence, command.room, command.text, command.action)
+        self._router.send_room(presence, command.room, command.text, command.action, command.notice)
 
     def _check_password_channel(self) -> None:
         """

@@ -799,9 +799,10 @@ class IRCFormat:
         if action is None and text.startswith("\x01"):
             return None  # a CTCP request other than ACTION: nothing to carry
         text = plain_text(text if action is None else action)
+        notice = self._command == "NOTICE"
         if target.startswith("#"):
-            return SendRoom(target, text, action is not None)
-        return SendDirect(target, text, action is not None)
+            return SendRoom(target, text, action is not None, notice)
+        return SendDirect(target, text, action is not None, notice)
 
     def _topic(self, params: list[str]) -> Command:
         if not params or not params[0]:
@@ -917,9 +918,11 @@ class IRCFormat:
     def _is_me(self, nick: str) -> bool:
         return self.nick is not None and name_key(nick) == name_key(self.nick)
 
-    def _privmsg(self, sender: str, target: str, text: str, action: bool = False) -> list[str]:
-        """PRIVMSG lines of at most 512 bytes; an action is a CTCP ACTION in each."""
-        head = f":{mask(sender)} PRIVMSG {target} :"
+    def _privmsg(
+        self, sender: str, target: str, text: str, action: bool = False, notice: bool = False
+    ) -> list[str]:
+        """PRIVMSG (or NOTICE) lines of at most 512 bytes; an action is a CTCP ACTION in each."""
+        head = f":{mask(sender)} {'NOTICE' if notice else 'PRIVMSG'} {target} :"
         tail = ""
         if action:
             head, tail = head + "\x01ACTION ", "\x01"
@@ -927,12 +930,12 @@ class IRCFormat:
         return [head + piece + tail for piece in cut_utf8(text, room)]
 
     def _direct(self, event: DirectMessage) -> list[str]:
-        return self._privmsg(event.sender, self.nick or "*", event.text, event.action)
+        return self._privmsg(event.sender, self.nick or "*", event.text, event.action, event.notice)
 
     def _room_message(self, event: RoomMessage) -> list[str]:
         if self._is_me(event.sender):
             return []  # IRC clients show their own messages themselves
-        return self._privmsg(event.sender, event.room, event.text, event.action)
+        return self._privmsg(event.sender, event.room, event.text, event.action, event.notice)
 
     def _replayed(self, event: Replayed) -> list[str]:
         message = event.message
@@ -1108,8 +1111,6 @@ class IRCFormat:
         ]
 
     def _is_away(self, event: IsAway) -> list[str]:
-        if self._command == "NOTICE":
-            return []  # NOTICE is never answered automatically
         return [self._numeric(RPL_AWAY, event.nick, event.message)]
 
     def _away_changed(self, event: AwayChanged) -> list[str]:

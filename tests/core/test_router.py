@@ -804,3 +804,12 @@ def test_naming_someone_not_online_is_no_such_user(router, act):
     with pytest.raises(errors.NoSuchUser) as raised:
         act(router, alice)
     assert raised.value == errors.NoSuchUser("nobody")
+
+
+def test_a_notice_to_someone_away_is_not_answered_with_their_away_message(router):
+    alice, bob = Person(router, "alice"), Person(router, "bob")
+    router.set_away(bob.presence, "lunch")
+    bob.take()
+    router.send_direct(alice.presence, "bob", "psst", notice=True)
+    assert bob.take() == [DirectMessage("alice", "psst", notice=True)]
+    assert alice.take() == []

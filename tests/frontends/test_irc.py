@@ -768,3 +768,16 @@ def test_long_actions_cut_with_each_piece_an_action(irc, line):
     assert all(len(reply.encode()) <= 510 for reply in lines)
     assert all(reply.split(" :", 1)[1].startswith("\x01ACTION ") for reply in lines)
     assert all(reply.endswith("\x01") for reply in lines)
+
+
+def test_a_notice_stays_a_notice_between_irc_users_and_is_a_message_on_the_line(irc, line):
+    alice, bob, carol = irc("alice"), irc("bob"), line("carol")
+    assert alice.say("NOTICE bob :psst") == []
+    assert bob.lines() == [":alice!alice@chatroute NOTICE bob :psst"]
+    for person in (alice, bob, carol):
+        person.say("/join #lobby" if person is carol else "JOIN #lobby")
+    for person in (alice, bob, carol):
+        person.lines()
+    assert alice.say("NOTICE #lobby :heads up") == []
+    assert bob.lines() == [":alice!alice@chatroute NOTICE #lobby :heads up"]
+    assert carol.lines() == ["#lobby <alice> heads up"]

@@ -45,8 +45,6 @@ MODULES = (
 )
 _NO_OPER = "no server operators: OPER is an unknown command, and the test needs one"
 KNOWN_FAILURES = {
-    "messages.py::NoticeTestCase::testNotice": "NOTICE is relayed as PRIVMSG: the core's "
-    "messages have no notice kind yet",
     "isupport.py::IsupportTestCase::testPrefix": "PREFIX=(o)@: rooms have operators and no "
     "voice (+v), which the test takes for granted",
     "who.py::WhoTestCase::testWhoNickOper[exact]": _NO_OPER,
