@@ -216,7 +216,7 @@ ISUPPORT = (
     "NETWORK=chatroute",
     "NICKLEN=32",
     "PREFIX=(o)@",
-    "TARGMAX=JOIN:,NAMES:,NOTICE:,PART:,PRIVMSG:",
+    "TARGMAX=JOIN:,KICK:,NAMES:,NOTICE:,PART:,PRIVMSG:",
     "UTF8ONLY",
 )
 """
@@ -249,6 +249,30 @@ class Message:
     params: list[str] = field(default_factory=list)
     prefix: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def split_kick(line: bytes, start: int) -> list[bytes]:
+    """
+    C{KICK #c a,b :reason} as a C{KICK} of each nickname, and
+    C{KICK #a,#b x,y} as C{#a x} and C{#b y}; anything else as it is.
+
+    @param start: where the command is among C{line}'s words (after a prefix).
+    """
+    words = line.split(b" ", start + 3)
+    if len(words) < start + 3:
+        return [line]
+    head = b" ".join([*words[:start], b"KICK"])
+    channels, nicks = words[start + 1].split(b","), words[start + 2].split(b",")
+    reason = b" " + words[start + 3] if len(words) > start + 3 else b""
+    if len(channels) == 1:
+        channels = channels * len(nicks)
+    if len(nicks) == len(channels) == 1 or len(channels) != len(nicks):
+        return [line]
+    return [
+        b" ".join([head, channel, nick]) + reason
+        for channel, nick in zip(channels, nicks, strict=True)
+        if channel and nick
+    ]
 
 
 def parse_message(line: str) -> Message | None:
@@ -588,6 +612,8 @@ class IRCFormat:
         rest = b" ".join(words[start + 2 :])
         if command == b"JOIN" and targets == b"0":
             return [b"PART " + room.encode() for room in self._rooms.values()]
+        if command == b"KICK":
+            return split_kick(line, start)
         if command not in _LIST_COMMANDS or b"," not in targets:
             return [line]
         head = b" ".join(words[:start])

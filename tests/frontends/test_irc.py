@@ -19,6 +19,7 @@ from chatroute.frontends.irc import (
     cut_utf8,
     format_message,
     parse_message,
+    split_kick,
 )
 from chatroute.frontends.line import ChatServerFactory
 
@@ -781,3 +782,29 @@ def test_a_notice_stays_a_notice_between_irc_users_and_is_a_message_on_the_line(
     assert alice.say("NOTICE #lobby :heads up") == []
     assert bob.lines() == [":alice!alice@chatroute NOTICE #lobby :heads up"]
     assert carol.lines() == ["#lobby <alice> heads up"]
+
+
+@pytest.mark.parametrize("channels", ["#lobby", "#lobby,#lobby"])
+def test_kick_of_several_nicknames_kicks_each(room, irc, channels):
+    alice, _ = room()
+    carol = irc("carol")
+    carol.say("JOIN #lobby")
+    alice.lines()
+    assert alice.say(f"KICK {channels} bob,carol :bye now") == [
+        ":alice!alice@chatroute KICK #lobby bob :bye now",
+        ":alice!alice@chatroute KICK #lobby carol :bye now",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "lines"),
+    [
+        (b"KICK #a bob :why", [b"KICK #a bob :why"]),
+        (b"KICK #a bob,carol", [b"KICK #a bob", b"KICK #a carol"]),
+        (b"KICK #a,#b bob,carol :x y", [b"KICK #a bob :x y", b"KICK #b carol :x y"]),
+        (b"KICK #a,#b bob", [b"KICK #a,#b bob"]),  # left to fail as it is
+        (b"KICK #a", [b"KICK #a"]),
+    ],
+)
+def test_split_kick(line, lines):
+    assert split_kick(line, 0) == lines
