@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IConsumer, IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -31,8 +31,8 @@ from twisted.web.static import File
 from zope.interface import implementer
 
 from chatroute.core.interfaces import ILink
-from chatroute.core.session import ConnectionSession, Hub, Peer, is_loopback
-from chatroute.frontends.line import describe_peer
+from chatroute.core.session import ConnectionSession, Hub
+from chatroute.frontends.line import peer_of
 from chatroute.frontends.sending import SlowReaderGuard, limit_send_buffer
 from chatroute.frontends.syntax import LineFormat
 
@@ -90,13 +90,9 @@ class WebChatProtocol(WebSocketServerProtocol):
         """The WebSocket is up: start the connection's session, which greets the client."""
         transport = self.transport
         assert transport is not None
-        address = transport.getPeer()
-        shown = describe_peer(address)
-        host = str(getattr(address, "host", shown))
-        secure = ISSLTransport.providedBy(transport) or is_loopback(host)
         hub = self.factory.hub
         session = self._session = ConnectionSession(
-            hub, self, self.factory.wire, Peer(host, shown, secure)
+            hub, self, self.factory.wire, peer_of(transport)
         )
         if not session.open():
             return
