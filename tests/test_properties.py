@@ -256,11 +256,11 @@ def test_parse_line_gives_a_command_none_or_a_chat_error(text):
     """Whatever the text, the parser answers with a command, None, or a ChatError."""
     if has_control(text):
         with pytest.raises(ControlCharacters):
-            parse_line(text)
+            parse_line(text.encode())
         return
     results, errors = KINDS.get(text.strip()[:1], ((), (MalformedLine,)))
     try:
-        command = parse_line(text)
+        command = parse_line(text.encode())
     except ChatError as error:
         assert isinstance(error, errors), error
         return
@@ -274,7 +274,7 @@ def test_parse_line_gives_a_command_none_or_a_chat_error(text):
 @given(VALID_LINES)
 def test_valid_lines_parse_to_their_command(line_and_command):
     line, command = line_and_command
-    assert parse_line(line) == command
+    assert parse_line(line.encode()) == command
 
 
 EVENTS: dict[type, st.SearchStrategy[Event]] = {

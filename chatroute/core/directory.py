@@ -75,7 +75,8 @@ class LocalDirectory:
 
     def holder(self, nick: str) -> Presence | None:
         """Who holds C{nick}, in any letter case; None if no one."""
-        return self._users.get(name_key(nick))
+        # name_key spelled out: the router looks up every direct message's recipient.
+        return self._users.get(nick.lower() if nick.isascii() else name_key(nick))
 
     def claim(self, presence: Presence, nick: str) -> None:
         """C{presence} holds C{nick} from now on (the caller checked it is free)."""

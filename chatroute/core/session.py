@@ -103,30 +103,28 @@ class Outbox:
     A chunk read from one client often holds many lines for the same
     recipient (a burst of direct messages, several room messages); this
     turns them into one write and one system call for that recipient.
+
+    The session reading (the C{reader}) sets C{collecting}; a session that
+    holds data while collecting is in C{waiting}; L{flush} ends it. The
+    sessions set these fields themselves rather than call methods, as they
+    do it for every read and delivery.
     """
 
-    __slots__ = ("_waiting", "collecting", "reader")
+    __slots__ = ("collecting", "reader", "waiting")
 
     def __init__(self) -> None:
         self.collecting = False
         self.reader: ConnectionSession | None = None
-        self._waiting: list[ConnectionSession] = []
-
-    def collect(self, reader: "ConnectionSession") -> None:
-        """Hold what is written from now until L{flush}, while C{reader}'s lines are carried out."""
-        self.collecting = True
-        self.reader = reader
-
-    def hold(self, session: "ConnectionSession") -> None:
-        """C{session} has data held until L{flush}."""
-        self._waiting.append(session)
+        self.waiting: list[ConnectionSession] = []
 
     def flush(self) -> None:
         """Write everything held, and stop holding."""
         self.collecting = False
-        waiting, self._waiting = self._waiting, []
-        for session in waiting:
-            session.flush()
+        waiting = self.waiting
+        if waiting:
+            self.waiting = []
+            for session in waiting:
+                session.flush()
         self.reader = None
 
 
@@ -290,7 +288,8 @@ class ConnectionSession(TimeoutMixin):
         if not lines:
             return
         outbox = self._outbox
-        outbox.collect(self)
+        outbox.collecting = True
+        outbox.reader = self
         try:
             limit = self._hub.max_line_length
             bucket = self._bucket
@@ -349,6 +348,11 @@ class ConnectionSession(TimeoutMixin):
             presence = self._presence
             if command is None or presence is None:  # blank, or closed while the line waited
                 pending = None
+            elif type(command) is SendDirect:
+                # _send_direct spelled out: this is the hot path.
+                pending = self._router.send_direct(
+                    presence, command.to, command.text, command.action, command.notice
+                )
             else:
                 pending = _HANDLERS[type(command)](self, presence, command)
         except Exception:
@@ -413,7 +417,7 @@ class ConnectionSession(TimeoutMixin):
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
-            self._outbox.hold(self)
+            self._outbox.waiting.append(self)
         else:
             self._held.append(data)
 
@@ -471,11 +475,6 @@ class ConnectionSession(TimeoutMixin):
         if not self._waiting:
             # Also when closing: a TLS close must read the peer's.
             self._link.resume_reading()
-
-    def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
-        return self._router.send_direct(
-            presence, command.to, command.text, command.action, command.notice
-        )
 
     def _send_room(self, presence: Presence, command: SendRoom) -> None:
         self._router.send_room(presence, command.room, command.text, command.action, command.notice)
@@ -575,7 +574,6 @@ class ConnectionSession(TimeoutMixin):
 # What carries out each kind of command, looked up by type: a match statement
 # over class patterns costs several times more, and this runs for every line.
 _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]] = {
-    SendDirect: ConnectionSession._send_direct,
     SendRoom: ConnectionSession._send_room,
     Register: ConnectionSession._register,
     CreateAccount: ConnectionSession._create_account,

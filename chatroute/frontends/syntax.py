@@ -339,13 +339,19 @@ def _parse_command(line: str) -> Command:
     raise UnknownCommand(name)
 
 
-def parse_line(line: str) -> Command | None:
+def parse_line(data: bytes) -> Command | None:
     """
     Parse one line from a client (without its line ending).
 
     @return: the command, or None for a blank line, which is ignored.
-    @raise ChatError: the line is malformed; the error says how.
+    @raise ChatError: the line is malformed (not UTF-8, say); the error says how.
     """
+    try:
+        line = data.decode()
+    except UnicodeDecodeError:
+        if isinstance(data, TelnetMangledLine):
+            raise TelnetMangled() from None
+        raise InvalidEncoding() from None
     if CONTROL_CHARACTERS.search(line):
         raise ControlCharacters()
     line = line.strip()
@@ -586,15 +592,8 @@ class LineFormat:
         self._event: Event | None = None
         self._data = b""
 
-    def parse(self, line: bytes) -> Command | None:
-        """The command a line (without its ending) asks for; None for a blank line."""
-        try:
-            text = line.decode()
-        except UnicodeDecodeError:
-            if isinstance(line, TelnetMangledLine):
-                raise TelnetMangled() from None
-            raise InvalidEncoding() from None
-        return parse_line(text)
+    parse = staticmethod(parse_line)
+    """The command a line (without its ending) asks for; None for a blank line."""
 
     def encode(self, event: Event) -> bytes:
         """The event as UTF-8 lines, each ending in CR LF."""
