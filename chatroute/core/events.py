@@ -83,14 +83,15 @@ class Registered:
 class UserInfo:
     """
     What is known of the online user C{nick}: the user name and real name
-    its client gave (the nickname if it gave none), and its away message
-    (None: not away).
+    its client gave (the nickname if it gave none), its away message
+    (None: not away), and the account it is logged in to (None: a guest).
     """
 
     nick: str
     user: str
     real_name: str
     away: str | None = None
+    account: str | None = None
 
 
 @dataclass(slots=True)

@@ -108,7 +108,8 @@ def _deliver_all(presences: list[Presence], event: Event) -> None:
 def _user_info(presence: Presence) -> UserInfo:
     """What is known of a registered presence."""
     nick = presence.nick or "?"
-    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away)
+    account = nick if presence.account else None
+    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away, account)
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:

@@ -131,6 +131,10 @@ SERVER = "chatroute"
 HOST = "chatroute"
 """The host part of every user's mask: chatroute shows no one's address."""
 VERSION = "chatroute-0.1.0"
+HIDDEN_IP = "255.255.255.255"
+"""WHOX's IP address field: chatroute shows no one's address."""
+WHOX_FIELDS = "tcuihsnfdlaor"
+"""WHOX's fields, in the order a 354 gives them."""
 
 IRC_LINE = 512
 """Bytes in an IRC line with its CR LF: what the server's lines keep to."""
@@ -162,6 +166,8 @@ RPL_LIST = numerics.RPL_LIST
 RPL_LISTEND = numerics.RPL_LISTEND
 RPL_CHANNELMODEIS = numerics.RPL_CHANNELMODEIS
 RPL_WHOREPLY = numerics.RPL_WHOREPLY
+RPL_WHOSPCRPL = "354"
+RPL_WHOISACCOUNT = "330"
 RPL_NAMREPLY = numerics.RPL_NAMREPLY
 RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
 RPL_NOTOPIC = numerics.RPL_NOTOPIC
@@ -218,13 +224,14 @@ ISUPPORT = (
     "PREFIX=(o)@",
     "TARGMAX=JOIN:,KICK:,NAMES:,NOTICE:,PART:,PRIVMSG:",
     "UTF8ONLY",
+    "WHOX",
 )
 """
 What the server supports (005, with C{TOPICLEN} and C{KICKLEN} from the
 router's settings): ASCII case mapping as the core folds names, its name
 lengths, channels that are always C{+n} (only members send) and C{+t} (only
 operators set the topic), bans of nicknames (C{+b}), operators and no other
-prefix (C{PREFIX=(o)@}), and UTF-8 only.
+prefix (C{PREFIX=(o)@}), UTF-8 only, and WHOX (C{WHO mask %fields,token}).
 """
 
 CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
@@ -334,6 +341,18 @@ def mask_matches(pattern: str, nick: str) -> bool:
         for char in name_key(pattern)
     )
     return re.fullmatch(regex, name_key(nick)) is not None
+
+
+def parse_whox(argument: str) -> tuple[str, str] | None:
+    """
+    WHOX's C{%fields[,token]} (C{WHO mask %cnf,42}) as the fields asked for,
+    in the order replies give them (C{tcuihsnfdlaor}, whatever the order
+    asked), and the token (C{0} if none); None if C{argument} is not one.
+    """
+    if not argument.startswith("%"):
+        return None
+    letters, _, token = argument[1:].partition(",")
+    return "".join(letter for letter in WHOX_FIELDS if letter in letters), token[:3] or "0"
 
 
 def cut_utf8(text: str, size: int) -> list[str]:
@@ -794,9 +813,10 @@ class IRCFormat:
         nick = self.nick or "*"
         created = datetime.now(UTC).strftime("%Y-%m-%d")
         tokens = sorted([*ISUPPORT, *self._lengths])
+        # 13 a line: with the nickname and the trailing text, IRC's 15 parameters.
         isupport = [
-            self._numeric(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
-            for i in range(0, len(tokens), 12)
+            self._numeric(RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
+            for i in range(0, len(tokens), 13)
         ]
         return [
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
@@ -1078,21 +1098,12 @@ class IRCFormat:
         command, room, nicks = self._command, event.room, event.nicks
         if command == "WHO":
             wanted = self._arguments[0] if self._arguments else "*"
+            whox = parse_whox(self._arguments[1]) if len(self._arguments) > 1 else None
             channel = room or "*"
             operators = set(event.operators)
             return [
                 *(
-                    self._numeric(
-                        RPL_WHOREPLY,
-                        channel,
-                        info.user,
-                        HOST,
-                        self.server,
-                        info.nick,
-                        ("H" if info.away is None else "G")
-                        + ("@" if info.nick in operators else ""),
-                        f"0 {info.real_name}",
-                    )
+                    self._who_reply(info, channel, info.nick in operators, whox)
                     for info in event.users
                     if room is not None or wanted in ("*", "0") or mask_matches(wanted, info.nick)
                 ),
@@ -1101,6 +1112,40 @@ class IRCFormat:
         if command == "MODE" and room is not None:
             return [self._numeric(RPL_CHANNELMODEIS, room, "+nt")]
         return self._name_replies(room, nicks, event.operators)
+
+    def _who_reply(
+        self, info: UserInfo, channel: str, operator: bool, whox: tuple[str, str] | None
+    ) -> str:
+        """One user's 352, or with WHOX's C{%fields,token} (L{parse_whox}) its 354."""
+        flags = ("H" if info.away is None else "G") + ("@" if operator else "")
+        if whox is None:
+            return self._numeric(
+                RPL_WHOREPLY,
+                channel,
+                info.user,
+                HOST,
+                self.server,
+                info.nick,
+                flags,
+                f"0 {info.real_name}",
+            )
+        fields, token = whox
+        values = {
+            "t": token,
+            "c": channel,
+            "u": info.user,
+            "i": HIDDEN_IP,
+            "h": HOST,
+            "s": self.server,
+            "n": info.nick,
+            "f": flags,
+            "d": "0",
+            "l": "0",
+            "a": info.account or "0",
+            "o": "n/a",
+            "r": info.real_name,
+        }
+        return self._numeric(RPL_WHOSPCRPL, *(values[letter] for letter in fields))
 
     def _name_replies(
         self, room: str | None, nicks: Sequence[str], operators: Sequence[str]
@@ -1128,11 +1173,15 @@ class IRCFormat:
         if self._command == "USERHOST":
             sign = "+" if event.away is None else "-"
             return [self._numeric(RPL_USERHOST, f"{event.nick}={sign}{event.user}@{HOST}")]
-        away = [] if event.away is None else [self._numeric(RPL_AWAY, event.nick, event.away)]
+        extra = [] if event.away is None else [self._numeric(RPL_AWAY, event.nick, event.away)]
+        if event.account is not None:
+            extra.append(
+                self._numeric(RPL_WHOISACCOUNT, event.nick, event.account, "is logged in as")
+            )
         return [
             self._numeric(RPL_WHOISUSER, event.nick, event.user, HOST, "*", event.real_name),
             self._numeric(RPL_WHOISSERVER, event.nick, self.server, "chatroute"),
-            *away,
+            *extra,
             self._numeric(RPL_ENDOFWHOIS, event.nick, "End of /WHOIS list"),
         ]
 

@@ -772,6 +772,15 @@ def test_whois_tells_client_info_defaulting_to_the_nickname(router):
     assert alice.take() == []
 
 
+def test_whois_tells_the_account_of_a_logged_in_user(chat):
+    make_account(chat, "alice")
+    alice = Person(chat.router)
+    settled(chat.router.log_in(alice.presence, "alice"))
+    Person(chat.router, "bob")
+    assert chat.router.whois("alice").account == "alice"
+    assert chat.router.whois("bob").account is None
+
+
 def test_whois_of_no_one_online(router):
     Person(router, "alice")
     with pytest.raises(errors.NoSuchUser) as raised:

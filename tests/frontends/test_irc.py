@@ -306,6 +306,42 @@ def test_who_and_whois_tell_user_name_real_name_and_away(irc, line):
     ]
 
 
+def test_whox_gives_the_fields_asked_for_in_their_order_with_the_token(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #lobby")
+    bob.say("JOIN #lobby")
+    bob.say("AWAY :out")
+    alice.lines()
+    assert alice.say("WHO bob %rnfat,42") == [
+        ":chatroute 354 alice 42 bob G 0 :Real bob",
+        ":chatroute 315 alice bob :End of WHO list",
+    ]
+    assert alice.say("WHO #lobby %tcuihsnfdlaor") == [
+        ":chatroute 354 alice 0 #lobby alice 255.255.255.255 chatroute chatroute alice H@ 0 0 "
+        "0 n/a :Real alice",
+        ":chatroute 354 alice 0 #lobby bob 255.255.255.255 chatroute chatroute bob G 0 0 "
+        "0 n/a :Real bob",
+        ":chatroute 315 alice #lobby :End of WHO list",
+    ]
+    assert alice.say("WHO a* %n") == [
+        ":chatroute 354 alice alice",
+        ":chatroute 315 alice a* :End of WHO list",
+    ]
+
+
+def test_whox_and_whois_tell_the_account_of_a_logged_in_user(irc, account):
+    alice = irc()
+    alice.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    bob = irc("bob")
+    assert bob.say("WHO alice %na") == [
+        ":chatroute 354 bob alice alice",
+        ":chatroute 315 bob alice :End of WHO list",
+    ]
+    assert bob.say("WHO bob %na")[0] == ":chatroute 354 bob bob 0"
+    assert ":chatroute 330 bob alice alice :is logged in as" in bob.say("WHOIS alice")
+    assert [reply.split()[1] for reply in alice.say("WHOIS bob")] == ["311", "312", "318"]
+
+
 def test_away_answers_a_direct_message_and_userhost(irc, line):
     alice, bob, carol = irc("alice"), irc("bob"), line("carol")
     assert alice.say("USERHOST bob") == [":chatroute 302 alice bob=+bob@chatroute"]

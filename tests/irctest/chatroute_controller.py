@@ -41,6 +41,16 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
     software_name = "chatroute"
     supported_sasl_mechanisms: ClassVar[set[str]] = {"PLAIN"}
     supports_sts = False
+    isupport: ClassVar[dict[str, str | None]] = {
+        "CASEMAPPING": "ascii",
+        "CHANTYPES": "#",
+        "NICKLEN": "32",
+        "CHANNELLEN": "33",
+        "PREFIX": "(o)@",
+        "UTF8ONLY": None,
+        "WHOX": None,
+    }
+    """What chatroute's 005 must say (docs/protocol.md, IRC: Registration)."""
 
     def run(
         self,
