@@ -26,6 +26,16 @@ class Register:
 
 
 @dataclass(slots=True)
+class ServerPassword:
+    """
+    C{/pass secret}: the server's connect password (the rest of the line),
+    which a server run with one wants before anything else (IRC's C{PASS}).
+    """
+
+    password: str
+
+
+@dataclass(slots=True)
 class CreateAccount:
     """C{/register secret}: make the current nickname an account (the rest of the line)."""
 
@@ -216,4 +226,5 @@ Command = (
     | Whois
     | SetAway
     | ShowCounts
+    | ServerPassword
 )

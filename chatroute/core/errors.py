@@ -262,6 +262,20 @@ class PasswordNeedsTLS(ChatError):
 
 
 @_error
+class ServerPasswordRequired(ChatError):
+    """The server has a connect password, and the connection has not given it yet."""
+
+    summary = "this server has a password: give it first"
+
+
+@_error
+class WrongServerPassword(ChatError):
+    """The connection gave a wrong server password; it is closed."""
+
+    summary = "wrong server password"
+
+
+@_error
 class NotReading(ChatError):
     """The recipient stopped reading; the server disconnected it."""
 

@@ -218,6 +218,16 @@ class LoggedIn:
 
 
 @dataclass(slots=True)
+class PasswordAccepted:
+    """
+    The connection gave the server's connect password (C{needed}), or the
+    server has none (not C{needed}).
+    """
+
+    needed: bool
+
+
+@dataclass(slots=True)
 class AccountCreated:
     """The participant's nickname C{nick} is now an account."""
 
@@ -295,5 +305,6 @@ Event = (
     | BanChanged
     | BanList
     | LimitsInfo
+    | PasswordAccepted
     | Notice
 )

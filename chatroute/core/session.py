@@ -43,6 +43,7 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
@@ -61,8 +62,10 @@ from chatroute.core.errors import (
     LineTooLong,
     NotReading,
     PasswordNeedsTLS,
+    ServerPasswordRequired,
+    WrongServerPassword,
 )
-from chatroute.core.events import Event, LimitsInfo, Notice
+from chatroute.core.events import Event, LimitsInfo, Notice, PasswordAccepted
 from chatroute.core.interfaces import ILink, IParticipant, IWireFormat
 from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
 from chatroute.core.router import Router
@@ -138,6 +141,9 @@ class Hub:
 
     @ivar require_tls_for_login: refuse passwords over plain TCP, except
         from this machine.
+    @ivar server_password: the password every connection must give
+        (L{ServerPassword}) before anything but C{/help}, C{/ping},
+        C{/limits} and C{/quit}; None: none needed.
     """
 
     def __init__(
@@ -148,6 +154,7 @@ class Hub:
         limits: Limits | None = None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         require_tls_for_login: bool = False,
+        server_password: str | None = None,
     ) -> None:
         self.router = router
         self.accounts = accounts
@@ -155,6 +162,7 @@ class Hub:
         self.limits = limits or Limits()
         self.max_line_length = max_line_length
         self.require_tls_for_login = require_tls_for_login
+        self.server_password = server_password
         self.connections = ConnectionCounter(self.limits)
         self.outbox = Outbox()
 
@@ -184,6 +192,7 @@ class ConnectionSession(TimeoutMixin):
         "_awaiting_nick",
         "_bucket",
         "_format",
+        "_handlers",
         "_held",
         "_hub",
         "_link",
@@ -222,6 +231,9 @@ class ConnectionSession(TimeoutMixin):
         self._abort_later: IDelayedCall | None = None
         self._awaiting_nick = True
         self._presence: Presence | None = None
+        # What carries out each command: all of them, or until the server
+        # password is given, only what needs none.
+        self._handlers = _HANDLERS if hub.server_password is None else _LOCKED_HANDLERS
         # The session has ended and the connection is closing: read nothing more.
         self.closing = False
         self._waiting = False
@@ -350,7 +362,7 @@ class ConnectionSession(TimeoutMixin):
             if command is None or presence is None:  # blank, or closed while the line waited
                 pending = None
             else:
-                pending = _HANDLERS[type(command)](self, presence, command)
+                pending = self._handlers[type(command)](self, presence, command)
         except Exception:
             self._failed(Failure())
             return
@@ -417,9 +429,9 @@ class ConnectionSession(TimeoutMixin):
         else:
             self._held.append(data)
 
-    def _say_goodbye(self, notice: str, reason: str | None = None) -> None:
+    def _say_goodbye(self, notice: str | ChatError, reason: str | None = None) -> None:
         """
-        Send a last notice and close, ignoring anything the client sends after.
+        Send a last notice (or error) and close, ignoring anything the client sends after.
 
         The session ends at once (the name is free, rooms are told), not when
         the connection is finally gone; a close that the client does not
@@ -428,7 +440,10 @@ class ConnectionSession(TimeoutMixin):
 
         @param reason: why the user quit, told to their rooms.
         """
-        self.deliver(Notice(notice))
+        if isinstance(notice, ChatError):
+            self.reply_error(notice)
+        else:
+            self.deliver(Notice(notice))
         self.flush()
         self.closing = True
         self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
@@ -497,6 +512,27 @@ class ConnectionSession(TimeoutMixin):
         return Deferred.fromCoroutine(
             self._hub.accounts.log_in(presence, command.nick, command.password, self._peer.host)
         )
+
+    def _server_password(self, presence: Presence, command: ServerPassword) -> None:
+        """
+        Check the server password; given, every command is open. A wrong one
+        closes the connection (after the error), so each guess costs one.
+        """
+        expected = self._hub.server_password
+        if expected is not None and self._handlers is _LOCKED_HANDLERS:
+            self._check_password_channel()
+            try:
+                self._hub.accounts.check_server_password(
+                    command.password, expected, self._peer.host
+                )
+            except WrongServerPassword as error:
+                self._say_goodbye(error)
+                return
+            self._handlers = _HANDLERS
+        self.deliver(PasswordAccepted(expected is not None))
+
+    def _password_first(self, presence: Presence, command: object) -> None:
+        raise ServerPasswordRequired()
 
     def _create_account(self, presence: Presence, command: CreateAccount) -> Deferred[None]:
         self._check_password_channel()
@@ -598,4 +634,14 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     ShowLimits: ConnectionSession._show_limits,
     Quit: ConnectionSession._quit,
     ShowCounts: ConnectionSession._show_counts,
+    ServerPassword: ConnectionSession._server_password,
+}
+
+_OPEN_BEFORE_PASSWORD = frozenset({ServerPassword, Help, Ping, ShowLimits, Quit})
+# Until the server password is given (Hub.server_password), the rest is refused.
+_LOCKED_HANDLERS: dict[
+    type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]
+] = {
+    command: handler if command in _OPEN_BEFORE_PASSWORD else ConnectionSession._password_first
+    for command, handler in _HANDLERS.items()
 }

@@ -50,6 +50,7 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
@@ -88,8 +89,10 @@ from chatroute.core.errors import (
     OperatorRequired,
     PasswordNeedsTLS,
     ServerFull,
+    ServerPasswordRequired,
     TooManyConnections,
     UnknownCommand,
+    WrongServerPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
@@ -108,6 +111,7 @@ from chatroute.core.events import (
     LoggedIn,
     Notice,
     OperatorChanged,
+    PasswordAccepted,
     PasswordChanged,
     Registered,
     Renamed,
@@ -575,14 +579,21 @@ class IRCFormat:
     """
 
     def __init__(
-        self, server: str = SERVER, topic_length: int = 390, reason_length: int = 390
+        self,
+        server: str = SERVER,
+        topic_length: int = 390,
+        reason_length: int = 390,
+        server_password: bool = False,
     ) -> None:
         """
         @param server: the server's name, for prefixes and numerics.
         @param topic_length: the longest topic the router takes (C{TOPICLEN}).
         @param reason_length: the longest reason for a kick it takes (C{KICKLEN}).
+        @param server_password: the server has a connect password, so C{PASS}
+            gives it, rather than logging in to an account.
         """
         self.server = server
+        self._server_password = server_password
         self._lengths = (f"KICKLEN={reason_length}", f"TOPICLEN={topic_length}")
         self.nick: str | None = None
         self._deliver: Callable[[Event], None] = lambda event: None
@@ -765,12 +776,15 @@ class IRCFormat:
         self._sasl_pending = True
         return Register(authcid, password)
 
-    def _pass(self, params: list[str]) -> None:
+    def _pass(self, params: list[str]) -> Command | None:
         if not params:
             raise NeedMoreParams("PASS")
         if self._welcomed:
             raise AlreadyRegistered()
+        if self._server_password:
+            return ServerPassword(params[0])
         self._password = params[0]
+        return None
 
     def _nick_command(self, params: list[str]) -> Command | None:
         if not params or not params[0]:
@@ -1248,14 +1262,24 @@ class IRCFormat:
 
     def _error_lines(self, error: ChatError) -> list[str]:
         command = self._command
-        if isinstance(error, SaslFailed | LoginFailed | LoginThrottled | PasswordNeedsTLS) and (
-            command == "AUTHENTICATE"
-        ):
+        if isinstance(
+            error,
+            SaslFailed | LoginFailed | LoginThrottled | PasswordNeedsTLS | ServerPasswordRequired,
+        ) and (command == "AUTHENTICATE"):
             self._sasl_pending = False
             reason = "SASL authentication failed"
-            if not isinstance(error, SaslFailed | LoginFailed):
+            if isinstance(error, ServerPasswordRequired):
+                reason += ": send PASS first"
+            elif not isinstance(error, SaslFailed | LoginFailed):
                 reason += f": {format_error(error)}"
             return [self._numeric(ERR_SASLFAIL, reason)]
+        if isinstance(error, ServerPasswordRequired):
+            return [self._numeric(ERR_PASSWDMISMATCH, "Password required: send PASS first")]
+        if isinstance(error, WrongServerPassword):
+            return [
+                self._numeric(ERR_PASSWDMISMATCH, "Password incorrect"),
+                *self._closing("Bad password"),
+            ]
         if isinstance(error, LoginFailed | LoginThrottled | PasswordNeedsTLS):
             return [self._numeric(ERR_PASSWDMISMATCH, f"Password incorrect: {format_error(error)}")]
         if isinstance(error, InvalidEncoding):
@@ -1387,6 +1411,7 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     LoggedIn: IRCFormat._logged_in,
     AccountCreated: IRCFormat._account_created,
     PasswordChanged: lambda self, e: self._text_notice("password changed"),
+    PasswordAccepted: lambda self, e: [],  # IRC servers say nothing to a right PASS
     StoredForLater: lambda self, e: self._text_notice(
         f"{e.recipient} is offline; message stored for delivery at login"
     ),
@@ -1499,7 +1524,12 @@ class IRCServerFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
         """A new connection's protocol."""
         settings = self.hub.router.settings
-        wire = IRCFormat(self.server, settings.max_topic_length, settings.max_reason_length)
+        wire = IRCFormat(
+            self.server,
+            settings.max_topic_length,
+            settings.max_reason_length,
+            self.hub.server_password is not None,
+        )
         protocol = IRCProtocol(self.hub, wire)
         protocol.factory = self
         return protocol

@@ -29,6 +29,7 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
@@ -76,11 +77,13 @@ from chatroute.core.errors import (
     PasswordNeedsTLS,
     ReasonTooLong,
     ServerFull,
+    ServerPasswordRequired,
     TelnetMangled,
     TooManyConnections,
     TopicTooLong,
     UnknownCommand,
     WrongPassword,
+    WrongServerPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
@@ -99,6 +102,7 @@ from chatroute.core.events import (
     LoggedIn,
     Notice,
     OperatorChanged,
+    PasswordAccepted,
     PasswordChanged,
     Registered,
     Renamed,
@@ -115,6 +119,7 @@ from chatroute.core.interfaces import IWireFormat
 from chatroute.frontends.telnet import TelnetMangledLine
 
 HELP = (
+    "/pass password     give the server's password, on a server that has one (first of all)",
     "#name              take the nickname name as a guest, or change to it",
     "#name password     log in to the account name (also /login name password)",
     "/register password make your nickname an account with this password",
@@ -246,7 +251,7 @@ def _history(argument: str) -> History:
 
 
 _PASSWORD_LINE = re.compile(
-    r"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password)\s+)(?P<secret>\S.*)",
+    r"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password|/pass)\s+)(?P<secret>\S.*)",
     re.IGNORECASE | re.DOTALL,
 )
 PASSWORD_MASK = "********"
@@ -260,7 +265,8 @@ def split_password(line: str) -> tuple[str, str] | None:
     C{line} cut where the password it carries starts, as (before, password).
 
     Lines that carry one: C{#name password}, C{/login name password},
-    C{/register password} and C{/password old new}; for the others None.
+    C{/register password}, C{/password old new} and C{/pass password}; for
+    the others None.
     """
     found = _PASSWORD_LINE.fullmatch(line)
     if found is None:
@@ -296,6 +302,10 @@ def _parse_command(line: str) -> Command:
             return _create_account(argument)
         case "password":
             return _change_password(argument)
+        case "pass":
+            if not argument:
+                raise MalformedLine("usage: /pass password")
+            return ServerPassword(argument)
         case "history":
             return _history(argument)
         case "join":
@@ -458,6 +468,9 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
         f"* {e.nick} is now a registered account; log in with #{e.nick} <password>"
     ),
     PasswordChanged: lambda e: "* password changed",
+    PasswordAccepted: lambda e: (
+        "* server password accepted" if e.needed else "* this server has no password"
+    ),
     StoredForLater: lambda e: f"* {e.recipient} is offline; message stored for delivery at login",
     HistoryStart: lambda e: f"* history of {e.room}: {_follow(e.count, 'message')}",
     Joined: lambda e: f"* {e.nick} joined {e.room}",
@@ -556,6 +569,8 @@ _ERRORS: dict[type, Callable[[Any], str]] = {
     PasswordNeedsTLS: lambda e: (
         "passwords are accepted only over TLS; connect to the server's TLS port"
     ),
+    ServerPasswordRequired: lambda e: "this server has a password: /pass PASSWORD first",
+    WrongServerPassword: lambda e: "wrong server password; closing",
     NotReading: lambda e: f"{e.nick} is not reading messages and was disconnected; not delivered",
     ServerFull: lambda e: f"the server is full ({e.limit} connections); closing",
     TooManyConnections: lambda e: (

@@ -844,3 +844,51 @@ def test_kick_of_several_nicknames_kicks_each(room, irc, channels):
 )
 def test_split_kick(line, lines):
     assert split_kick(line, 0) == lines
+
+
+@pytest.fixture
+def locked_irc(chat):
+    """IRC connections to a server whose password is C{sesame}."""
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 4096, server_password="sesame")
+    factory = IRCServerFactory(hub)
+    ports = iter(range(43000, 44000))
+
+    def connect() -> Client:
+        client = Client(factory, next(ports))
+        client.lines()
+        return client
+
+    return connect
+
+
+def test_pass_gives_the_server_password(locked_irc):
+    client = locked_irc()
+    assert client.say("PASS sesame") == []
+    assert client.commands("NICK alice", "USER a 0 * :A")[0] == "001"
+    assert client.say("PASS sesame") == [":chatroute 462 alice :You may not reregister"]
+
+
+def test_registration_without_the_server_password_is_refused(locked_irc):
+    client = locked_irc()
+    assert client.say("NICK alice", "USER a 0 * :A") == [
+        ":chatroute 464 * :Password required: send PASS first"
+    ]
+    assert client.transport.connected
+    assert client.commands("PASS sesame", "NICK alice")[0] == "001"
+
+
+def test_a_wrong_server_password_is_464_then_error(locked_irc):
+    client = locked_irc()
+    assert client.say("PASS guess") == [
+        ":chatroute 464 * :Password incorrect",
+        "ERROR :Closing link: *[chatroute] (Bad password)",
+    ]
+    assert not client.transport.connected
+
+
+def test_sasl_before_the_server_password_fails(locked_irc):
+    client = locked_irc()
+    client.say("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
+        ":chatroute 904 * :SASL authentication failed: send PASS first"
+    ]
