@@ -121,6 +121,34 @@ class SetOperator:
 
 
 @dataclass(slots=True)
+class SetVoice:
+    """C{/voice #lobby bob} (C{voiced}) or C{/devoice #lobby bob}: who sends in a moderated room."""
+
+    room: str
+    nick: str
+    voiced: bool
+
+
+@dataclass(slots=True)
+class SetRoomMode:
+    """
+    C{/mode #lobby +s}: turn one of the room's modes on (C{on}) or off; the
+    mode is one of L{chatroute.core.directory.ROOM_MODES}.
+    """
+
+    room: str
+    mode: str
+    on: bool
+
+
+@dataclass(slots=True)
+class ShowRoomModes:
+    """C{/mode #lobby}: the room's modes and when it was created."""
+
+    room: str
+
+
+@dataclass(slots=True)
 class Kick:
     """C{/kick #lobby bob [reason]}: put a member out of the room."""
 
@@ -227,4 +255,7 @@ Command = (
     | SetAway
     | ShowCounts
     | ServerPassword
+    | SetVoice
+    | SetRoomMode
+    | ShowRoomModes
 )

@@ -336,6 +336,42 @@ class NotOperator(ChatError):
 
 
 @_error
+class AlreadyVoiced(ChatError):
+    """The member already has a voice in the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} already has a voice in {room}"
+
+
+@_error
+class NotVoiced(ChatError):
+    """The member whose voice is to be taken away has none."""
+
+    room: str
+    nick: str
+    summary = "{nick} has no voice in {room}"
+
+
+@_error
+class Moderated(ChatError):
+    """The room is moderated, and the sender is neither an operator nor voiced."""
+
+    room: str
+    summary = "{room} is moderated: only operators and voiced members send"
+
+
+@_error
+class ModeUnchanged(ChatError):
+    """The room's mode C{mode} already is C{on} (set) or not."""
+
+    room: str
+    mode: str
+    on: bool
+    summary = "{room}: {mode} is already {on}"
+
+
+@_error
 class BannedFromRoom(ChatError):
     """The user's nickname is banned from the room, so they cannot join it."""
 

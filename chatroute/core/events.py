@@ -98,7 +98,8 @@ class UserInfo:
 class UserList:
     """
     The online users (C{room} is None) or the members of C{room}; of those,
-    C{operators} are the room's operators (as in C{nicks}, in the same order).
+    C{operators} are the room's operators and C{voiced} those with a voice
+    (as in C{nicks}, in the same order); C{secret}: the room is secret.
     C{users} is empty, or when asked for, each user's L{UserInfo}, in the
     order of C{nicks}.
     """
@@ -107,6 +108,8 @@ class UserList:
     nicks: tuple[str, ...]
     operators: tuple[str, ...] = ()
     users: tuple[UserInfo, ...] = ()
+    voiced: tuple[str, ...] = ()
+    secret: bool = False
 
 
 @dataclass(slots=True)
@@ -155,6 +158,38 @@ class OperatorChanged:
     nick: str
     by: str
     operator: bool
+
+
+@dataclass(slots=True)
+class VoiceChanged:
+    """C{by} gave C{nick} a voice in C{room} (C{voiced}), or took it away."""
+
+    room: str
+    nick: str
+    by: str
+    voiced: bool
+
+
+@dataclass(slots=True)
+class RoomModeChanged:
+    """C{by} turned the mode C{mode} of C{room} on (C{on}) or off."""
+
+    room: str
+    by: str
+    mode: str
+    on: bool
+
+
+@dataclass(slots=True)
+class RoomModes:
+    """
+    The modes set in C{room} (of L{chatroute.core.directory.ROOM_MODES}, in
+    that order) and when it was created (POSIX seconds).
+    """
+
+    room: str
+    modes: tuple[str, ...]
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -301,6 +336,9 @@ Event = (
     | RoomTopic
     | TopicChanged
     | OperatorChanged
+    | VoiceChanged
+    | RoomModeChanged
+    | RoomModes
     | Kicked
     | BanChanged
     | BanList

@@ -47,9 +47,12 @@ from chatroute.core.commands import (
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowCounts,
     ShowLimits,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
@@ -554,13 +557,22 @@ class ConnectionSession(TimeoutMixin):
         return self._router.history(presence, command.room, command.count)
 
     def _show_topic(self, presence: Presence, command: ShowTopic) -> None:
-        self.deliver(self._router.topic(command.room))
+        self.deliver(self._router.topic(command.room, presence))
 
     def _set_topic(self, presence: Presence, command: SetTopic) -> None:
         self._router.set_topic(presence, command.room, command.topic)
 
     def _set_operator(self, presence: Presence, command: SetOperator) -> None:
         self._router.set_operator(presence, command.room, command.nick, command.operator)
+
+    def _set_voice(self, presence: Presence, command: SetVoice) -> None:
+        self._router.set_voice(presence, command.room, command.nick, command.voiced)
+
+    def _set_room_mode(self, presence: Presence, command: SetRoomMode) -> None:
+        self._router.set_room_mode(presence, command.room, command.mode, command.on)
+
+    def _show_room_modes(self, presence: Presence, command: ShowRoomModes) -> None:
+        self.deliver(self._router.room_modes(command.room, presence))
 
     def _kick(self, presence: Presence, command: Kick) -> None:
         self._router.kick(presence, command.room, command.nick, command.reason)
@@ -569,13 +581,13 @@ class ConnectionSession(TimeoutMixin):
         self._router.set_ban(presence, command.room, command.nick, command.banned)
 
     def _list_bans(self, presence: Presence, command: ListBans) -> None:
-        self.deliver(self._router.bans(command.room))
+        self.deliver(self._router.bans(command.room, presence))
 
     def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
-        self.deliver(self._router.rooms())
+        self.deliver(self._router.rooms(presence))
 
     def _who(self, presence: Presence, command: Who) -> None:
-        self.deliver(self._router.who(command.room, command.details))
+        self.deliver(self._router.who(command.room, command.details, presence))
 
     def _whois(self, presence: Presence, command: Whois) -> None:
         self.deliver(self._router.whois(command.nick))
@@ -635,6 +647,9 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     Quit: ConnectionSession._quit,
     ShowCounts: ConnectionSession._show_counts,
     ServerPassword: ConnectionSession._server_password,
+    SetVoice: ConnectionSession._set_voice,
+    SetRoomMode: ConnectionSession._set_room_mode,
+    ShowRoomModes: ConnectionSession._show_room_modes,
 }
 
 _OPEN_BEFORE_PASSWORD = frozenset({ServerPassword, Help, Ping, ShowLimits, Quit})

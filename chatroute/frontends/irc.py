@@ -54,8 +54,11 @@ from chatroute.core.commands import (
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowCounts,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
@@ -66,6 +69,7 @@ from chatroute.core.errors import (
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BadPassword,
     BannedFromRoom,
     ChatError,
@@ -77,6 +81,8 @@ from chatroute.core.errors import (
     LineTooLong,
     LoginFailed,
     LoginThrottled,
+    Moderated,
+    ModeUnchanged,
     NameRegistered,
     NicknameTaken,
     NoSuchMember,
@@ -86,6 +92,7 @@ from chatroute.core.errors import (
     NotInRoom,
     NotOperator,
     NotRegistered,
+    NotVoiced,
     OperatorRequired,
     PasswordNeedsTLS,
     ServerFull,
@@ -118,16 +125,24 @@ from chatroute.core.events import (
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.interfaces import IWireFormat
 from chatroute.core.session import Hub
 from chatroute.frontends.line import ChatProtocol
-from chatroute.frontends.syntax import CONTROL_CHARACTERS, format_error, format_time
+from chatroute.frontends.syntax import (
+    CONTROL_CHARACTERS,
+    ROOM_MODE_LETTERS,
+    format_error,
+    format_time,
+)
 from chatroute.storage import name_key
 
 SERVER = "chatroute"
@@ -177,6 +192,7 @@ RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
 RPL_NOTOPIC = numerics.RPL_NOTOPIC
 RPL_TOPIC = numerics.RPL_TOPIC
 RPL_TOPICWHOTIME = "333"
+RPL_CREATIONTIME = "329"
 RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
@@ -220,12 +236,12 @@ AWAYLEN = 200
 ISUPPORT = (
     f"AWAYLEN={AWAYLEN}",
     "CASEMAPPING=ascii",
-    "CHANMODES=b,,,nt",
+    "CHANMODES=b,,,mnst",
     "CHANNELLEN=33",
     "CHANTYPES=#",
     "NETWORK=chatroute",
     "NICKLEN=32",
-    "PREFIX=(o)@",
+    "PREFIX=(ov)@+",
     "TARGMAX=JOIN:,KICK:,NAMES:,NOTICE:,PART:,PRIVMSG:",
     "UTF8ONLY",
     "WHOX",
@@ -233,9 +249,10 @@ ISUPPORT = (
 """
 What the server supports (005, with C{TOPICLEN} and C{KICKLEN} from the
 router's settings): ASCII case mapping as the core folds names, its name
-lengths, channels that are always C{+n} (only members send) and C{+t} (only
-operators set the topic), bans of nicknames (C{+b}), operators and no other
-prefix (C{PREFIX=(o)@}), UTF-8 only, and WHOX (C{WHO mask %fields,token}).
+lengths, channels that are always C{+n} (only members send), the core's room
+modes C{+m} (moderated), C{+s} (secret) and C{+t} (only operators set the
+topic, by default), bans of nicknames (C{+b}), operators and voice
+(C{PREFIX=(ov)@+}), UTF-8 only, and WHOX (C{WHO mask %fields,token}).
 """
 
 CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
@@ -480,7 +497,7 @@ class SaslAlready(ChatError):
 
 @dataclass(frozen=True)
 class UnknownMode(ChatError):
-    """A channel mode chatroute does not have, or C{-n}/C{-t}, which it always has (472)."""
+    """A channel mode chatroute does not have, or C{-n}, which it always has (472)."""
 
     letter: str
     summary: ClassVar[str] = "no channel mode {letter} to change"
@@ -520,8 +537,8 @@ def ban_mask(nick: str) -> str:
 def split_modes(line: bytes) -> list[bytes]:
     """
     A channel MODE line as one line per change: C{MODE #a +ob bob carol!*@*}
-    as C{MODE #a +o bob} and C{MODE #a +b carol!*@*}; C{o} takes an argument,
-    C{b} one if there is one left (without, it asks for the ban list). Any
+    as C{MODE #a +o bob} and C{MODE #a +b carol!*@*}; C{o} and C{v} take an
+    argument, C{b} one if there is one left (without, it asks for the ban list). Any
     other line, or one with a single change, is kept as it is.
     """
     try:
@@ -536,7 +553,7 @@ def split_modes(line: bytes) -> list[bytes]:
     for letter in modes:
         if letter in "+-":
             sign = letter
-        elif letter in "ob" and arguments:
+        elif letter in "obv" and arguments:
             changes.append((sign + letter, arguments.pop(0)))
         else:
             changes.append((sign + letter,))
@@ -836,7 +853,7 @@ class IRCFormat:
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
-            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bnot", "bo"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bmnostv", "bov"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
         ]
@@ -936,7 +953,7 @@ class IRCFormat:
     def _channel_mode(self, room: str, params: list[str]) -> Command | None:
         """One change (L{split_modes} made it one) or query of a channel's modes."""
         if not params:
-            return Who(room)  # 324, from the core's answer
+            return ShowRoomModes(room)  # 324 and 329
         sign = "-" if params[0].startswith("-") else "+"
         letter = params[0].lstrip("+-")[:1]
         argument = params[1] if len(params) > 1 else None
@@ -948,7 +965,13 @@ class IRCFormat:
             if argument is None:
                 raise NeedMoreParams("MODE")
             return SetOperator(room, argument, sign == "+")
-        if not letter or (sign == "+" and letter in "nt"):
+        if letter == "v":
+            if argument is None:
+                raise NeedMoreParams("MODE")
+            return SetVoice(room, argument, sign == "+")
+        if letter in ROOM_MODE_LETTERS:
+            return SetRoomMode(room, ROOM_MODE_LETTERS[letter], sign == "+")
+        if not letter or (sign == "+" and letter == "n"):
             return None  # always set
         raise UnknownMode(letter)
 
@@ -1021,6 +1044,26 @@ class IRCFormat:
     def _operator_changed(self, event: OperatorChanged) -> list[str]:
         change = "+o" if event.operator else "-o"
         return [format_message(mask(event.by), "MODE", event.room, change, event.nick)]
+
+    def _voice_changed(self, event: VoiceChanged) -> list[str]:
+        change = "+v" if event.voiced else "-v"
+        return [format_message(mask(event.by), "MODE", event.room, change, event.nick)]
+
+    def _room_mode_changed(self, event: RoomModeChanged) -> list[str]:
+        change = ("+" if event.on else "-") + _MODE_LETTER[event.mode]
+        return [format_message(mask(event.by), "MODE", event.room, change)]
+
+    def _room_modes(self, event: RoomModes) -> list[str]:
+        letters = "".join(sorted(["n", *(_MODE_LETTER[mode] for mode in event.modes)]))
+        return [
+            self._numeric(RPL_CHANNELMODEIS, event.room, f"+{letters}"),
+            self._numeric(RPL_CREATIONTIME, event.room, str(int(event.created_at))),
+        ]
+
+    def _prefixes(self, nick: str, operators: set[str], voiced: set[str]) -> str:
+        """C{@} and C{+} as the member has them: both with multi-prefix, else the higher."""
+        marks = ("@" if nick in operators else "") + ("+" if nick in voiced else "")
+        return marks if "multi-prefix" in self._caps else marks[:1]
 
     def _kicked(self, event: Kicked) -> list[str]:
         if self._is_me(event.nick):
@@ -1114,24 +1157,24 @@ class IRCFormat:
             wanted = self._arguments[0] if self._arguments else "*"
             whox = parse_whox(self._arguments[1]) if len(self._arguments) > 1 else None
             channel = room or "*"
-            operators = set(event.operators)
+            operators, voiced = set(event.operators), set(event.voiced)
             return [
                 *(
-                    self._who_reply(info, channel, info.nick in operators, whox)
+                    self._who_reply(
+                        info, channel, self._prefixes(info.nick, operators, voiced), whox
+                    )
                     for info in event.users
                     if room is not None or wanted in ("*", "0") or mask_matches(wanted, info.nick)
                 ),
                 self._numeric(RPL_ENDOFWHO, wanted, "End of WHO list"),
             ]
-        if command == "MODE" and room is not None:
-            return [self._numeric(RPL_CHANNELMODEIS, room, "+nt")]
-        return self._name_replies(room, nicks, event.operators)
+        return self._name_replies(room, nicks, event.operators, event.voiced, event.secret)
 
     def _who_reply(
-        self, info: UserInfo, channel: str, operator: bool, whox: tuple[str, str] | None
+        self, info: UserInfo, channel: str, prefixes: str, whox: tuple[str, str] | None
     ) -> str:
         """One user's 352, or with WHOX's C{%fields,token} (L{parse_whox}) its 354."""
-        flags = ("H" if info.away is None else "G") + ("@" if operator else "")
+        flags = ("H" if info.away is None else "G") + prefixes
         if whox is None:
             return self._numeric(
                 RPL_WHOREPLY,
@@ -1162,18 +1205,22 @@ class IRCFormat:
         return self._numeric(RPL_WHOSPCRPL, *(values[letter] for letter in fields))
 
     def _name_replies(
-        self, room: str | None, nicks: Sequence[str], operators: Sequence[str]
+        self,
+        room: str | None,
+        nicks: Sequence[str],
+        operators: Sequence[str],
+        voiced: Sequence[str],
+        secret: bool,
     ) -> list[str]:
+        """353s (C{@} for a secret channel, RFC 2812's symbol; else C{=}), then 366."""
         channel = room or "*"
-        head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1] + ":"
+        head = self._numeric(RPL_NAMREPLY, "@" if secret else "=", channel, "x")[:-1] + ":"
         lines: list[str] = []
         current: list[str] = []
-        if "userhost-in-names" in self._caps:
-            nicks = [mask(nick) for nick in nicks]
-            operators = [mask(nick) for nick in operators]
-        marked = set(operators)
+        marked, spoken = set(operators), set(voiced)
+        shown = mask if "userhost-in-names" in self._caps else str
         for name in nicks:
-            nick = "@" + name if name in marked else name
+            nick = self._prefixes(name, marked, spoken) + shown(name)
             if current and len((head + " ".join([*current, nick])).encode()) > IRC_LINE - 2:
                 lines.append(head + " ".join(current))
                 current = []
@@ -1330,7 +1377,18 @@ class IRCFormat:
             if error.other:
                 return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
             return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
-        if isinstance(error, AlreadyOperator | NotOperator | AlreadyBanned | NotBanned):
+        if isinstance(error, Moderated):
+            return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel (+m)")]
+        if isinstance(
+            error,
+            AlreadyOperator
+            | NotOperator
+            | AlreadyBanned
+            | NotBanned
+            | AlreadyVoiced
+            | NotVoiced
+            | ModeUnchanged,
+        ):
             return []  # IRC servers say nothing about a change that changes nothing
         if isinstance(error, InvalidNickname) and command == "MODE":  # a ban of no nickname
             return self._error_lines(BanMaskNotSupported(self._arguments[0], self._arguments[-1]))
@@ -1351,6 +1409,8 @@ class IRCFormat:
         text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
         return text if len(text) <= 40 else text[:39] + "…"
 
+
+_MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
 
 # Tags that L{IRCFormat.expand} puts on the lines of a NAMES of several
 # channels: all but the last have no 366; the last's names them all.
@@ -1429,6 +1489,9 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     RoomTopic: IRCFormat._room_topic,
     TopicChanged: IRCFormat._topic_changed,
     OperatorChanged: IRCFormat._operator_changed,
+    VoiceChanged: IRCFormat._voice_changed,
+    RoomModeChanged: IRCFormat._room_mode_changed,
+    RoomModes: IRCFormat._room_modes,
     Kicked: IRCFormat._kicked,
     BanChanged: IRCFormat._ban_changed,
     BanList: IRCFormat._ban_list,

@@ -142,8 +142,9 @@ def test_welcome_burst(irc):
         "NICKLEN=32",
         "CHANNELLEN=33",
         "CHANTYPES=#",
-        "PREFIX=(o)@",
-        "CHANMODES=b,,,nt",
+        "PREFIX=(ov)@+",
+        "CHANMODES=b,,,mnst",
+        "WHOX",
         "TOPICLEN=390",
         "KICKLEN=390",
     ):
@@ -269,7 +270,10 @@ def test_names_list_who_whois_mode(irc):
     assert alice.commands("WHO #lobby") == ["352", "352", "315"]
     assert alice.commands("WHOIS bob") == ["311", "312", "318"]
     assert alice.commands("WHOIS carol") == ["401", "318"]
-    assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +nt"]
+    assert alice.say("MODE #lobby") == [
+        ":chatroute 324 alice #lobby +nt",
+        ":chatroute 329 alice #lobby 1800000000",
+    ]
     assert alice.say("MODE alice") == [":chatroute 221 alice +"]
     assert alice.commands("LUSERS") == ["251", "253", "254", "255", "265", "266"]
     assert alice.say("MOTD") == [":chatroute 422 alice :MOTD File is missing"]
@@ -642,8 +646,9 @@ def test_mode_errors(room, irc):
     assert alice.say("MODE #lobby +k secret") == [
         ":chatroute 472 alice k :is unknown mode char to me"
     ]
-    assert alice.say("MODE #lobby -t") == [":chatroute 472 alice t :is unknown mode char to me"]
-    assert alice.say("MODE #lobby +nt") == []  # always set
+    assert alice.say("MODE #lobby -n") == [":chatroute 472 alice n :is unknown mode char to me"]
+    assert alice.say("MODE #lobby +nt") == []  # +n always set, +t set by default
+    assert alice.say("MODE #lobby +v") == [":chatroute 461 alice MODE :Not enough parameters"]
 
 
 def test_mode_with_several_changes_is_one_line_each(room, irc):
@@ -892,3 +897,60 @@ def test_sasl_before_the_server_password_fails(locked_irc):
     assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
         ":chatroute 904 * :SASL authentication failed: send PASS first"
     ]
+
+
+def test_room_modes_voice_and_prefixes(room, irc, line):
+    alice, bob = room()
+    carol = line("carol")
+    carol.say("/join #lobby")
+    alice.lines(), bob.lines()
+    assert alice.say("MODE #lobby +m") == [":alice!alice@chatroute MODE #lobby +m"]
+    assert bob.lines() == [":alice!alice@chatroute MODE #lobby +m"]
+    assert carol.lines() == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)"
+    ]
+    assert bob.say("PRIVMSG #lobby :hi") == [
+        ":chatroute 404 bob #lobby :Cannot send to channel (+m)"
+    ]
+    assert alice.say("MODE #lobby +v bob") == [":alice!alice@chatroute MODE #lobby +v bob"]
+    assert bob.say("PRIVMSG #lobby :hi") == [":alice!alice@chatroute MODE #lobby +v bob"]
+    assert carol.lines()[-1] == "#lobby <bob> hi"
+    alice.lines()
+    assert alice.say("MODE #lobby +v bob", "MODE #lobby +m") == []  # changes nothing
+    assert alice.say("MODE #lobby +o bob", "NAMES #lobby") == [
+        ":alice!alice@chatroute MODE #lobby +o bob",
+        ":chatroute 353 alice = #lobby :@alice @bob carol",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    bob.lines()
+    assert bob.say("CAP REQ multi-prefix", "NAMES #lobby")[1:] == [
+        ":chatroute 353 bob = #lobby :@alice @+bob carol",
+        ":chatroute 366 bob #lobby :End of /NAMES list",
+    ]
+    assert bob.say("WHO #lobby")[1].split()[8] == "H@+"
+    assert alice.say("MODE #lobby -t", "MODE #lobby")[1:] == [
+        ":chatroute 324 alice #lobby +mn",
+        ":chatroute 329 alice #lobby 1800000000",
+    ]
+    assert (
+        carol.say("/topic #lobby open to all")[-1] == "* carol set the topic of #lobby: open to all"
+    )
+
+
+def test_a_secret_channel_is_hidden_from_outsiders(room, irc):
+    alice, _ = room()
+    carol = irc("carol")
+    alice.say("MODE #lobby +s")
+    assert alice.say("NAMES #lobby") == [
+        ":chatroute 353 alice @ #lobby :@alice bob",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    assert carol.say("LIST") == [
+        ":chatroute 321 carol Channel :Users  Name",
+        ":chatroute 323 carol :End of /LIST",
+    ]
+    assert carol.say("NAMES #lobby") == [":chatroute 366 carol #lobby :End of /NAMES list"]
+    assert carol.say("WHO #lobby") == [":chatroute 315 carol #lobby :End of WHO list"]
+    assert carol.say("TOPIC #lobby") == [":chatroute 403 carol #lobby :No such channel"]
+    assert carol.say("MODE #lobby") == [":chatroute 403 carol #lobby :No such channel"]
+    assert "353" in carol.commands("JOIN #lobby")

@@ -188,6 +188,35 @@ def test_operators_kicks_and_bans_over_the_line(connect, lobby):
     assert carol.say("/join #lobby")[0] == "* carol joined #lobby"
 
 
+def test_room_modes_and_voice_over_the_line(connect, lobby):
+    alice, bob = lobby("alice", "bob")
+    assert alice.say("/mode #lobby") == ["* modes of #lobby: +t; created 2027-01-15T08:00:00Z"]
+    assert alice.say("/mode #lobby +m") == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)"
+    ]
+    assert bob.say("@#lobby:hi") == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)",
+        "! #lobby is moderated: only operators and voiced members send",
+    ]
+    assert alice.say("/voice #lobby bob") == ["* alice gave bob a voice in #lobby"]
+    assert alice.say("/who #lobby") == ["* #lobby (2): @alice, +bob"]
+    assert alice.say("/mode #lobby +m") == ["! #lobby already has +m"]
+    assert alice.say("/devoice #lobby bob") == ["* alice took bob's voice in #lobby"]
+    assert alice.say("/mode #lobby -t") == [
+        "* alice set #lobby -t (every member may set the topic)"
+    ]
+    assert alice.say("/mode #lobby +s") == [
+        "* alice set #lobby +s (secret: unlisted, members hidden from outsiders)"
+    ]
+    assert connect("carol").say("/rooms") == ["* rooms (0)"]
+    assert alice.say("/mode #lobby")[0] == "* modes of #lobby: +ms; created 2027-01-15T08:00:00Z"
+    assert alice.say("/mode #lobby +x") == [
+        "! usage: /mode #room, or /mode #room +m, -m, +s, -s, +t or -t"
+    ]
+    bob.lines()
+    assert bob.say("/mode #lobby -s") == ["! you are not an operator of #lobby"]
+
+
 def test_a_ban_kicks_a_member(lobby):
     alice, bob = lobby("alice", "bob")
     told = ["* alice banned bob from #lobby", "* bob was kicked from #lobby by alice"]

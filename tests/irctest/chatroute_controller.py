@@ -47,7 +47,7 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
         "CHANTYPES": "#",
         "NICKLEN": "32",
         "CHANNELLEN": "33",
-        "PREFIX": "(o)@",
+        "PREFIX": "(ov)@+",
         "UTF8ONLY": None,
         "WHOX": None,
     }
