@@ -255,11 +255,17 @@ topic, by default), bans of nicknames (C{+b}), operators and voice
 (C{PREFIX=(ov)@+}), UTF-8 only, and WHOX (C{WHO mask %fields,token}).
 """
 
-CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
+CAPABILITIES = {
+    "multi-prefix": "",
+    "sasl": "PLAIN",
+    "server-time": "",
+    "userhost-in-names": "",
+}
 """
 The IRCv3 capabilities offered, with their CAP LS 302 values. multi-prefix
-costs nothing: C{@} is the only prefix, so there is never more than one;
-userhost-in-names puts masks in 353.
+shows both C{@} and C{+} of a voiced operator; userhost-in-names puts masks
+in 353; server-time puts a message from the past's time in a C{time} tag
+rather than its text.
 """
 
 # Targets of these commands may be comma-separated lists: each becomes a line.
@@ -374,6 +380,12 @@ def parse_whox(argument: str) -> tuple[str, str] | None:
         return None
     letters, _, token = argument[1:].partition(",")
     return "".join(letter for letter in WHOX_FIELDS if letter in letters), token[:3] or "0"
+
+
+def server_time(posix: float) -> str:
+    """IRCv3 server-time's form of a time: UTC, to the millisecond (C{2026-11-28T18:00:05.000Z})."""
+    moment = datetime.fromtimestamp(posix, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def cut_utf8(text: str, size: int) -> list[str]:
@@ -1021,10 +1033,18 @@ class IRCFormat:
         return self._privmsg(event.sender, event.room, event.text, event.action, event.notice)
 
     def _replayed(self, event: Replayed) -> list[str]:
+        """
+        A message from the past: with server-time, tagged C{@time=...}; without,
+        its time before its text.
+        """
         message = event.message
-        text = f"[{format_time(event.sent_at)}] {message.text}"
         target = message.room if isinstance(message, RoomMessage) else self.nick or "*"
-        return self._privmsg(message.sender, target, text, message.action)
+        if "server-time" not in self._caps:
+            text = f"[{format_time(event.sent_at)}] {message.text}"
+            return self._privmsg(message.sender, target, text, message.action)
+        tag = f"@time={server_time(event.sent_at)} "
+        lines = self._privmsg(message.sender, target, message.text, message.action)
+        return [tag + line for line in lines]
 
     def _room_topic(self, event: RoomTopic) -> list[str]:
         if event.topic is None:

@@ -403,7 +403,7 @@ def account(irc):
 def test_sasl_plain_login(irc, account):
     client = irc()
     assert client.say("CAP LS 302") == [
-        ":chatroute CAP * LS :multi-prefix sasl=PLAIN userhost-in-names"
+        ":chatroute CAP * LS :multi-prefix sasl=PLAIN server-time userhost-in-names"
     ]
     assert client.say("NICK alice", "USER a 0 * :A") == []  # CAP negotiation holds registration
     assert client.say("CAP REQ :sasl") == [":chatroute CAP * ACK sasl"]
@@ -954,3 +954,24 @@ def test_a_secret_channel_is_hidden_from_outsiders(room, irc):
     assert carol.say("TOPIC #lobby") == [":chatroute 403 carol #lobby :No such channel"]
     assert carol.say("MODE #lobby") == [":chatroute 403 carol #lobby :No such channel"]
     assert "353" in carol.commands("JOIN #lobby")
+
+
+def test_history_on_join_has_time_tags_with_server_time(irc, chat):
+    alice = irc("alice")
+    alice.say("JOIN #lobby", "PRIVMSG #lobby :hello", "PRIVMSG #lobby :\x01ACTION waves\x01")
+    chat.clock.advance(1.5)
+    plain, tagged = irc("bob"), irc()
+    assert tagged.say("CAP LS 302", "CAP REQ server-time")[-1] == (
+        ":chatroute CAP * ACK server-time"
+    )
+    tagged.say("NICK carol", "USER c 0 * :C", "CAP END")
+    assert plain.say("JOIN #lobby")[-2:] == [
+        ":alice!alice@chatroute PRIVMSG #lobby :[2027-01-15T08:00:00Z] hello",
+        ":alice!alice@chatroute PRIVMSG #lobby :\x01ACTION [2027-01-15T08:00:00Z] waves\x01",
+    ]
+    assert tagged.say("JOIN #lobby")[-3:] == [
+        ":chatroute NOTICE #lobby :*** history of #lobby: 2 messages follow",
+        "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby :hello",
+        "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby "
+        ":\x01ACTION waves\x01",
+    ]
