@@ -96,6 +96,13 @@ class Options(CommandOptions):
             f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk.",
         ],
         [
+            "server-password-file",
+            None,
+            None,
+            "A file whose first line is the server's password, which every connection "
+            "must give first (/pass on the line protocol, PASS on IRC); none by default.",
+        ],
+        [
             "irc-server-name",
             None,
             IRC_SERVER,
@@ -218,6 +225,7 @@ class Options(CommandOptions):
         """
         from twisted.internet import reactor
 
+        self["server-password"] = _read_password(self["server-password-file"])
         if self["port"] is not None:
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
@@ -312,6 +320,25 @@ class _Listener(StreamServerEndpointService):
         self.description = description
 
 
+def _read_password(path: str | None) -> str | None:
+    """
+    The server password in the first line of the file at C{path} (kept in a
+    file, so that it shows in no process list); None without a file.
+
+    @raise usage.UsageError: the file cannot be read, or its first line is blank.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            password = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise usage.UsageError(f"--server-password-file: cannot read {path!r}: {error}") from None
+    if not password:
+        raise usage.UsageError(f"--server-password-file: the first line of {path!r} is blank")
+    return password
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
     The chat service the options describe.
@@ -338,6 +365,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options.limits(),
         options["max-line-length"],
         require_tls_for_login=bool(options["require-tls-for-login"]),
+        server_password=options["server-password"],
     )
     factory = ChatServerFactory(hub)
     service = ChatService(hub, storage)

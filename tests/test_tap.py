@@ -245,6 +245,23 @@ def test_tls_for_login_flag():
     assert service.hub.require_tls_for_login
 
 
+def test_server_password_file(tmp_path):
+    assert parse()["server-password"] is None
+    (tmp_path / "password").write_text("  open sesame \nignored\n")
+    options = parse("--db", ":memory:", "--server-password-file", str(tmp_path / "password"))
+    assert options["server-password"] == "open sesame"
+    assert makeService(options).hub.server_password == "open sesame"
+
+
+@pytest.mark.parametrize(("content", "error"), [(None, "cannot read"), ("\n", "is blank")])
+def test_a_server_password_file_must_hold_one(tmp_path, content, error):
+    path = tmp_path / "password"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=f"--server-password-file: .*{error}"):
+        parse("--server-password-file", str(path))
+
+
 def test_router_settings_from_options():
     settings = parse(
         "--require-account", "--offline-cap", "7", "--history", "0", "--max-history", "9"

@@ -19,16 +19,27 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatroute.core.directory import LocalDirectory, Presence, Room
+from chatroute.core.directory import (
+    MODERATED,
+    ROOM_MODES,
+    SECRET,
+    TOPIC_LOCK,
+    LocalDirectory,
+    Presence,
+    Room,
+)
 from chatroute.core.errors import (
     AccountRequired,
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BannedFromRoom,
     ChatError,
     InvalidNickname,
     InvalidRoomName,
+    Moderated,
+    ModeUnchanged,
     NameRegistered,
     NicknameTaken,
     NoSuchMember,
@@ -38,6 +49,7 @@ from chatroute.core.errors import (
     NotInRoom,
     NotOperator,
     NotRegistered,
+    NotVoiced,
     OperatorRequired,
     ReasonTooLong,
     TopicTooLong,
@@ -61,11 +73,14 @@ from chatroute.core.events import (
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.interfaces import IDirectory, IParticipant, IStorage
 from chatroute.storage import name_key
@@ -108,7 +123,8 @@ def _deliver_all(presences: list[Presence], event: Event) -> None:
 def _user_info(presence: Presence) -> UserInfo:
     """What is known of a registered presence."""
     nick = presence.nick or "?"
-    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away)
+    account = nick if presence.account else None
+    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away, account)
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:
@@ -327,11 +343,16 @@ class Router:
         @raise AccountRequired: the sender is a guest and the server wants accounts.
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the sender is not a member.
+        @raise Moderated: the room is moderated and the sender neither an
+            operator nor voiced.
         """
         sender = self._sender(presence)
         room = self._room(room_name)
-        if name_key(sender) not in room.members:
+        key = name_key(sender)
+        if key not in room.members:
             raise NotInRoom(room.name)
+        if MODERATED in room.modes and key not in room.operators and key not in room.voiced:
+            raise Moderated(room.name)
         _deliver_all(
             list(room.members.values()), RoomMessage(room.name, sender, text, action, notice)
         )
@@ -362,6 +383,7 @@ class Router:
         room = self._directory.room(room_name)
         if room is None:
             room = self._directory.open_room(room_name)
+            room.created_at = self._clock.seconds()
             room.operators.add(key)
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
         elif key in room.members:
@@ -437,9 +459,15 @@ class Router:
         presence.participant.deliver(Left(room.name, nick, reason=reason))
         self._remove_member(presence, room, disconnected=False, reason=reason)
 
-    def rooms(self) -> RoomList:
-        """Every room with its member count, by name."""
-        listed = sorted(self._directory.rooms(), key=lambda room: name_key(room.name))
+    def rooms(self, asker: Presence | None = None) -> RoomList:
+        """
+        Every room with its member count, by name; for C{asker}, not the
+        secret rooms it is not in.
+        """
+        listed = sorted(
+            (room for room in self._directory.rooms() if self._visible(room, asker)),
+            key=lambda room: name_key(room.name),
+        )
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
     def counts(self) -> Counts:
@@ -449,14 +477,17 @@ class Router:
         rooms = sum(1 for room in self._directory.rooms())
         return Counts(users, unregistered, rooms, max(self._peak_users, users))
 
-    def who(self, room_name: str | None = None, details: bool = False) -> UserList:
+    def who(
+        self, room_name: str | None = None, details: bool = False, asker: Presence | None = None
+    ) -> UserList:
         """
         The online users, or the members of one room, by name.
 
         @param details: tell each user's L{UserInfo} too (C{users}).
-        @raise NoSuchRoom: C{room_name} names no room.
+        @param asker: who asks: a secret room is hidden from non-members.
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
         """
-        room = None if room_name is None else self._room(room_name)
+        room = None if room_name is None else self._visible_room(room_name, asker)
         members = self._directory.online() if room is None else room.members.values()
         presences = sorted(
             (presence for presence in members if presence.nick),
@@ -467,7 +498,8 @@ class Router:
         if room is None:
             return UserList(None, nicks, (), users)
         operators = tuple(nick for nick in nicks if name_key(nick) in room.operators)
-        return UserList(room.name, nicks, operators, users)
+        voiced = tuple(nick for nick in nicks if name_key(nick) in room.voiced)
+        return UserList(room.name, nicks, operators, users, voiced, SECRET in room.modes)
 
     def whois(self, nick: str) -> UserInfo:
         """
@@ -500,13 +532,14 @@ class Router:
         presence.away = message or None
         presence.participant.deliver(AwayChanged(presence.away))
 
-    def topic(self, room_name: str) -> RoomTopic:
+    def topic(self, room_name: str, asker: Presence | None = None) -> RoomTopic:
         """
-        The room's topic (anyone may ask, member or not).
+        The room's topic (anyone may ask, member or not; of a secret room,
+        only members).
 
-        @raise NoSuchRoom: C{room_name} names no room.
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
         """
-        return self._topic(self._room(room_name))
+        return self._topic(self._visible_room(room_name, asker))
 
     def _topic(self, room: Room) -> RoomTopic:
         return RoomTopic(room.name, room.topic, room.topic_by, room.topic_at)
@@ -518,10 +551,11 @@ class Router:
         clock's seconds). The topic lives as long as the room.
 
         @raise NotInRoom: the participant is not a member.
-        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise OperatorRequired: the participant is not an operator of the
+            room, and the room's topic is locked (C{topic-lock}).
         @raise TopicTooLong: C{topic} is over C{max_topic_length} characters.
         """
-        nick, room = self._operator(presence, room_name)
+        nick, room = self._operator(presence, room_name, needed_for=TOPIC_LOCK)
         if topic is not None and len(topic) > self.settings.max_topic_length:
             raise TopicTooLong(self.settings.max_topic_length)
         room.topic = topic or None
@@ -602,23 +636,100 @@ class Router:
         if member is not None:
             self._kick(room, member, by, None)
 
-    def bans(self, room_name: str) -> BanList:
+    def bans(self, room_name: str, asker: Presence | None = None) -> BanList:
         """
-        The nicknames banned from the room, by name (anyone may ask).
+        The nicknames banned from the room, by name (anyone may ask; of a
+        secret room, only members).
 
-        @raise NoSuchRoom: C{room_name} names no room.
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
         """
-        room = self._room(room_name)
+        room = self._visible_room(room_name, asker)
         return BanList(room.name, _sorted_names(list(room.bans.values())))
 
-    def _operator(self, presence: Presence, room_name: str) -> tuple[str, Room]:
-        """The nickname of a participant who is an operator of the room, and the room."""
+    def set_voice(self, presence: Presence, room_name: str, nick: str, voiced: bool) -> None:
+        """
+        Give the member C{nick} a voice in the room (C{voiced}), or take it
+        away; every member is told with L{VoiceChanged}. In a moderated
+        room only operators and voiced members send.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise NoSuchUser: no one online is C{nick}.
+        @raise NoSuchMember: C{nick} is online but not a member.
+        @raise AlreadyVoiced: C{voiced}, and the member already has a voice.
+        @raise NotVoiced: not C{voiced}, and the member has none.
+        """
+        by, room = self._operator(presence, room_name)
+        member = self._nick(self._member(room, nick))
+        key = name_key(member)
+        if voiced and key in room.voiced:
+            raise AlreadyVoiced(room.name, member)
+        if not voiced and key not in room.voiced:
+            raise NotVoiced(room.name, member)
+        if voiced:
+            room.voiced.add(key)
+        else:
+            room.voiced.discard(key)
+        _deliver_all(list(room.members.values()), VoiceChanged(room.name, member, by, voiced))
+
+    def set_room_mode(self, presence: Presence, room_name: str, mode: str, on: bool) -> None:
+        """
+        Turn the room's mode C{mode} (one of L{ROOM_MODES}) on (C{on}) or
+        off; every member is told with L{RoomModeChanged}. Modes live as
+        long as the room.
+
+        @raise ValueError: C{mode} is not a room mode (front ends check first).
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise ModeUnchanged: the mode already is as asked.
+        """
+        if mode not in ROOM_MODES:
+            raise ValueError(f"not a room mode: {mode!r}")
+        by, room = self._operator(presence, room_name)
+        if (mode in room.modes) == on:
+            raise ModeUnchanged(room.name, mode, on)
+        if on:
+            room.modes.add(mode)
+        else:
+            room.modes.discard(mode)
+        _deliver_all(list(room.members.values()), RoomModeChanged(room.name, by, mode, on))
+
+    def room_modes(self, room_name: str, asker: Presence | None = None) -> RoomModes:
+        """
+        The room's modes and when it was created (anyone may ask; of a
+        secret room, only members).
+
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
+        """
+        room = self._visible_room(room_name, asker)
+        modes = tuple(mode for mode in ROOM_MODES if mode in room.modes)
+        return RoomModes(room.name, modes, room.created_at)
+
+    def _visible(self, room: Room, asker: Presence | None) -> bool:
+        """Whether C{asker} may see the room: it is not secret, or C{asker} is in it."""
+        return SECRET not in room.modes or asker is None or name_key(room.name) in asker.rooms
+
+    def _visible_room(self, room_name: str, asker: Presence | None) -> Room:
+        """The room named C{room_name}; a secret one C{asker} is not in is no such room."""
+        room = self._room(room_name)
+        if not self._visible(room, asker):
+            raise NoSuchRoom(room_name)
+        return room
+
+    def _operator(
+        self, presence: Presence, room_name: str, needed_for: str | None = None
+    ) -> tuple[str, Room]:
+        """
+        The nickname of a participant who is an operator of the room, and the
+        room; with C{needed_for}, a room mode, a member is enough while the
+        mode is off.
+        """
         nick = self._sender(presence)
         room = self._room(room_name)
         key = name_key(nick)
         if key not in room.members:
             raise NotInRoom(room.name)
-        if key not in room.operators:
+        if key not in room.operators and (needed_for is None or needed_for in room.modes):
             raise OperatorRequired(room.name)
         return nick, room
 
@@ -661,6 +772,9 @@ class Router:
                 if old_key in room.operators:
                     room.operators.discard(old_key)
                     room.operators.add(key)
+                if old_key in room.voiced:
+                    room.voiced.discard(old_key)
+                    room.voiced.add(key)
         self._directory.claim(presence, nick)
         presence.nick = nick
         if old is None:
@@ -712,6 +826,7 @@ class Router:
         nick = self._nick(presence)
         del room.members[name_key(nick)]
         room.operators.discard(name_key(nick))
+        room.voiced.discard(name_key(nick))
         del presence.rooms[name_key(room.name)]
         if room.members:
             if tell:

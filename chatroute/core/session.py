@@ -43,12 +43,16 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowCounts,
     ShowLimits,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
@@ -61,8 +65,10 @@ from chatroute.core.errors import (
     LineTooLong,
     NotReading,
     PasswordNeedsTLS,
+    ServerPasswordRequired,
+    WrongServerPassword,
 )
-from chatroute.core.events import Event, LimitsInfo, Notice
+from chatroute.core.events import Event, LimitsInfo, Notice, PasswordAccepted
 from chatroute.core.interfaces import ILink, IParticipant, IWireFormat
 from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
 from chatroute.core.router import Router
@@ -136,6 +142,9 @@ class Hub:
 
     @ivar require_tls_for_login: refuse passwords over plain TCP, except
         from this machine.
+    @ivar server_password: the password every connection must give
+        (L{ServerPassword}) before anything but C{/help}, C{/ping},
+        C{/limits} and C{/quit}; None: none needed.
     """
 
     def __init__(
@@ -146,6 +155,7 @@ class Hub:
         limits: Limits | None = None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         require_tls_for_login: bool = False,
+        server_password: str | None = None,
     ) -> None:
         self.router = router
         self.accounts = accounts
@@ -153,6 +163,7 @@ class Hub:
         self.limits = limits or Limits()
         self.max_line_length = max_line_length
         self.require_tls_for_login = require_tls_for_login
+        self.server_password = server_password
         self.connections = ConnectionCounter(self.limits)
         self.outbox = Outbox()
 
@@ -182,6 +193,7 @@ class ConnectionSession(TimeoutMixin):
         "_awaiting_nick",
         "_bucket",
         "_format",
+        "_handlers",
         "_held",
         "_hub",
         "_link",
@@ -220,6 +232,9 @@ class ConnectionSession(TimeoutMixin):
         self._abort_later: IDelayedCall | None = None
         self._awaiting_nick = True
         self._presence: Presence | None = None
+        # What carries out each command: all of them, or until the server
+        # password is given, only what needs none.
+        self._handlers = _HANDLERS if hub.server_password is None else _LOCKED_HANDLERS
         # The session has ended and the connection is closing: read nothing more.
         self.closing = False
         self._waiting = False
@@ -354,7 +369,7 @@ class ConnectionSession(TimeoutMixin):
                     presence, command.to, command.text, command.action, command.notice
                 )
             else:
-                pending = _HANDLERS[type(command)](self, presence, command)
+                pending = self._handlers[type(command)](self, presence, command)
         except Exception:
             self._failed(Failure())
             return
@@ -421,9 +436,9 @@ class ConnectionSession(TimeoutMixin):
         else:
             self._held.append(data)
 
-    def _say_goodbye(self, notice: str, reason: str | None = None) -> None:
+    def _say_goodbye(self, notice: str | ChatError, reason: str | None = None) -> None:
         """
-        Send a last notice and close, ignoring anything the client sends after.
+        Send a last notice (or error) and close, ignoring anything the client sends after.
 
         The session ends at once (the name is free, rooms are told), not when
         the connection is finally gone; a close that the client does not
@@ -432,7 +447,10 @@ class ConnectionSession(TimeoutMixin):
 
         @param reason: why the user quit, told to their rooms.
         """
-        self.deliver(Notice(notice))
+        if isinstance(notice, ChatError):
+            self.reply_error(notice)
+        else:
+            self.deliver(Notice(notice))
         self.flush()
         self.closing = True
         self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
@@ -497,6 +515,27 @@ class ConnectionSession(TimeoutMixin):
             self._hub.accounts.log_in(presence, command.nick, command.password, self._peer.host)
         )
 
+    def _server_password(self, presence: Presence, command: ServerPassword) -> None:
+        """
+        Check the server password; given, every command is open. A wrong one
+        closes the connection (after the error), so each guess costs one.
+        """
+        expected = self._hub.server_password
+        if expected is not None and self._handlers is _LOCKED_HANDLERS:
+            self._check_password_channel()
+            try:
+                self._hub.accounts.check_server_password(
+                    command.password, expected, self._peer.host
+                )
+            except WrongServerPassword as error:
+                self._say_goodbye(error)
+                return
+            self._handlers = _HANDLERS
+        self.deliver(PasswordAccepted(expected is not None))
+
+    def _password_first(self, presence: Presence, command: object) -> None:
+        raise ServerPasswordRequired()
+
     def _create_account(self, presence: Presence, command: CreateAccount) -> Deferred[None]:
         self._check_password_channel()
         return Deferred.fromCoroutine(self._hub.accounts.create(presence, command.password))
@@ -517,13 +556,22 @@ class ConnectionSession(TimeoutMixin):
         return self._router.history(presence, command.room, command.count)
 
     def _show_topic(self, presence: Presence, command: ShowTopic) -> None:
-        self.deliver(self._router.topic(command.room))
+        self.deliver(self._router.topic(command.room, presence))
 
     def _set_topic(self, presence: Presence, command: SetTopic) -> None:
         self._router.set_topic(presence, command.room, command.topic)
 
     def _set_operator(self, presence: Presence, command: SetOperator) -> None:
         self._router.set_operator(presence, command.room, command.nick, command.operator)
+
+    def _set_voice(self, presence: Presence, command: SetVoice) -> None:
+        self._router.set_voice(presence, command.room, command.nick, command.voiced)
+
+    def _set_room_mode(self, presence: Presence, command: SetRoomMode) -> None:
+        self._router.set_room_mode(presence, command.room, command.mode, command.on)
+
+    def _show_room_modes(self, presence: Presence, command: ShowRoomModes) -> None:
+        self.deliver(self._router.room_modes(command.room, presence))
 
     def _kick(self, presence: Presence, command: Kick) -> None:
         self._router.kick(presence, command.room, command.nick, command.reason)
@@ -532,13 +580,13 @@ class ConnectionSession(TimeoutMixin):
         self._router.set_ban(presence, command.room, command.nick, command.banned)
 
     def _list_bans(self, presence: Presence, command: ListBans) -> None:
-        self.deliver(self._router.bans(command.room))
+        self.deliver(self._router.bans(command.room, presence))
 
     def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
-        self.deliver(self._router.rooms())
+        self.deliver(self._router.rooms(presence))
 
     def _who(self, presence: Presence, command: Who) -> None:
-        self.deliver(self._router.who(command.room, command.details))
+        self.deliver(self._router.who(command.room, command.details, presence))
 
     def _whois(self, presence: Presence, command: Whois) -> None:
         self.deliver(self._router.whois(command.nick))
@@ -596,4 +644,17 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     ShowLimits: ConnectionSession._show_limits,
     Quit: ConnectionSession._quit,
     ShowCounts: ConnectionSession._show_counts,
+    ServerPassword: ConnectionSession._server_password,
+    SetVoice: ConnectionSession._set_voice,
+    SetRoomMode: ConnectionSession._set_room_mode,
+    ShowRoomModes: ConnectionSession._show_room_modes,
+}
+
+_OPEN_BEFORE_PASSWORD = frozenset({ServerPassword, Help, Ping, ShowLimits, Quit})
+# Until the server password is given (Hub.server_password), the rest is refused.
+_LOCKED_HANDLERS: dict[
+    type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]
+] = {
+    command: handler if command in _OPEN_BEFORE_PASSWORD else ConnectionSession._password_first
+    for command, handler in _HANDLERS.items()
 }
