@@ -363,7 +363,7 @@ class ConnectionSession(TimeoutMixin):
             presence = self._presence
             if command is None or presence is None:  # blank, or closed while the line waited
                 pending = None
-            elif type(command) is SendDirect:
+            elif type(command) is SendDirect and self._handlers is _HANDLERS:
                 # _send_direct spelled out: this is the hot path.
                 pending = self._router.send_direct(
                     presence, command.to, command.text, command.action, command.notice
@@ -658,3 +658,5 @@ _LOCKED_HANDLERS: dict[
     command: handler if command in _OPEN_BEFORE_PASSWORD else ConnectionSession._password_first
     for command, handler in _HANDLERS.items()
 }
+# line_received sends a direct message itself, when the session is not locked.
+_LOCKED_HANDLERS[SendDirect] = ConnectionSession._password_first

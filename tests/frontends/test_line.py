@@ -799,7 +799,7 @@ def locked(chat):
 def test_a_server_password_comes_before_anything_else(locked):
     alice = locked()
     required = ["! this server has a password: /pass PASSWORD first"]
-    for line in ("#alice", "/who", "/rooms", "/login alice secret123", "/whois bob"):
+    for line in ("#alice", "/who", "/rooms", "/login alice secret123", "/whois bob", "@bob:hi"):
         assert alice.say(line) == required
     assert alice.say("/ping") == ["* pong"]
     assert alice.say("/pass open sesame") == ["* server password accepted"]
