@@ -13,6 +13,8 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatroute.backplane.connection import parse_redis_url
+from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.accounts import Accounts
 from chatroute.core.auth import LoginThrottle, login_portal
 from chatroute.core.interfaces import IStorage
@@ -101,6 +103,13 @@ class Options(CommandOptions):
             None,
             "A file whose first line is the server's password, which every connection "
             "must give first (/pass on the line protocol, PASS on IRC); none by default.",
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "Join the other chatroute nodes sharing this Redis into one chat "
+            "(redis://[:password@]host:port/N); see docs/deploy.md.",
         ],
         [
             "irc-server-name",
@@ -194,6 +203,7 @@ class Options(CommandOptions):
         self["listen-web"] = []
         self["listen-irc"] = []
         self["web-origin"] = []
+        self["redis-address"] = None
 
     def opt_listen(self, description: str) -> None:
         """
@@ -226,6 +236,13 @@ class Options(CommandOptions):
         from twisted.internet import reactor
 
         self["server-password"] = _read_password(self["server-password-file"])
+        if self["redis"] is not None:
+            try:
+                self["redis-address"] = parse_redis_url(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError(
+                    f"--redis: expected redis://host:port/N, got {self['redis']!r} ({error})"
+                ) from None
         if self["port"] is not None:
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
@@ -284,7 +301,8 @@ class ChatService(MultiService):
     def privilegedStartService(self) -> None:
         """Listen on every endpoint now, or exit saying which one failed and why."""
         for service in self:
-            assert isinstance(service, _Listener)
+            if not isinstance(service, _Listener):
+                continue  # the backplane: it connects once the reactor runs
             try:
                 service.privilegedStartService()
             except Exception as error:
@@ -353,7 +371,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     storage = _storage(options["db"], reactor)
-    router = Router(storage, reactor, options.router_settings())
+    backplane = None
+    if options["redis"] is not None:
+        backplane = RedisBackplane(reactor, options["redis-address"])
+    router = Router(storage, reactor, options.router_settings(), backplane=backplane)
     hashing = PasswordHashing(reactor)
     accounts = Accounts(
         router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
@@ -369,6 +390,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     factory = ChatServerFactory(hub)
     service = ChatService(hub, storage)
+    if backplane is not None:
+        backplane.setServiceParent(service)
     for description in options["listen"]:
         listener = _Listener(description, options.endpoint(description), reactor, factory)
         listener.setServiceParent(service)

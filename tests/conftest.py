@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from chatroute.core.interfaces import IParticipant
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
+
+from .redis_server import RedisServer, private_redis
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -115,3 +119,10 @@ def chat() -> Chat:
 @pytest.fixture
 def router(chat: Chat) -> Router:
     return chat.router
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, empty C{redis-server} on a free loopback port, stopped after the test."""
+    with private_redis(tmp_path / "redis") as server:
+        yield server

@@ -11,6 +11,8 @@ from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
 from chatroute import certs
+from chatroute.backplane.connection import RedisAddress
+from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
 from chatroute.frontends.irc import IRCServerFactory
@@ -299,3 +301,23 @@ def test_listen_irc_is_repeatable_with_the_backlog_and_a_server_name():
 def test_listen_irc_wants_an_endpoint():
     with pytest.raises(UsageError, match="--listen-irc: expected a Twisted endpoint"):
         parse("--listen-irc", "nonsense:1")
+
+
+def test_no_redis_means_no_backplane(tmp_path):
+    service = makeService(parse("--db", ":memory:"), reactor)
+    assert not [child for child in service if isinstance(child, RedisBackplane)]
+    assert service.hub.router._backplane is None
+
+
+def test_redis_option_adds_the_backplane_and_its_directory():
+    options = parse("--db", ":memory:", "--redis", "redis://127.0.0.1:7000/2")
+    assert options["redis-address"] == RedisAddress("127.0.0.1", 7000, 2)
+    service = makeService(options, reactor)
+    (backplane,) = [child for child in service if isinstance(child, RedisBackplane)]
+    assert service.hub.router._directory is backplane.directory
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://h:port", "http://h"])
+def test_a_bad_redis_url_names_the_option(url):
+    with pytest.raises(UsageError, match="--redis: expected redis://host:port/N"):
+        parse("--redis", url)

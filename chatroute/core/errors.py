@@ -163,6 +163,16 @@ class InternalError(ChatError):
 
 
 @_error
+class BackplaneUnavailable(ChatError):
+    """
+    The request needs the other servers of the network, and this one cannot
+    reach them now; nothing was done. It is worth trying again.
+    """
+
+    summary = "the other servers cannot be reached now; not done, try again"
+
+
+@_error
 class AccountExists(ChatError):
     """The nickname is already a registered account."""
 

@@ -494,8 +494,10 @@ class ConnectionSession(TimeoutMixin):
             # Also when closing: a TLS close must read the peer's.
             self._link.resume_reading()
 
-    def _send_room(self, presence: Presence, command: SendRoom) -> None:
-        self._router.send_room(presence, command.room, command.text, command.action, command.notice)
+    def _send_room(self, presence: Presence, command: SendRoom) -> Deferred[None] | None:
+        return self._router.send_room(
+            presence, command.room, command.text, command.action, command.notice
+        )
 
     def _check_password_channel(self) -> None:
         """
@@ -549,8 +551,8 @@ class ConnectionSession(TimeoutMixin):
     def _join(self, presence: Presence, command: Join) -> Deferred[None] | None:
         return self._router.join(presence, command.room)
 
-    def _leave(self, presence: Presence, command: Leave) -> None:
-        self._router.leave(presence, command.room, command.reason)
+    def _leave(self, presence: Presence, command: Leave) -> Deferred[None] | None:
+        return self._router.leave(presence, command.room, command.reason)
 
     def _history(self, presence: Presence, command: History) -> Deferred[None]:
         return self._router.history(presence, command.room, command.count)
@@ -558,11 +560,11 @@ class ConnectionSession(TimeoutMixin):
     def _show_topic(self, presence: Presence, command: ShowTopic) -> None:
         self.deliver(self._router.topic(command.room, presence))
 
-    def _set_topic(self, presence: Presence, command: SetTopic) -> None:
-        self._router.set_topic(presence, command.room, command.topic)
+    def _set_topic(self, presence: Presence, command: SetTopic) -> Deferred[None] | None:
+        return self._router.set_topic(presence, command.room, command.topic)
 
-    def _set_operator(self, presence: Presence, command: SetOperator) -> None:
-        self._router.set_operator(presence, command.room, command.nick, command.operator)
+    def _set_operator(self, presence: Presence, command: SetOperator) -> Deferred[None] | None:
+        return self._router.set_operator(presence, command.room, command.nick, command.operator)
 
     def _set_voice(self, presence: Presence, command: SetVoice) -> None:
         self._router.set_voice(presence, command.room, command.nick, command.voiced)
@@ -573,11 +575,11 @@ class ConnectionSession(TimeoutMixin):
     def _show_room_modes(self, presence: Presence, command: ShowRoomModes) -> None:
         self.deliver(self._router.room_modes(command.room, presence))
 
-    def _kick(self, presence: Presence, command: Kick) -> None:
-        self._router.kick(presence, command.room, command.nick, command.reason)
+    def _kick(self, presence: Presence, command: Kick) -> Deferred[None] | None:
+        return self._router.kick(presence, command.room, command.nick, command.reason)
 
-    def _set_ban(self, presence: Presence, command: SetBan) -> None:
-        self._router.set_ban(presence, command.room, command.nick, command.banned)
+    def _set_ban(self, presence: Presence, command: SetBan) -> Deferred[None] | None:
+        return self._router.set_ban(presence, command.room, command.nick, command.banned)
 
     def _list_bans(self, presence: Presence, command: ListBans) -> None:
         self.deliver(self._router.bans(command.room, presence))
@@ -591,8 +593,8 @@ class ConnectionSession(TimeoutMixin):
     def _whois(self, presence: Presence, command: Whois) -> None:
         self.deliver(self._router.whois(command.nick))
 
-    def _set_away(self, presence: Presence, command: SetAway) -> None:
-        self._router.set_away(presence, command.message)
+    def _set_away(self, presence: Presence, command: SetAway) -> Deferred[None] | None:
+        return self._router.set_away(presence, command.message)
 
     def _show_counts(self, presence: Presence, command: ShowCounts) -> None:
         self.deliver(self._router.counts())
