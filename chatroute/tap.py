@@ -27,6 +27,7 @@ from chatroute.frontends.irc import IRCServerFactory
 from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
+from chatroute.reuseport import reuse_port
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import MEMORY, SERVER_LINGER, SchemaError, open_sqlite
 
@@ -78,6 +79,13 @@ class Options(CommandOptions):
             "require-tls-for-login",
             None,
             "Refuse passwords over plain TCP, except from this machine.",
+        ],
+        [
+            "reuse-port",
+            None,
+            "Listen with SO_REUSEPORT on every tcp, tcp6 and ssl listener (--port, --listen, "
+            "--listen-web, --listen-irc), so that several nodes on one machine share its ports "
+            "(with --redis); see docs/deploy.md.",
         ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
@@ -256,6 +264,13 @@ class Options(CommandOptions):
                         f"--{option}: expected a Twisted endpoint such as "
                         f"tcp:12345:interface=127.0.0.1, got {description!r} ({error})"
                     ) from None
+                if self["reuse-port"]:
+                    try:
+                        reuse_port(reactor, serverFromString(reactor, description))
+                    except ValueError as error:
+                        raise usage.UsageError(
+                            f"--reuse-port: {error}, not to --{option} {description}"
+                        ) from None
 
     def endpoint(self, description: str) -> str:
         """The endpoint to listen on for C{description}: with --backlog if it has none."""
@@ -328,13 +343,20 @@ class _Listener(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(
-        self, description: str, endpoint: str, reactor: Any, factory: IProtocolFactory
+        self,
+        description: str,
+        endpoint: str,
+        reactor: Any,
+        factory: IProtocolFactory,
+        reuse: bool = False,
     ) -> None:
         """
         @param description: the endpoint as the options gave it, for messages.
         @param endpoint: the endpoint to listen on (the description with a backlog).
+        @param reuse: listen with C{SO_REUSEPORT} (C{--reuse-port}).
         """
-        super().__init__(serverFromString(reactor, endpoint), factory)
+        listening = serverFromString(reactor, endpoint)
+        super().__init__(reuse_port(reactor, listening) if reuse else listening, factory)
         self.description = description
 
 
@@ -392,18 +414,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     service = ChatService(hub, storage)
     if backplane is not None:
         backplane.setServiceParent(service)
+    reuse = bool(options["reuse-port"])
     for description in options["listen"]:
-        listener = _Listener(description, options.endpoint(description), reactor, factory)
+        listener = _Listener(description, options.endpoint(description), reactor, factory, reuse)
         listener.setServiceParent(service)
     if options["listen-irc"]:
         irc = IRCServerFactory(hub, options["irc-server-name"])
         for description in options["listen-irc"]:
-            listener = _Listener(description, options.endpoint(description), reactor, irc)
+            listener = _Listener(description, options.endpoint(description), reactor, irc, reuse)
             listener.setServiceParent(service)
     if options["listen-web"]:
         site = ChatWebSite(hub, options["web-origin"])
         for description in options["listen-web"]:
-            listener = _Listener(description, options.endpoint(description), reactor, site)
+            listener = _Listener(description, options.endpoint(description), reactor, site, reuse)
             listener.setServiceParent(service)
     return service
 

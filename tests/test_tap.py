@@ -16,6 +16,7 @@ from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
 from chatroute.frontends.irc import IRCServerFactory
+from chatroute.reuseport import ReusePortEndpoint
 from chatroute.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, makeService, with_backlog
 from tests.conftest import Person
 
@@ -321,3 +322,55 @@ def test_redis_option_adds_the_backplane_and_its_directory():
 def test_a_bad_redis_url_names_the_option(url):
     with pytest.raises(UsageError, match="--redis: expected redis://host:port/N"):
         parse("--redis", url)
+
+
+def test_no_reuse_port_by_default():
+    service = makeService(parse("--db", ":memory:", "--port", "0"), reactor)
+    assert not any(isinstance(listener.endpoint, ReusePortEndpoint) for listener in service)
+
+
+def test_reuse_port_applies_to_every_listener_with_its_backlog(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    certs.main(["--key", str(key), "--cert", str(cert)])
+    options = parse(
+        "--db", ":memory:", "--reuse-port", "--backlog", "77", "--port", "0",
+        "--listen", certs.listen_description(key, cert, 0), "--listen-irc", "tcp:0",
+        "--listen-web", "tcp6:0:interface=\\:\\:1",
+    )  # fmt: skip
+    endpoints = [listener.endpoint for listener in makeService(options, reactor)]
+    assert all(isinstance(endpoint, ReusePortEndpoint) for endpoint in endpoints)
+    assert [endpoint._backlog for endpoint in endpoints] == [77, 77, 77, 77]
+    assert [endpoint.tls is not None for endpoint in endpoints] == [True, False, False, False]
+
+
+@pytest.mark.parametrize("option", ["--listen", "--listen-web", "--listen-irc"])
+def test_reuse_port_refuses_an_endpoint_it_cannot_share(option, tmp_path):
+    where = tmp_path / "chat.sock"
+    with pytest.raises(UsageError) as raised:
+        parse("--reuse-port", option, f"unix:{where}")
+    assert str(raised.value) == (
+        f"--reuse-port: it applies to tcp, tcp6, ssl endpoints only, not to {option} unix:{where}"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_services_with_reuse_port_share_one_port():
+    first = makeService(
+        parse("--db", ":memory:", "--reuse-port", "--listen", "tcp:0:interface=127.0.0.1"), reactor
+    )
+    first.privilegedStartService()
+    first.startService()
+    try:
+        (port,) = [await listener._waitingForPort for listener in first]
+        number = port.getHost().port
+        second = makeService(
+            parse(
+                "--db", ":memory:", "--reuse-port", "--listen", f"tcp:{number}:interface=127.0.0.1"
+            ),
+            reactor,
+        )
+        second.privilegedStartService()
+        second.startService()
+        await second.stopService()
+    finally:
+        await first.stopService()

@@ -38,8 +38,13 @@ class Network:
         self.nodes: list[ServerProcess] = []
         self.connections: list[ChatConnection] = []
 
-    def start_node(self) -> ServerProcess:
-        """Start one more node and wait until it is in step with the network."""
+    def start_node(self, *options: str, port: int = 0) -> ServerProcess:
+        """
+        Start one more node and wait until it is in step with the network.
+
+        @param options: more options of C{twistd chatroute}.
+        @param port: the port to listen on; by default one the system chooses.
+        """
         node = ServerProcess(
             self.directory,
             "--redis",
@@ -48,7 +53,9 @@ class Network:
             str(self.directory / "chat.db"),
             "--flood-rate",
             "0",
+            *options,
             log_name=f"node{len(self.nodes) + 1}.log",
+            port=port,
         )
         self.nodes.append(node)
         node.wait_for_log(IN_STEP)
@@ -111,6 +118,23 @@ def eventually_who(connection: ChatConnection, online: list[str], within: float)
             return others
         if time.monotonic() > deadline:
             pytest.fail(f"/who still {line!r}, not {expected!r}\n{connection.describe()}")
+        time.sleep(_POLL)
+
+
+def node_of(connection: ChatConnection, nodes: list[ServerProcess]) -> int:
+    """
+    Which of C{nodes} took C{connection}, from their logs ("127.0.0.1:PORT
+    connected"), waiting a moment for the line to be written.
+    """
+    connected = re.compile(rf"\b127\.0\.0\.1:{connection.sock.getsockname()[1]} connected\b")
+    deadline = time.monotonic() + 5.0
+    while True:
+        found = [index for index, node in enumerate(nodes) if connected.search(node.log())]
+        if found:
+            assert len(found) == 1, f"{connection.name} is in the logs of nodes {found}"
+            return found[0]
+        if time.monotonic() > deadline:
+            pytest.fail(f"no node logged the connection of {connection.name}")
         time.sleep(_POLL)
 
 
@@ -178,6 +202,27 @@ def test_users_on_three_nodes_see_each_other_dm_and_share_rooms(network):
         member.expect("* cat left #lobby")
     ben.send("/who #lobby")
     ben.expect("* #lobby (2): @ann, ben")
+
+
+def test_two_nodes_with_reuse_port_share_one_port_and_both_serve(network):
+    first = network.start_node("--reuse-port")
+    second = network.start_node("--reuse-port", port=first.port)
+    nodes = [first, second]
+    # The kernel spreads connections over the two by a hash of their addresses:
+    # with 24 of them, the chance that one node gets none is 2 in 16 million.
+    users = [network.user(first, f"u{n}") for n in range(24)]
+    landed: dict[int, list[ChatConnection]] = {0: [], 1: []}
+    for user in users:
+        landed[node_of(user, nodes)].append(user)
+    assert landed[0] and landed[1], {index: len(on) for index, on in landed.items()}
+    # One chat: a user on either node sees everyone, and messages cross over.
+    here, there = landed[0][0], landed[1][0]
+    for connection in (here, there):
+        assert eventually_who(connection, [user.nick for user in users], within=5.0) == []
+    here.send(f"@{there.nick}:over one port")
+    there.expect(f"<{here.nick}> over one port")
+    there.send(f"@{here.nick}:and back")
+    here.expect(f"<{there.nick}> and back")
 
 
 def test_a_nickname_claimed_on_two_nodes_at_once_goes_to_exactly_one(network):

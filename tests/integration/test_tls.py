@@ -4,6 +4,7 @@ made by C{chatroute-makecert}, and the real client, a Python C{ssl} socket and
 C{openssl s_client} connecting to it.
 """
 
+import re
 import shutil
 import signal
 import ssl
@@ -238,3 +239,41 @@ def test_openssl_s_client(listeners, certificates):
     )
     lines = result.stdout.decode().splitlines()
     assert lines[1:] == ["* registered as dave", "* bye"], result.stderr
+
+
+def test_two_servers_with_reuse_port_share_a_tls_port(tmp_path, certificates):
+    directory = tmp_path / "servers"
+    directory.mkdir()
+    key, cert = certificates.key("loopback"), certificates.cert("loopback")
+    tls = listen_description(key, cert, 0, interface="127.0.0.1")
+    first = ServerProcess(directory, "--reuse-port", "--listen", tls, log_name="first.log")
+    servers = [first]
+    try:
+        (started,) = first.wait_for_log(TLS_STARTED)
+        port = int(started.group(1))
+        shared = listen_description(key, cert, port, interface="127.0.0.1")
+        servers.append(
+            ServerProcess(
+                directory,
+                "--reuse-port",
+                "--listen",
+                shared,
+                log_name="second.log",
+                port=first.port,
+            )
+        )
+        servers[1].wait_for_log(TLS_STARTED)
+        context = ssl.create_default_context(cafile=cert)
+        # The kernel spreads connections by a hash of their addresses; 24 reach both
+        # but for a chance of 2 in 16 million.
+        for n in range(24):
+            client = ChatConnection(port, f"c{n}", tls=context, server_hostname="127.0.0.1")
+            client.register(f"c{n}")
+            client.close()
+        for server in servers:
+            server.wait_for_log(re.compile(r"\(c\d+\) disconnected"))
+    finally:
+        for server in servers:
+            status = server.stop()
+            assert status in (0, -signal.SIGTERM), f"twistd exited with {status}:\n{server.log()}"
+            assert "Traceback" not in server.log(), server.log()
