@@ -22,6 +22,7 @@ from zope.interface.verify import verifyObject
 
 from chatroute.core import errors
 from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
+from chatroute.storage import sqlite
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sqlite import (
     CURRENT_SCHEMA,
@@ -442,6 +443,38 @@ async def test_new_database_records_the_schema_version_and_uses_wal(db):
     assert stored_version(db) == SCHEMA_VERSION == CURRENT_SCHEMA.version
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_database_created_meanwhile_by_another_process_is_used(db, monkeypatch):
+    await (reopen(db)).close()
+    looks = []
+
+    def stale_look(connection: sqlite3.Connection, path: str) -> int | None:
+        # The first look was made before the other process created the file.
+        looks.append(path)
+        return None if len(looks) == 1 else real_look(connection, path)
+
+    real_look = sqlite._stored_version
+    monkeypatch.setattr(sqlite, "_stored_version", stale_look)
+    await (reopen(db)).close()
+    assert len(looks) == 2
+    assert stored_version(db) == SCHEMA_VERSION
+
+
+def test_several_processes_opening_one_new_file_at_once_all_succeed(db):
+    # As nodes started together on one machine do (scripts/serve --nodes).
+    opener = (
+        "from chatroute.storage.sqlite import CURRENT_SCHEMA, _prepare_file; "
+        f"_prepare_file({str(db)!r}, CURRENT_SCHEMA)"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE) for _ in range(4)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0, errors.decode()
+    assert stored_version(db) == SCHEMA_VERSION
 
 
 @pytest_twisted.ensureDeferred

@@ -174,7 +174,15 @@ def _prepare_file(path: str, schema: Schema) -> None:
     connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
     try:
         _configure_connection(connection)
-        found = _prepare_schema(connection, schema, path)
+        try:
+            found = _prepare_schema(connection, schema, path)
+        except sqlite3.OperationalError:
+            # Another process (a node started beside this one) created or
+            # upgraded the file between our look at its version and our
+            # lock: look again, now that it is done.
+            if connection.in_transaction:
+                connection.rollback()
+            found = _prepare_schema(connection, schema, path)
     finally:
         connection.close()
     if found is None:
