@@ -5,13 +5,12 @@ after the test. No system service is used or touched.
 
 C{scripts/setup-test-packages} installs Debian's C{redis-server} where it is
 missing; where it still cannot be found, the tests that need it skip and say
-why. Every wait is a bounded poll.
+why. Every wait is a bounded poll. The command and the checks are those of
+C{chatroute.nodes}, which runs C{scripts/serve --nodes N}.
 """
 
 import contextlib
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,35 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from chatroute.nodes import free_port, ping, redis_command, redis_server_binary
+
+__all__ = ["RedisServer", "ping", "private_redis"]
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.02
 # A port picked as free may be taken before the server binds it; try another.
 _START_ATTEMPTS = 5
-
-
-def redis_server_binary() -> str | None:
-    """The path of C{redis-server}, or None if it is not installed."""
-    return shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on, as the system chose it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def ping(port: int, timeout: float = 1.0) -> bool:
-    """Whether a Redis server on C{port} answers C{PING} within C{timeout}."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class RedisServer:
@@ -85,23 +64,7 @@ class RedisServer:
     def _start(self) -> bool:
         """Start on L{port} and wait for C{PING}; False if it exited (the port was taken)."""
         self._runs += 1
-        command = [
-            self._binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-            "",
-        ]
+        command = redis_command(self._binary, self.port, self.directory)
         log = (self.directory / f"redis-{self._runs}.log").open("wb")
         with log:
             self._process = subprocess.Popen(

@@ -245,8 +245,10 @@ class Router:
     def close_all(self, reason: str) -> None:
         """Tell everyone connected why, and close their connections (server shutdown)."""
         for presence in list(self._presences):
+            # Taken first: a backplane lets go of the participant on disconnect.
+            participant = presence.participant
             self.disconnect(presence, tell_rooms=False)
-            presence.participant.close(reason)
+            participant.close(reason)
 
     def register(self, presence: Presence, nick: str) -> Deferred[None] | None:
         """

@@ -415,3 +415,25 @@ class ClientProcess:
                 # Closing stdin flushes it, which fails if the client is gone.
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
+
+
+def eventually_who(connection: ChatConnection, online: list[str], within: float) -> list[str]:
+    """
+    Ask C{/who} until it is exactly C{online}, for at most C{within} seconds.
+
+    @return: the other lines received meanwhile.
+    """
+    expected = f"* online ({len(online)}): {', '.join(sorted(online, key=str.lower))}"
+    deadline = time.monotonic() + within
+    others = []
+    while True:
+        connection.send("/who")
+        line = connection.read_line()
+        while not line.startswith("* online ("):
+            others.append(line)
+            line = connection.read_line()
+        if line == expected:
+            return others
+        if time.monotonic() > deadline:
+            pytest.fail(f"/who still {line!r}, not {expected!r}\n{connection.describe()}")
+        time.sleep(_LOG_POLL_INTERVAL)

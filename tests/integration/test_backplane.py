@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ..redis_server import RedisServer, private_redis
-from .support import ChatConnection, ServerProcess
+from .support import ChatConnection, ServerProcess, eventually_who
 
 pytestmark = pytest.mark.integration
 
@@ -97,28 +97,6 @@ def network(tmp_path: Path) -> Iterator[Network]:
         finally:
             problems = running.close()
             assert not problems, "\n".join(problems)
-
-
-def eventually_who(connection: ChatConnection, online: list[str], within: float) -> list[str]:
-    """
-    Ask C{/who} until it is exactly C{online}, for at most C{within} seconds.
-
-    @return: the other lines received meanwhile.
-    """
-    expected = f"* online ({len(online)}): {', '.join(sorted(online, key=str.lower))}"
-    deadline = time.monotonic() + within
-    others = []
-    while True:
-        connection.send("/who")
-        line = connection.read_line()
-        while not line.startswith("* online ("):
-            others.append(line)
-            line = connection.read_line()
-        if line == expected:
-            return others
-        if time.monotonic() > deadline:
-            pytest.fail(f"/who still {line!r}, not {expected!r}\n{connection.describe()}")
-        time.sleep(_POLL)
 
 
 def node_of(connection: ChatConnection, nodes: list[ServerProcess]) -> int:

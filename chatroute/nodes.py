@@ -1,0 +1,352 @@
+"""
+Several chatroute nodes on one machine, one chat: C{scripts/serve --nodes N}.
+
+    python -m chatroute.nodes --nodes N [twistd chatroute options]
+
+starts a private C{redis-server} (on a free loopback port, in a temporary
+directory of its own, keeping nothing on disk) and N C{twistd chatroute}
+processes with C{--reuse-port --redis URL} and the options given, so that
+they share every listening port and the kernel spreads the connections over
+them, and one database file (by default C{chatroute.db} here: SQLite locks
+it between processes; see docs/deploy.md). Each node's log lines come to
+standard output with its number in front. Ctrl-C (or SIGTERM) stops the
+nodes, each leaving the network, then Redis; so does any node that exits on
+its own (a port it cannot have, a database it cannot use), with its status.
+
+This is a tool that starts processes and waits for them; the server itself
+never runs this code. L{PrivateRedis} is also what the bench starts Redis
+with.
+"""
+
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+START_TIMEOUT = 10.0
+"""Seconds Redis may take to answer C{PING} after it is started."""
+STOP_TIMEOUT = 10.0
+"""Seconds a process may take to exit after SIGTERM before it is killed."""
+_POLL = 0.02
+_START_ATTEMPTS = 5
+"""A port picked as free may be taken before Redis binds it: how many to try."""
+
+
+def redis_server_binary() -> str | None:
+    """The path of C{redis-server}, or None if it is not installed."""
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+
+
+def install_redis_server(say: Callable[[str], None]) -> str | None:
+    """
+    C{redis-server}, installed with C{apt-get} (Debian's package) if it is
+    missing and this process may (root, with apt-get): its path, or None.
+    """
+    found = redis_server_binary()
+    if found is not None:
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        return None
+    say("redis-server is missing; installing it with apt-get (a minute the first time)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "redis-server"]):
+        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)
+    return redis_server_binary()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ping(port: int, timeout: float = 1.0) -> bool:
+    """Whether a Redis server on 127.0.0.1:C{port} answers C{PING} within C{timeout}."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_command(binary: str, port: int, directory: Path) -> list[str]:
+    """
+    The command of a private C{redis-server}: on 127.0.0.1:C{port} only,
+    working in C{directory}, with no persistence (a restart starts empty).
+    """
+    return [
+        binary,
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
+        *("--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""),
+    ]
+
+
+class PrivateRedis:
+    """
+    One private C{redis-server} on a free loopback port, in a temporary
+    directory of its own (removed when it stops), in a session of its own
+    (a Ctrl-C at the terminal is for its owner to handle).
+
+    @ivar port: the port it listens on.
+    """
+
+    def __init__(self, binary: str) -> None:
+        self._binary = binary
+        self.directory = Path(tempfile.mkdtemp(prefix="chatroute-redis-"))
+        self._log = self.directory / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Its database 0, as C{--redis} takes it."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def log(self) -> str:
+        """What it logged."""
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def start(self) -> None:
+        """
+        Start it and wait until it answers.
+
+        @raise RuntimeError: it did not start; the message has its log.
+        """
+        for _ in range(_START_ATTEMPTS):
+            self.port = free_port()
+            if self._start():
+                return
+        self.stop()
+        raise RuntimeError(f"redis-server did not start; its log:\n{self.log()}")
+
+    def _start(self) -> bool:
+        """Start on L{port}; True once it answers, False if it exited (the port was taken)."""
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                redis_command(self._binary, self.port, self.directory),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            if ping(self.port, timeout=0.5):
+                return True
+            time.sleep(_POLL)
+        return False
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM; SIGKILL if it lingers) and remove its directory."""
+        process, self._process = self._process, None
+        if process is not None:
+            _terminate(process)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _terminate(process: "subprocess.Popen[bytes]") -> int:
+    """SIGTERM, then SIGKILL after L{STOP_TIMEOUT}; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return _wait_or_kill(process)
+
+
+def _wait_or_kill(process: "subprocess.Popen[bytes]") -> int:
+    """
+    The exit status of a process told to stop, killed if it takes over
+    L{STOP_TIMEOUT}. (Twisted takes a second SIGTERM as a second stop, and
+    logs an error for it: one is enough.)
+    """
+    try:
+        return process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    return process.wait(STOP_TIMEOUT)
+
+
+def node_command(redis_url: str, options: list[str], twistd: str | None = None) -> list[str]:
+    """The command of one node: C{twistd chatroute --reuse-port --redis URL} and C{options}."""
+    if twistd is None:
+        twistd = str(Path(sys.executable).with_name("twistd"))
+    chatroute = ["chatroute", "--reuse-port", "--redis", redis_url, *options]
+    return [twistd, "--nodaemon", "--pidfile=", *chatroute]
+
+
+def _say(message: str) -> None:
+    """Tell the person at the terminal, on standard error."""
+    sys.stderr.write(f"chatroute nodes: {message}\n")
+    sys.stderr.flush()
+
+
+class _Stop(Exception):
+    """A signal asked us to stop."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _usage(problem: str) -> int:
+    sys.stderr.write(
+        f"chatroute nodes: {problem}\nusage: scripts/serve --nodes N [twistd chatroute options]\n"
+    )
+    return 2
+
+
+def _split(argv: list[str]) -> tuple[int, list[str]] | str:
+    """C{--nodes N} (or C{--nodes=N}) and the other options, or what is wrong."""
+    count: str | None = None
+    rest: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--nodes":
+            count = next(arguments, "")
+        elif argument.startswith("--nodes="):
+            count = argument.removeprefix("--nodes=")
+        else:
+            rest.append(argument)
+    if count is None:
+        return "--nodes N is missing"
+    if not count.isdigit() or not 1 <= int(count) <= 64:
+        return f"--nodes: expected a number of nodes from 1 to 64, got {count!r}"
+    if "--redis" in rest or any(argument.startswith("--redis=") for argument in rest):
+        return "--nodes starts its own Redis; give no --redis"
+    return int(count), rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the nodes until Ctrl-C, SIGTERM or one of them exits; the exit status."""
+    parsed = _split(sys.argv[1:] if argv is None else argv)
+    if isinstance(parsed, str):
+        return _usage(parsed)
+    count, options = parsed
+
+    binary = install_redis_server(_say)
+    if binary is None:
+        _say(
+            "redis-server is not installed, and cannot be installed here (that needs "
+            "apt-get and root): install Redis (Debian/Ubuntu: apt-get install redis-server)"
+        )
+        return 1
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    redis = PrivateRedis(binary)
+    nodes = _Nodes(sys.stdout.buffer)
+    status = 0
+    try:
+        redis.start()
+        _say(f"private Redis on {redis.url} (in {redis.directory})")
+        _say(f"starting {count} nodes sharing their ports")
+        command = node_command(redis.url, options)
+        # The first creates or upgrades the database before the others open it.
+        nodes.start(command)
+        status = nodes.relay(until=_LISTENING)
+        if not status:
+            for _ in range(count - 1):
+                nodes.start(command)
+            status = nodes.relay()
+    except _Stop:
+        _say("stopping the nodes, then Redis")
+    except RuntimeError as error:
+        _say(str(error))
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        nodes.stop()
+        redis.stop()
+    return status
+
+
+_LISTENING = b"chatroute listening on "
+"""What a node logs once its database is ready and it listens."""
+
+
+class _Nodes:
+    """The nodes' processes, their output copied to C{out} with each one's number in front."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._unfinished: list[bytes] = []
+        self._selector = selectors.DefaultSelector()
+
+    def start(self, command: list[str]) -> None:
+        """Start one more node, in a session of its own: Ctrl-C is for us to pass on."""
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        self._selector.register(process.stdout.fileno(), selectors.EVENT_READ, len(self._processes))
+        self._processes.append(process)
+        self._unfinished.append(b"")
+
+    def relay(self, until: bytes | None = None) -> int:
+        """
+        Copy output until a line holds C{until} (0), or until a node exits
+        (its exit status, 1 if that was 0).
+        """
+        while True:
+            for key, _ in self._selector.select(timeout=0.5):
+                lines = self._read(key.data)
+                if until is not None and any(until in line for line in lines):
+                    return 0
+            for index, process in enumerate(self._processes):
+                code = process.poll()
+                if code is not None:
+                    self._read(index, everything=True)
+                    _say(f"node {index + 1} exited with {code}; stopping the others")
+                    return code or 1
+
+    def _read(self, index: int, everything: bool = False) -> list[bytes]:
+        """Copy what node C{index} wrote (all of it up to the end with C{everything})."""
+        stdout = self._processes[index].stdout
+        if stdout is None or stdout.closed:
+            return []
+        data = stdout.read() if everything else os.read(stdout.fileno(), 65536)
+        lines = (self._unfinished[index] + data).split(b"\n")
+        self._unfinished[index] = lines.pop()
+        if not data or everything:
+            if self._unfinished[index]:
+                lines.append(self._unfinished[index])
+            self._selector.unregister(stdout.fileno())
+            stdout.close()
+        for line in lines:
+            self._out.write(b"node%d | %s\n" % (index + 1, line))
+        self._out.flush()
+        return lines
+
+    def stop(self) -> None:
+        """SIGTERM to every node at once, then wait for each (killed if it lingers)."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for index, process in enumerate(self._processes):
+            _wait_or_kill(process)
+            self._read(index, everything=True)
+        self._selector.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
