@@ -15,6 +15,7 @@ duplicates and reordering.
 import argparse
 import asyncio
 import json
+import os
 import resource
 import socket
 import struct
@@ -150,31 +151,40 @@ class Tracker:
 
 
 class Meter:
-    """Wall time, server CPU time (C{/proc}) and this process's CPU over a measured phase."""
+    """
+    Wall time, the servers' CPU time (C{/proc}) and this process's CPU over a
+    measured phase. The first of C{pids} is the server; with several (the
+    nodes of a network, its Redis) each one's CPU is kept too.
+    """
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
         self._wall = time.perf_counter()
-        self._cpu = cpu_seconds(pid)
+        self._cpu = [cpu_seconds(pid) for pid in pids]
         self._own = _own_cpu()
         self._busy = machine_busy_seconds()
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> dict[str, Any]:
         """Elapsed seconds, server CPU seconds, and load generator CPU as % of one core."""
         elapsed = time.perf_counter() - self._wall
-        try:
-            server_cpu = cpu_seconds(self.pid) - self._cpu
-        except OSError:
-            server_cpu = float("nan")
+        each = []
+        for pid, before in zip(self.pids, self._cpu, strict=True):
+            try:
+                each.append(round(cpu_seconds(pid) - before, 3))
+            except OSError:
+                each.append(float("nan"))
         own = _own_cpu() - self._own
-        others = machine_busy_seconds() - self._busy - own - server_cpu
-        return {
+        others = machine_busy_seconds() - self._busy - own - sum(each)
+        measured: dict[str, Any] = {
             "elapsed_s": round(elapsed, 3),
-            "server_cpu_s": round(server_cpu, 3),
+            "server_cpu_s": each[0],
             "loadgen_cpu_pct": round(100 * own / elapsed, 1) if elapsed else 0.0,
             # CPU used by everything else on the machine: noise in the figures.
             "other_cpu_pct": round(100 * max(0.0, others) / elapsed, 1) if elapsed else 0.0,
         }
+        if len(each) > 1:
+            measured["cpu_s_each"] = each
+        return measured
 
 
 def machine_busy_seconds() -> float:
@@ -196,25 +206,36 @@ def _own_cpu() -> float:
 class LoadGen:
     """Shared state of one run: the loop, the adapter, the server, and the scenario's hooks."""
 
-    def __init__(self, adapter: Adapter, port: int, server_pid: int) -> None:
+    def __init__(
+        self, adapter: Adapter, port: int, server_pid: int, node_pids: tuple[int, ...] = ()
+    ) -> None:
+        """
+        @param node_pids: the processes of all the nodes behind C{port}, when
+            several serve it (the first is C{server_pid}); else empty.
+        """
         self.loop = asyncio.get_running_loop()
         self.adapter = adapter
         self.port = port
         self.server_pid = server_pid
+        self.node_pids = node_pids or (server_pid,)
         self.closing = False
         self.lost_connections = 0
         self.server_errors: list[str] = []
         self.clients: list[Client] = []
+        self.redis_pid: int | None = None
         self.on_message: OnMessage = lambda client, flow, seq, sent, now: None
         self.after_data: Callable[[], None] = lambda: None
 
     def server_alive(self) -> bool:
-        """Whether the server process still runs (a zombie does not)."""
-        try:
-            with open(f"/proc/{self.server_pid}/stat") as stat:
-                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
+        """Whether the server's processes (every node) still run (a zombie does not)."""
+        for pid in self.node_pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        return False
+            except OSError:
+                return False
+        return True
 
     def server_rss_kib(self) -> int | None:
         """The server's RSS, or None once it is gone."""
@@ -273,6 +294,34 @@ class LoadGen:
                 return done()
         return True
 
+    def nodes_of(self, clients: list[Client]) -> list[int | None]:
+        """
+        Which node took each client's connection (an index into
+        C{node_pids}; None if none is found): the kernel decides, so it is
+        read from C{/proc}, matching each node's sockets to the clients'
+        ports.
+        """
+        inodes = {
+            inode: index for index, pid in enumerate(self.node_pids) for inode in _sockets(pid)
+        }
+        by_port: dict[int, int] = {}
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as rows:
+                    next(rows)
+                    for row in rows:
+                        fields = row.split()
+                        node = inodes.get(fields[9])
+                        if node is not None:
+                            by_port[int(fields[2].rsplit(":", 1)[1], 16)] = node
+            except OSError:
+                continue
+        found: list[int | None] = []
+        for client in clients:
+            sock = None if client.transport is None else client.transport.get_extra_info("socket")
+            found.append(None if sock is None else by_port.get(sock.getsockname()[1]))
+        return found
+
     def close_all(self) -> None:
         """Reset every client connection."""
         self.closing = True
@@ -280,10 +329,28 @@ class LoadGen:
             client.reset()
 
 
+def _sockets(pid: int) -> set[str]:
+    """The inodes of the sockets the process holds open (C{/proc/PID/fd})."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     from bench import scenarios
 
-    gen = LoadGen(adapter_for(args.protocol), args.port, args.server_pid)
+    node_pids = tuple(int(pid) for pid in args.node_pids.split(",") if pid)
+    gen = LoadGen(adapter_for(args.protocol), args.port, args.server_pid, node_pids)
+    gen.redis_pid = args.redis_pid
     scenario = scenarios.SCENARIOS[args.scenario]
     try:
         result = await scenario(gen, json.loads(args.params))
@@ -306,6 +373,10 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, required=True)
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--params", default="{}", help="scenario parameters as JSON")
+    parser.add_argument(
+        "--node-pids", default="", help="every node behind --port (comma-separated)"
+    )
+    parser.add_argument("--redis-pid", type=int, default=None, help="the nodes' Redis")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

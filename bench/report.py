@@ -215,3 +215,146 @@ def floors(report: Report, big: bool) -> list[dict[str, Any]]:
     for v in verdicts:
         print(f"  {v['verdict']:<5} {v['floor']:<42} {v['detail']}")
     return verdicts
+
+
+# bench/run --nodes.
+
+
+def _each(key: str, digits: int = 2) -> Callable[[Figures], str]:
+    """A per-node list, as "a / b"."""
+
+    def show(figures: Figures) -> str:
+        values = figures.get(key)
+        if not isinstance(values, list) or not values:
+            return "-"
+        return " / ".join(f"{value:,.{digits}f}" for value in values)
+
+    return show
+
+
+NODES_METRICS: dict[str, list[Metric]] = {
+    "nodes-dm-throughput": [
+        ("DMs / s (all nodes)", _num("msgs_per_s")),
+        ("of them crossing nodes", _num("cross_delivered")),
+        ("CPU ms / 1000 DMs, all", _num("cpu_ms_per_1000", digits=2)),
+        ("CPU ms / 1000 DMs, per node", _each("node_cpu_ms_per_1000")),
+        ("Redis CPU ms / 1000 DMs", _num("redis_cpu_ms_per_1000", digits=2)),
+        (
+            "node CPU s (throttled s)",
+            lambda f: f"{_each('node_cpu_s')(f)} ({_each('throttled_s')(f)})",
+        ),
+        (
+            "p99 ms local / crossing",
+            lambda f: f"{_num('local_p99_ms', digits=1)(f)} / {_num('cross_p99_ms', digits=1)(f)}",
+        ),
+        LOSSES,
+        LOADGEN,
+    ],
+    "nodes-dm-latency": [
+        (
+            "p50 ms local / crossing",
+            lambda f: f"{_num('local_p50_ms', digits=3)(f)} / {_num('cross_p50_ms', digits=3)(f)}",
+        ),
+        (
+            "p99 ms local / crossing",
+            lambda f: f"{_num('local_p99_ms', digits=3)(f)} / {_num('cross_p99_ms', digits=3)(f)}",
+        ),
+        (
+            "max ms local / crossing",
+            lambda f: f"{_num('local_max_ms', digits=1)(f)} / {_num('cross_max_ms', digits=1)(f)}",
+        ),
+        ("CPU ms / 1000 DMs, per node", _each("node_cpu_ms_per_1000")),
+        ("Redis CPU ms / 1000 DMs", _num("redis_cpu_ms_per_1000", digits=2)),
+        LOSSES,
+        LOADGEN,
+    ],
+}
+
+
+def print_nodes(report: Report) -> None:
+    """Scenario x configuration table of medians, then notes."""
+    configs: list[str] = []
+    for by_config in report["results"].values():
+        configs += [config for config in by_config if config not in configs]
+    width = 22
+    print(f"\n{'scenario':<20}{'figure':<30}" + "".join(f"{c:>{width}}" for c in configs))
+    notes = []
+    for label, by_config in report["results"].items():
+        scenario = report["params"][label]["scenario"]
+        print("-" * (50 + width * len(configs)))
+        for row, (name, show) in enumerate(NODES_METRICS[scenario]):
+            cells = "".join(f"{_cell(by_config.get(c, {}), show):>{width}}" for c in configs)
+            print(f"{label if row == 0 else '':<20}{name:<30}{cells}")
+        for config in configs:
+            entry = by_config.get(config, {})
+            if entry.get("status", "ok") != "ok":
+                notes.append(f"  {label} / {config}: {entry['status']}")
+            figures = entry.get("median", {})
+            if figures.get("other_cpu_pct", 0) >= 25:
+                notes.append(
+                    f"  {label} / {config}: other processes used up to "
+                    f"{figures['other_cpu_pct']:.0f}% CPU during a run; figures disturbed"
+                )
+    share = report.get("node_cpu_share")
+    notes.append(
+        "  plain: one node, no backplane; 1 node / 2 nodes: --reuse-port --redis on a private "
+        "Redis; nodes on CPU 0, Redis and the load generator on CPU 1"
+    )
+    if share:
+        notes.append(
+            f"  nodes-throughput: each node capped at {share:.0%} of a core (cgroup CPU quota), "
+            "so that 2 nodes get twice the CPU of 1 and the load generator a core of its own"
+        )
+    else:
+        why = report.get("node_cpu_share_unavailable") or "--node-cpu 0"
+        notes.append(f"  nodes-throughput: no CPU budget per node ({why})")
+    print("\nnotes:")
+    print("\n".join(notes))
+
+
+def nodes_floors(report: Report) -> list[dict[str, Any]]:
+    """Check the several-nodes floors of the issue; print and return the verdicts."""
+    verdicts: list[dict[str, Any]] = []
+
+    def judge(name: str, ok: bool | None, detail: str) -> None:
+        verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
+        verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
+
+    def fig(label: str, config: str, key: str) -> Any:
+        return _figure(report, label, config, key)
+
+    one, two = (fig("nodes-throughput", c, "msgs_per_s") for c in ("1 node", "2 nodes"))
+    ratio = None if not one or two is None else two / one
+    judged = None if ratio is None or not report.get("node_cpu_share") else ratio >= 1.6
+    judge(
+        "2 nodes deliver >= 1.6 x 1 node's DMs / s",
+        judged,
+        f"{two} vs {one} DMs / s: x {ratio:.2f}" if ratio is not None else "not measured",
+    )
+    p99 = fig("nodes-latency", "2 nodes", "cross_p99_ms")
+    judge(
+        "p99 of crossing DMs at 2,000 DM/s <= 2 ms",
+        None if p99 is None else p99 <= 2.0,
+        f"p99 {p99} ms",
+    )
+    plain, single = (fig("nodes-throughput", c, "cpu_ms_per_1000") for c in ("plain", "1 node"))
+    judge(
+        "a node's local DMs cost no more with the backplane (+10%)",
+        None if plain is None or single is None else single <= plain * 1.1,
+        f"1 node {single} vs plain {plain} ms / 1000 DMs",
+    )
+    losses = {
+        f"{label} / {config}": fig(label, config, "losses")
+        for label, by_config in report["results"].items()
+        for config in by_config
+    }
+    lost = {where: n for where, n in losses.items() if n}
+    judge(
+        "0 losses",
+        None if all(n is None for n in losses.values()) else not lost,
+        f"losses {lost or 0}",
+    )
+    print("\nfloors (chatroute nodes, medians):")
+    for v in verdicts:
+        print(f"  {v['verdict']:<5} {v['floor']:<58} {v['detail']}")
+    return verdicts

@@ -2,11 +2,14 @@
 Run the benchmark suite: every scenario against chatroute and its peers.
 
     bench/run [--quick] [--big] [--scaling] [--only SCENARIO,...] [--peers NAME,...]
+    bench/run --nodes [--quick] [--node-cpu SHARE]
 
 Each figure is the median of C{--runs} (3) runs; each run starts a fresh
 server on CPU 0 and a fresh load generator on CPU 1. Prints a table and the
 floors' PASS/FAIL lines for chatroute, and writes everything as JSON to
-C{bench/results/<timestamp>.json}. See docs/performance.md.
+C{bench/results/<timestamp>.json}. With C{--nodes} it measures chatroute
+alone, one node against two behind one C{--reuse-port} port (docs/performance.md,
+"Several nodes").
 """
 
 import argparse
@@ -23,17 +26,20 @@ from types import FrameType
 from typing import Any
 
 from bench.loadgen import machine_busy_seconds
-from bench.report import floors, print_scaling, print_table
+from bench.report import floors, nodes_floors, print_nodes, print_scaling, print_table
 from bench.servers import (
     BENCH,
     LOADGEN_CPU,
     PEERS,
     PYTHON,
     ROOT,
+    Network,
     Running,
     Unavailable,
+    budget_unavailable,
     install_missing,
     python_info,
+    start_network,
 )
 
 Params = dict[str, Any]
@@ -62,6 +68,36 @@ QUIET_CPU = 0.15  # of one core, used by other processes before a run starts
 QUIET_WAIT_S = 15.0
 STANDARD = ["dm-throughput", "dm-latency", "room-fanout", "idle-connections", "slow-reader"]
 SCALE_POINTS = [10, 100, 1000]
+
+# bench/run --nodes: configurations (nodes, backplane) and what each runs.
+NODE_CONFIGS: dict[str, tuple[int, bool]] = {
+    "plain": (1, False),
+    "1 node": (1, True),
+    "2 nodes": (2, True),
+}
+NODE_CPU = 0.4
+"""Of a core, each node's CPU budget in the throughput scenario (see docs/performance.md)."""
+NODES_FULL: dict[str, tuple[str, Params, bool]] = {
+    # label: (scenario, params, whether each node gets the CPU budget)
+    "nodes-throughput": (
+        "nodes-dm-throughput",
+        {"pairs": 50, "messages": 6000, "window": 100, "cross": 0.5},
+        True,
+    ),
+    "nodes-latency": (
+        "nodes-dm-latency",
+        {"pairs": 50, "rate": 2000, "duration": 10, "cross": 0.5},
+        False,
+    ),
+}
+NODES_QUICK: dict[str, tuple[str, Params, bool]] = {
+    **NODES_FULL,
+    "nodes-latency": (
+        "nodes-dm-latency",
+        {"pairs": 50, "rate": 2000, "duration": 3, "cross": 0.5},
+        False,
+    ),
+}
 
 
 def scaling_params(quick: bool) -> dict[str, tuple[str, Params]]:
@@ -92,7 +128,7 @@ class Bench:
         self.quiet_wait = quiet_wait
         self.log_path = log_path
         self.unavailable: dict[str, str] = {}
-        self._server: Running | None = None
+        self._server: Running | Network | None = None
         self._loadgen: subprocess.Popen[str] | None = None
 
     def log(self, message: str) -> None:
@@ -144,6 +180,49 @@ class Bench:
         finally:
             self.stop()
 
+    def measure_nodes(
+        self, label: str, scenario: str, params: Params, share: float | None
+    ) -> dict[str, Any]:
+        """All runs of one scenario over every node configuration: C{config -> summary}."""
+        results: dict[str, list[dict[str, Any]]] = {config: [] for config in NODE_CONFIGS}
+        for number in range(1, self.runs + 1):
+            for config, (count, backplane) in NODE_CONFIGS.items():
+                self.log(f"{label} run {number}/{self.runs}: {config}")
+                results[config].append(
+                    self.one_network_run(count, backplane, share, scenario, params)
+                )
+        return {
+            config: {"status": _status(runs), "median": _median(runs), "runs": runs}
+            for config, runs in results.items()
+        }
+
+    def one_network_run(
+        self, count: int, backplane: bool, share: float | None, scenario: str, params: Params
+    ) -> dict[str, Any]:
+        """Start the nodes (and their Redis), run the load generator once, stop them."""
+        self.wait_quiet()
+        try:
+            self._server = network = start_network(count, backplane, share)
+        except (Unavailable, RuntimeError) as error:
+            return {"error": f"the nodes did not start: {error}"}
+        try:
+            extra = ["--node-pids", ",".join(map(str, network.pids))]
+            if network.redis_pid is not None:
+                extra += ["--redis-pid", str(network.redis_pid)]
+            result = self._run_loadgen(
+                "chatroute", network.port, network.pids[0], scenario, params, extra
+            )
+            time.sleep(0.2)
+            if network.budgets:
+                result["node_cpu_share"] = share
+                result["throttled_s"] = [budget.throttled_s() for budget in network.budgets]
+            if not network.alive():
+                result["server_alive"] = False
+                result["server_log"] = network.log_tail()
+            return result
+        finally:
+            self.stop()
+
     def wait_quiet(self) -> None:
         """
         Wait (at most C{quiet_wait} s) until other processes use less than
@@ -163,6 +242,12 @@ class Bench:
                 said = True
 
     def _loadgen_run(self, server: Running, scenario: str, params: Params) -> dict[str, Any]:
+        protocol = PEERS[server.name].protocol
+        return self._run_loadgen(protocol, server.port, server.pid, scenario, params, [])
+
+    def _run_loadgen(
+        self, protocol: str, port: int, pid: int, scenario: str, params: Params, extra: list[str]
+    ) -> dict[str, Any]:
         argv = [
             "taskset",
             "-c",
@@ -171,15 +256,16 @@ class Bench:
             "-m",
             "bench.loadgen",
             "--protocol",
-            PEERS[server.name].protocol,
+            protocol,
             "--port",
-            str(server.port),
+            str(port),
             "--server-pid",
-            str(server.pid),
+            str(pid),
             "--scenario",
             scenario,
             "--params",
             json.dumps(params),
+            *extra,
         ]
         with self.log_path.open("a") as errors:
             self._loadgen = loadgen = subprocess.Popen(
@@ -236,6 +322,11 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if flags:
             median[key] = any(flags)  # e.g. victim_dropped: did it happen in any run
             continue
+        lists = [run[key] for run in runs if isinstance(run.get(key), list)]
+        if lists and all(len(each) == len(lists[0]) for each in lists):
+            if all(isinstance(v, int | float) for each in lists for v in each):
+                median[key] = [statistics.median(column) for column in zip(*lists, strict=True)]
+            continue
         values = [run[key] for run in runs if isinstance(run.get(key), int | float)]
         values = [v for v in values if v == v]  # no NaN
         if not values:
@@ -261,6 +352,17 @@ def _parse() -> argparse.Namespace:
         type=float,
         default=QUIET_WAIT_S,
         help="seconds to wait before each run for other processes to go quiet (0: never)",
+    )
+    parser.add_argument(
+        "--nodes",
+        action="store_true",
+        help="chatroute alone: one node against two behind one --reuse-port port",
+    )
+    parser.add_argument(
+        "--node-cpu",
+        type=float,
+        default=NODE_CPU,
+        help="with --nodes: each node's CPU budget in the throughput scenario, of a core (0: none)",
     )
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<time>)")
     args = parser.parse_args()
@@ -296,6 +398,8 @@ def main() -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     bench = Bench(args.runs, output.with_suffix(".log"), args.quiet_wait)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.nodes:
+        return _nodes_main(args, bench, output, stamp)
     install_missing(peers, bench.log)
     plan = _plan(args)
     commit = _commit()
@@ -314,13 +418,7 @@ def main() -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "mode": "scaling" if args.scaling else "quick" if args.quick else "full",
         "runs": args.runs,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": python_info(),
-            "server_cpu": "0",
-            "loadgen_cpu": str(LOADGEN_CPU),
-        },
+        "machine": _machine(),
         # The code measured: others may change it while the bench runs.
         "commit": commit if commit == _commit() else f"{commit} (then {_commit()})",
         "params": {label: {"scenario": s, **p} for label, (s, p) in plan.items()},
@@ -334,9 +432,70 @@ def main() -> int:
         verdicts = floors(report, big=args.big)
     report["floors"] = verdicts
     output.write_text(json.dumps(report, indent=1))
-    print(f"\nchatroute at {report['commit']}; results: {output.relative_to(ROOT)}", end="")
+    print(f"\nchatroute at {report['commit']}; results: {_shown(output)}", end="")
     print(f" ({report['duration_s']:.0f} s)")
     return 1 if any(v["verdict"] == "FAIL" for v in verdicts) else 0
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": python_info(),
+        "server_cpu": "0",
+        "loadgen_cpu": str(LOADGEN_CPU),
+    }
+
+
+def _nodes_main(args: argparse.Namespace, bench: Bench, output: Path, stamp: str) -> int:
+    """C{--nodes}: one node against two on one port; exit status 1 if a floor failed."""
+    plan = NODES_QUICK if args.quick else NODES_FULL
+    if args.only:
+        plan = {label: run for label, run in plan.items() if label in args.only.split(",")}
+    share: float | None = args.node_cpu or None
+    why_not = budget_unavailable() if share is not None else None
+    if why_not is not None:
+        bench.log(f"no CPU budget per node: {why_not}; the ratio floor is then not judged")
+        share = None
+    commit = _commit()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    try:
+        for label, (scenario, params, budgeted) in plan.items():
+            results[label] = bench.measure_nodes(
+                label, scenario, params, share if budgeted else None
+            )
+    except KeyboardInterrupt:
+        bench.log("interrupted; stopping servers")
+        return 2
+    finally:
+        bench.stop()
+    machine = _machine()
+    machine["redis_cpu"] = str(LOADGEN_CPU)
+    report = {
+        "started": stamp,
+        "duration_s": round(time.monotonic() - started, 1),
+        "mode": "nodes-quick" if args.quick else "nodes",
+        "runs": args.runs,
+        "machine": machine,
+        "node_cpu_share": share,
+        "node_cpu_share_unavailable": why_not,
+        "commit": commit if commit == _commit() else f"{commit} (then {_commit()})",
+        "params": {label: {"scenario": s, "budgeted": b, **p} for label, (s, p, b) in plan.items()},
+        "results": results,
+    }
+    print_nodes(report)
+    verdicts = nodes_floors(report)
+    report["floors"] = verdicts
+    output.write_text(json.dumps(report, indent=1))
+    print(f"\nchatroute at {report['commit']}; results: {_shown(output)}", end="")
+    print(f" ({report['duration_s']:.0f} s)")
+    return 1 if any(v["verdict"] == "FAIL" for v in verdicts) else 0
+
+
+def _shown(path: Path) -> Path:
+    """C{path}, relative to the checkout if it is in it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _commit() -> str:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.loadgen import Client, LoadGen, Meter, Tracker, payload
+from bench.loadgen import Client, LoadGen, Meter, OnMessage, Tracker, payload
 
 Params = dict[str, Any]
 Result = dict[str, Any]
@@ -316,7 +316,186 @@ async def slow_reader(gen: LoadGen, params: Params) -> Result:
     }
 
 
+# Several nodes behind one port (bench/run --nodes).
+
+
+class _Placed:
+    """DM flows between clients whose nodes are known: which cross nodes, and per-node counts."""
+
+    def __init__(self, flows: list[Flow], cross: set[int], receiver_node: list[int]) -> None:
+        self.flows = flows
+        self.cross = cross
+        self.receiver_node = receiver_node  # per flow
+        self.delivered = [0] * len(flows)  # per flow
+
+
+async def _place(gen: LoadGen, pairs: int, cross: float, quota: int, window: int) -> _Placed | str:
+    """
+    Connect clients until every node has its share of senders and receivers,
+    then pair them: every node sends and receives C{pairs / nodes} flows, and
+    of each node's senders the fraction C{cross} send to a receiver on the
+    next node (none when there is one node). The kernel picks each
+    connection's node, so clients are connected in rounds (at most 8 x the
+    clients needed) and the spare ones stay idle.
+
+    @return: the flows, or what went wrong.
+    """
+    count = len(gen.node_pids)
+    per_node = pairs // count
+    if per_node * count != pairs:
+        return f"{pairs} pairs do not split evenly over {count} nodes"
+    crossing = round(per_node * cross) if count > 1 else 0
+    pools: list[list[Client]] = [[] for _ in range(count)]
+    connected = 0
+    while min(len(pool) for pool in pools) < 2 * per_node:
+        if connected > 8 * 2 * pairs:
+            return f"connections did not spread over the nodes: {[len(p) for p in pools]}"
+        batch = [(f"c{connected + i}", True) for i in range(2 * pairs)]
+        connected += len(batch)
+        clients, failures = await gen.connect(batch)
+        if failures:
+            return f"{len(failures)} clients failed to register: {failures[0]}"
+        for client, node in zip(clients, gen.nodes_of(clients), strict=True):
+            if node is None:
+                return f"no node holds the connection of {client.nick}"
+            pools[node].append(client)
+    senders = [pool[:per_node] for pool in pools]
+    receivers = [pool[per_node : 2 * per_node] for pool in pools]
+    # Node k's receivers: the first get node k's own flows, the last crossing ones from node k-1.
+    flows: list[Flow] = []
+    cross_flows: set[int] = set()
+    receiver_node: list[int] = []
+    for node in range(count):
+        for i, sender in enumerate(senders[node]):
+            if i < crossing:
+                target_node, receiver = (node + 1) % count, receivers[(node + 1) % count][-1 - i]
+                cross_flows.add(len(flows))
+            else:
+                target_node, receiver = node, receivers[node][i - crossing]
+            prefix = gen.adapter.dm_prefix(receiver.nick)
+            flows.append(Flow(len(flows), sender, prefix, quota, window))
+            receiver_node.append(target_node)
+    return _Placed(flows, cross_flows, receiver_node)
+
+
+def _split_figures(
+    gen: LoadGen, placed: _Placed, measured: dict[str, Any], trackers: tuple[Tracker, Tracker]
+) -> Result:
+    """The figures of a run over nodes: latency of crossing and local DMs, CPU per node."""
+    local, crossing = trackers
+    delivered = local.delivered + crossing.delivered
+    count = len(gen.node_pids)
+    each = measured.get("cpu_s_each", [measured["server_cpu_s"]])
+    per_node_delivered = [0] * count
+    for flow, done in enumerate(placed.delivered):
+        per_node_delivered[placed.receiver_node[flow]] += done
+    everything = Tracker()
+    everything.latencies = local.latencies + crossing.latencies
+    result: Result = {
+        **measured,
+        "nodes": count,
+        "delivered": delivered,
+        "cross_delivered": crossing.delivered,
+        "disorder": local.disorder + crossing.disorder,
+        "msgs_per_s": round(delivered / measured["elapsed_s"]),
+        # All the nodes' CPU per DM, as for one server.
+        "cpu_ms_per_1000": _cost({"server_cpu_s": sum(each[:count])}, delivered),
+        "node_cpu_s": each[:count],
+        # Each node's CPU per DM delivered to its users (it also sent as many).
+        "node_cpu_ms_per_1000": [
+            _cost({"server_cpu_s": cpu}, n)
+            for cpu, n in zip(each[:count], per_node_delivered, strict=True)
+        ],
+        **everything.latency_ms(),
+        **{f"cross_{key}": value for key, value in crossing.latency_ms().items()},
+        **{f"local_{key}": value for key, value in local.latency_ms().items()},
+    }
+    if len(each) > count:  # the Redis
+        result["redis_cpu_s"] = each[count]
+        result["redis_cpu_ms_per_1000"] = _cost({"server_cpu_s": each[count]}, delivered)
+    return result
+
+
+def _recorder(placed: _Placed, trackers: tuple[Tracker, Tracker]) -> OnMessage:
+    local, crossing = trackers
+    cross = placed.cross
+    delivered = placed.delivered
+
+    def record(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
+        (crossing if flow in cross else local).record(client, flow, seq, sent, now)
+        delivered[flow] += 1
+
+    return record
+
+
+def _meter(gen: LoadGen) -> Meter:
+    pids = gen.node_pids + ((gen.redis_pid,) if gen.redis_pid is not None else ())
+    return Meter(*pids)
+
+
+async def nodes_dm_throughput(gen: LoadGen, params: Params) -> Result:
+    """
+    As dm-throughput, over every node behind the port: C{pairs} flows, the
+    fraction C{cross} of them from a user on one node to a user on another.
+    """
+    placed = await _place(
+        gen, params["pairs"], params["cross"], params["messages"], params["window"]
+    )
+    if isinstance(placed, str):
+        return {"error": placed}
+    trackers = (Tracker(), Tracker())
+    record = _recorder(placed, trackers)
+    flows = placed.flows
+    dirty: set[Flow] = set()
+
+    def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
+        record(client, flow, seq, sent, now)
+        flows[flow].done += 1
+        dirty.add(flows[flow])
+
+    def after_data() -> None:
+        for flow in dirty:
+            flow.pump()
+        dirty.clear()
+
+    gen.on_message, gen.after_data = on_message, after_data
+    expected = len(flows) * params["messages"]
+    meter = _meter(gen)
+    for flow in flows:
+        flow.pump()
+    await gen.wait_for(
+        lambda: sum(t.delivered for t in trackers) >= expected,
+        lambda: sum(t.delivered for t in trackers),
+        STALL_S,
+        600,
+    )
+    measured = meter.read()
+    result = _split_figures(gen, placed, measured, trackers)
+    return {**result, "expected": expected, "losses": max(0, expected - result["delivered"])}
+
+
+async def nodes_dm_latency(gen: LoadGen, params: Params) -> Result:
+    """As dm-latency (a fixed total C{rate}), over every node; crossing DMs measured apart."""
+    placed = await _place(gen, params["pairs"], params["cross"], 0, 0)
+    if isinstance(placed, str):
+        return {"error": placed}
+    trackers = (Tracker(), Tracker())
+    gen.on_message = _recorder(placed, trackers)
+    meter = _meter(gen)
+    sent = await _paced(placed.flows, params["rate"], params["duration"])
+
+    def delivered() -> int:
+        return trackers[0].delivered + trackers[1].delivered
+
+    await gen.wait_for(lambda: delivered() >= sent, delivered, 5.0, 5.0)
+    measured = meter.read()
+    result = _split_figures(gen, placed, measured, trackers)
+    return {**result, "expected": sent, "losses": max(0, sent - result["delivered"])}
+
+
 SCENARIOS: dict[str, Callable[[LoadGen, Params], Awaitable[Result]]] = {
+    "nodes-dm-throughput": nodes_dm_throughput,
+    "nodes-dm-latency": nodes_dm_latency,
     "dm-throughput": dm_throughput,
     "dm-latency": dm_latency,
     "room-fanout": room_fanout,

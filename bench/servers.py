@@ -20,6 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatroute.nodes import PrivateRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -166,12 +170,12 @@ CHATROUTE_RELAXED = [
 ]
 
 
-def _chatroute(port: int, workdir: Path) -> list[str]:
+def _chatroute(port: int, workdir: Path, log: str = "twistd.log") -> list[str]:
     return [
         str(VENV_BIN / "twistd"),
         "--nodaemon",
         "--pidfile=",
-        f"--logfile={workdir / 'twistd.log'}",
+        f"--logfile={workdir / log}",
         "chatroute",
         "--listen",
         f"tcp:{port}:interface=127.0.0.1",
@@ -292,3 +296,173 @@ def install_missing(names: list[str], log: Callable[[str], None]) -> None:
 def python_info() -> str:
     """The interpreter the Python servers run on."""
     return f"{sys.implementation.name} {sys.version.split()[0]}"
+
+
+# Several chatroute nodes on one port (bench/run --nodes): see docs/performance.md,
+# "Several nodes".
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+BUDGET_PERIOD_US = 10_000
+"""The CFS period of a node's CPU budget: short, so that a throttled node waits at most 10 ms."""
+
+
+def budget_unavailable() -> str | None:
+    """Why a node's CPU cannot be capped here (cgroup v1 CPU quotas), or None if it can."""
+    if not (CGROUP_CPU / "cpu.cfs_quota_us").exists():
+        return f"no cgroup v1 CPU controller at {CGROUP_CPU}"
+    if not os.access(CGROUP_CPU, os.W_OK):
+        return f"{CGROUP_CPU} is not writable (needs root)"
+    return None
+
+
+class CpuBudget:
+    """
+    A cgroup (v1, C{cpu} controller) that lets its processes use at most
+    C{share} of one core: C{cfs_quota_us} out of every L{BUDGET_PERIOD_US}.
+    """
+
+    def __init__(self, name: str, share: float) -> None:
+        self.path = CGROUP_CPU / name
+        self.path.mkdir()
+        (self.path / "cpu.cfs_period_us").write_text(str(BUDGET_PERIOD_US))
+        (self.path / "cpu.cfs_quota_us").write_text(str(int(share * BUDGET_PERIOD_US)))
+
+    def add(self, pid: int) -> None:
+        """Put the process (and the threads it will start) under the budget."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def throttled_s(self) -> float:
+        """Seconds the kernel held the budget's processes back for want of quota."""
+        for line in (self.path / "cpu.stat").read_text().splitlines():
+            name, value = line.split()
+            if name == "throttled_time":
+                return int(value) / 1e9
+        return 0.0
+
+    def remove(self) -> None:
+        """Remove the cgroup (once its processes have exited)."""
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)  # the last process is still being reaped
+
+
+@dataclass
+class Network:
+    """
+    chatroute nodes listening on one loopback port, sharing a private Redis
+    (if more than none) and one SQLite file in one scratch directory.
+    """
+
+    port: int
+    nodes: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    workdir: Path
+    redis: "PrivateRedis | None"
+    budgets: list[CpuBudget]
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.pid for node in self.nodes]
+
+    @property
+    def redis_pid(self) -> int | None:
+        return None if self.redis is None else self.redis.pid
+
+    def alive(self) -> bool:
+        return all(node.poll() is None for node in self.nodes)
+
+    def log_tail(self, lines: int = 5) -> str:
+        return " | ".join(
+            " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+            for log in self.logs
+            if log.exists()
+        )
+
+    def stop(self) -> None:
+        """Stop the nodes (SIGTERM, then SIGKILL after 5 s), then Redis; remove what they left."""
+        for node in self.nodes:
+            if node.poll() is None:
+                node.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            try:
+                node.wait(5)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait(5)
+        if self.redis is not None:
+            self.redis.stop()
+        for budget in self.budgets:
+            budget.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_network(count: int, backplane: bool, share: float | None) -> Network:
+    """
+    Start C{count} chatroute nodes on one free loopback port, each pinned to
+    the server CPU and, with C{share}, capped at that share of a core. With
+    C{backplane} they run with C{--reuse-port --redis} on a private Redis
+    pinned to the load generator's CPU; without, there is one plain node.
+    Each is waited for (in step with the network, or listening) before the
+    next starts, so the first creates the database.
+    """
+    from chatroute.nodes import PrivateRedis, install_redis_server
+
+    if count > 1 and not backplane:
+        raise ValueError("several nodes need the backplane")
+    redis = None
+    if backplane:
+        binary = install_redis_server(lambda message: None)
+        if binary is None:
+            raise Unavailable("redis-server is not installed and apt-get was not usable")
+        redis = PrivateRedis(binary)
+        redis.start()
+        pin = ["taskset", "-pc", str(LOADGEN_CPU), str(redis.pid)]
+        subprocess.run(pin, check=True, capture_output=True)
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-nodes-"))
+    network = Network(port, [], [], workdir, redis, [])
+    try:
+        for number in range(1, count + 1):
+            log = workdir / f"node{number}.log"
+            argv = ["taskset", "-c", str(SERVER_CPU), *_chatroute(port, workdir, log.name)]
+            if redis is not None:
+                argv += ["--reuse-port", "--redis", redis.url]
+            with (workdir / f"node{number}.out").open("wb") as out:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    preexec_fn=_raise_nofile,
+                )
+            network.nodes.append(process)
+            network.logs.append(log)
+            if share is not None:
+                budget = CpuBudget(f"chatroute-bench-{os.getpid()}-{number}", share)
+                network.budgets.append(budget)
+                budget.add(process.pid)
+            _wait_node(process, log, number, backplane)
+    except BaseException:
+        network.stop()
+        raise
+    return network
+
+
+def _wait_node(process: subprocess.Popen[bytes], log: Path, number: int, backplane: bool) -> None:
+    """Wait until node C{number} is in step with the network (or, alone, listens)."""
+    ready = "in step at event" if backplane else "chatroute listening on"
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"node {number} exited at start (see {log})")
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if ready in text:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"node {number} was not ready within 30 s")

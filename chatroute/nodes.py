@@ -116,6 +116,11 @@ class PrivateRedis:
         """Its database 0, as C{--redis} takes it."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """Its process id while it runs."""
+        return None if self._process is None else self._process.pid
+
     def log(self) -> str:
         """What it logged."""
         return self._log.read_text(errors="replace") if self._log.exists() else ""
