@@ -413,6 +413,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     factory = ChatServerFactory(hub)
     service = ChatService(hub, storage)
     if backplane is not None:
+        backplane.outbox = hub.outbox
         backplane.setServiceParent(service)
     reuse = bool(options["reuse-port"])
     for description in options["listen"]:

@@ -20,9 +20,13 @@ names are free). A claim of a name whose node's lease ran out takes it at
 once.
 
 Direct messages to a user on another node are published to that node's
-inbox. If no one receives one (the node is gone), it is kept as for an
-offline account, and the sender told so; or, for a guest, the sender is
-told there is no such user.
+inbox, those of one reactor turn to one node together, in one message (at
+most L{FORWARD_BATCH}; L{chatroute.backplane.batch}): a plain C{PUBLISH}, no
+script. If no one receives
+it (the node is gone), each of its messages is kept as for an offline
+account, and its sender told so; or, for a guest, the sender is told there
+is no such user. Anything else this node sends to Redis sends the waiting
+direct messages first, so Redis gets everything in the order it was asked.
 
 When Redis goes away, the links retry with backoff (L{RedisLink}); changes
 are refused meanwhile (L{BackplaneUnavailable}). When both links are back,
@@ -41,11 +45,13 @@ from uuid import uuid4
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatroute.backplane.batch import DirectBatch, decode
 from chatroute.backplane.connection import RedisAddress, RedisLink, RedisUnavailable
 from chatroute.core.directory import LocalDirectory, Presence, Room
 from chatroute.core.errors import (
@@ -67,6 +73,7 @@ from chatroute.core.errors import (
 from chatroute.core.events import DirectMessage, Event, RoomMessage
 from chatroute.core.interfaces import IBackplane, IParticipant
 from chatroute.core.router import Router
+from chatroute.core.session import Outbox
 from chatroute.storage import name_key
 
 SCRIPT = files("chatroute.backplane").joinpath("backplane.lua").read_text()
@@ -79,6 +86,8 @@ Seconds between a node's renewals of its lease; each also takes the users of
 dead nodes off the network. A dead node's users are gone from C{/who} at most
 L{LEASE} + L{BEAT} seconds after its last renewal.
 """
+FORWARD_BATCH = 500
+"""The most direct messages published to another node in one Redis message."""
 MAILBOX_LEASE = 10.0
 """Seconds one node may hold the right to deliver an account's kept messages."""
 _MAILBOX_POLL = 0.05
@@ -162,6 +171,9 @@ class RedisBackplane(Service):
     @ivar directory: the network's users and rooms, as this node knows them.
     @ivar node: this node's id, new for each process.
     @ivar synced: whether this node's copy is up to date and changes can be made.
+    @ivar outbox: the sessions' outbox, if they have one: what a batch of
+        direct messages from another node brings one client is written to
+        it in one write, as for a chunk read from a client.
     """
 
     def __init__(
@@ -197,6 +209,9 @@ class RedisBackplane(Service):
         self._waiters: list[tuple[int, Deferred[None]]] = []
         self._syncing = False
         self._sync_again = False
+        self.outbox: Outbox | None = None
+        self._outgoing: dict[str, DirectBatch] = {}
+        self._flushing: IDelayedCall | None = None
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beat_interval = beat
@@ -226,6 +241,7 @@ class RedisBackplane(Service):
         if self._beat.running:
             self._beat.stop()
         self.synced = False
+        self._send_forwards()
         if self._commands.ready:
             try:
                 await self._commands.eval(SCRIPT, [], [self._prefix, "bye", self.node])
@@ -365,51 +381,84 @@ class RedisBackplane(Service):
 
     def forward(self, node: str, recipient: Presence, message: DirectMessage) -> None:
         """
-        Send a direct message from a user here to C{recipient} on C{node}. If
-        no node receives it, the router keeps it as for an offline account.
+        Send a direct message from a user here to C{recipient} on C{node}:
+        with the others of this reactor turn to that node, in one message.
+        If no node receives it, the router keeps it as for an offline account.
         """
-        to = recipient.nick or "?"
-        payload = json.dumps(
-            {
-                "to": to,
-                "sender": message.sender,
-                "text": message.text,
-                "action": message.action,
-                "notice": message.notice,
-            }
-        )
+        batch = self._outgoing.get(node)
+        if batch is None:
+            batch = self._outgoing[node] = DirectBatch()
+            if self._flushing is None:
+                self._flushing = self._reactor.callLater(0, self._send_forwards)
+        batch.add(recipient.nick or "?", message)
+        if batch.count >= FORWARD_BATCH:
+            self._publish(node, self._outgoing.pop(node))
+
+    def _send_forwards(self) -> None:
+        """Publish the direct messages waiting for other nodes, one message per node."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None and flushing.active():
+            flushing.cancel()
+        outgoing, self._outgoing = self._outgoing, {}
+        for node, batch in outgoing.items():
+            self._publish(node, batch)
+
+    def _publish(self, node: str, batch: DirectBatch) -> None:
         try:
-            published = self._commands.execute("PUBLISH", f"{self._prefix}node:{node}", payload)
+            published = self._commands.execute(
+                "PUBLISH", f"{self._prefix}node:{node}", batch.encode()
+            )
         except RedisUnavailable:
-            self._not_delivered(message.sender)
+            for _, message in batch.messages():
+                self._not_delivered(message.sender)
             return
-        published.addCallback(self._forwarded, to, message)
-        published.addErrback(self._forward_failed, message.sender)
+        published.addCallback(self._forwarded, batch)
+        published.addErrback(self._forward_failed, batch)
 
-    def _forwarded(self, receivers: int, to: str, message: DirectMessage) -> None:
+    def _forwarded(self, receivers: int, batch: DirectBatch) -> None:
         if int(receivers) == 0 and self._router is not None:
-            log.info("backplane: the node of {to} is gone; keeping the message", to=to)
-            self._router.keep_undelivered(message.sender, to, message)
+            for to, message in batch.messages():
+                log.info("backplane: the node of {to} is gone; keeping the message", to=to)
+                self._router.keep_undelivered(message.sender, to, message)
 
-    def _forward_failed(self, failure: Failure, sender: str) -> None:
-        log.info("backplane: a direct message was not sent: {why}", why=failure.getErrorMessage())
-        self._not_delivered(sender)
+    def _forward_failed(self, failure: Failure, batch: DirectBatch) -> None:
+        log.info(
+            "backplane: {count} direct messages not sent: {why}",
+            count=batch.count,
+            why=failure.getErrorMessage(),
+        )
+        for _, message in batch.messages():
+            self._not_delivered(message.sender)
 
     def _not_delivered(self, sender: str) -> None:
         presence = self.directory.holder(sender)
         if presence is not None and self._router is not None and presence in self._sids:
             self._router.not_delivered(presence, BackplaneUnavailable())
 
-    def _inbox_message(self, message: dict[str, Any]) -> None:
-        presence = self.directory.holder(message["to"])
-        if presence is None or presence not in self._sids:
-            log.info(
-                "backplane: a direct message for {to}, gone from here, dropped", to=message["to"]
-            )
+    def _inbox_message(self, raw: str) -> None:
+        """Direct messages from another node for users here: each client's in one write."""
+        try:
+            runs = decode(raw)
+        except ValueError as error:
+            log.warn("backplane: an unreadable batch of direct messages: {error}", error=error)
             return
-        presence.participant.deliver(
-            DirectMessage(message["sender"], message["text"], message["action"], message["notice"])
-        )
+        outbox = self.outbox
+        collect = outbox is not None and not outbox.collecting
+        if outbox is not None and collect:
+            outbox.collecting = True
+        try:
+            holder, here = self.directory.holder, self._sids
+            for to, sender, action, notice, texts in runs:
+                presence = holder(to)
+                if presence is None or presence not in here:
+                    log.info("backplane: direct messages for {to}, gone from here, dropped", to=to)
+                    continue
+                deliver = presence.participant.deliver
+                for text in texts:
+                    deliver(DirectMessage(sender, text, action, notice))
+        finally:
+            if outbox is not None and collect:
+                outbox.flush()
 
     # Changes: sent to Redis, applied here when their event comes back.
 
@@ -426,6 +475,8 @@ class RedisBackplane(Service):
         await self._applied(int(reply["seq"]))
 
     async def _eval(self, op: str, *arguments: Any) -> dict[str, Any]:
+        if self._outgoing:
+            self._send_forwards()
         try:
             raw = await self._commands.eval(SCRIPT, [], [self._prefix, op, *arguments])
         except (RedisUnavailable, txredisapi.ConnectionError):
@@ -435,6 +486,8 @@ class RedisBackplane(Service):
 
     def _fire(self, op: str, *arguments: Any) -> None:
         """Run C{op} without waiting; a failure is logged (the lease cleans up after us)."""
+        if self._outgoing:
+            self._send_forwards()
         try:
             sent = self._commands.eval(SCRIPT, [], [self._prefix, op, *arguments])
         except RedisUnavailable:
@@ -484,13 +537,16 @@ class RedisBackplane(Service):
     # Events from Redis.
 
     def _message(self, channel: str, raw: Any) -> None:
+        if channel == self._inbox and isinstance(raw, str):
+            self._inbox_message(raw)
+            return
         try:
             message = json.loads(raw)
         except (TypeError, ValueError):
             log.warn("backplane: an unreadable message on {channel}", channel=channel)
             return
         if channel == self._inbox:
-            self._inbox_message(message)
+            log.warn("backplane: an unreadable message in this node's inbox")
         elif self._buffer is not None:
             self._buffer.append(message)
         elif self.synced:
