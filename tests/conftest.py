@@ -1,7 +1,14 @@
-"""Shared test helpers: recording participants, a synchronous chat, settling Deferreds."""
+"""
+Shared test helpers: recording participants, a synchronous chat, settling
+Deferreds, and a private PostgreSQL server.
+"""
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +27,7 @@ from chatroute.core.interfaces import IParticipant
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
+from tests.services import PostgresServer, postgres_binaries
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -115,3 +123,46 @@ def chat() -> Chat:
 @pytest.fixture
 def router(chat: Chat) -> Router:
     return chat.router
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """
+    A private PostgreSQL server on a free loopback port, for the whole test
+    session; stopped and removed at its end.
+
+    Skips, saying why, only where PostgreSQL is not installed or cannot be
+    run (C{scripts/setup-test-packages} installs it as root).
+    """
+    pytest.importorskip("psycopg", reason="psycopg is not installed (scripts/setup-env test)")
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL is not installed: no initdb, pg_ctl and postgres in "
+            "/usr/lib/postgresql/*/bin or on PATH (scripts/setup-test-packages installs it as root)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("PostgreSQL refuses to run as root, and there is no postgres user")
+        if shutil.which("runuser") is None:
+            pytest.skip("PostgreSQL refuses to run as root, and there is no runuser")
+    server = PostgresServer(binaries)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the private server, dropped after the test."""
+    name = postgres.create_database()
+    try:
+        yield postgres.url(name)
+    finally:
+        if not postgres.running:  # a test that stopped it and failed before starting it again
+            postgres.start()
+        postgres.drop_database(name)
