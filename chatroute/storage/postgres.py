@@ -60,22 +60,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from chatroute.storage.batch import MAX_BATCH, BatchWriter, Operation, run_batch
-from chatroute.storage.sql import (
-    SCHEMA_VERSION,
-    SCHEMAS,
-    Dialect,
-    Schema,
-    SQLStorage,
-    Txn,
-    log_prepared,
-    stored_version,
-)
+from chatroute.storage.batch import Operation, run_batch
+from chatroute.storage.sql import Dialect, Schema, SQLStorage, Txn
 
 POSTGRES = Dialect("PostgreSQL", "%s", psycopg.IntegrityError, begin=None)
 """psycopg: C{%s} placeholders; it opens a transaction itself at the first statement."""
 
-CURRENT_SCHEMA = Schema(SCHEMAS.joinpath("postgres"), SCHEMA_VERSION)
+CURRENT_SCHEMA = Schema.shipped("postgres")
 """The PostgreSQL schema files shipped with chatroute."""
 
 POOL_SIZE = 3
@@ -170,7 +161,9 @@ def open_postgres(
     """
     conninfo = _conninfo(url)
     _prepare_database(conninfo, schema, redact(url))
-    return PostgresStorage(_pool(conninfo, reactor), reactor, linger=linger, retry_for=retry_for)
+    storage = PostgresStorage(_pool(conninfo, reactor), reactor, linger=linger)
+    storage.retry_for = retry_for
+    return storage
 
 
 def _conninfo(url: str) -> str:
@@ -190,15 +183,14 @@ def _prepare_database(conninfo: str, schema: Schema, where: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         )
         tables = {name for (name,) in cursor.fetchall()}
-        found = stored_version(Txn(cursor, POSTGRES), tables, where)
-        scripts = schema.scripts_from(found, where)
+        found, scripts = schema.scripts_for(Txn(cursor, POSTGRES), tables, where)
         for script in scripts:
             # No parameters: psycopg sends the script as it is, statements and all.
             cursor.execute(script)
         if scripts:
             cursor.execute(schema.record_version())
         # Leaving the block commits.
-    log_prepared(where, found, schema.version)
+    schema.log_prepared(where, found)
 
 
 class _Connection(Connection):
@@ -242,45 +234,25 @@ class PostgresStorage(SQLStorage):
     """
     L{IStorage} in a PostgreSQL database; get one from L{open_postgres}.
 
+    Its pool's connections must drop themselves when lost (L{_pool}).
+
+    @ivar retry_for: seconds a request is retried while PostgreSQL is away.
     @ivar closing_retry_for: seconds retries go on once the storage is closing.
+    @ivar retries: how many times a request was tried again, for monitoring and tests.
     """
 
+    retry_for = RETRY_FOR
     closing_retry_for = CLOSING_RETRY_FOR
-
-    def __init__(
-        self,
-        pool: ConnectionPool,
-        clock: IReactorTime,
-        max_batch: int = MAX_BATCH,
-        linger: float = 0.0,
-        retry_for: float = RETRY_FOR,
-    ) -> None:
-        """
-        @param pool: a pool of psycopg connections to a database with the
-            current schema, whose connections drop themselves when lost
-            (L{_pool}).
-        @param clock: schedules batches and retries.
-        @param max_batch: the most writes committed in one transaction.
-        @param linger: seconds a batch waits for more writes before it starts.
-        @param retry_for: seconds a request is retried while PostgreSQL is away.
-        """
-        super().__init__(BatchWriter(self._commit_batch, clock, max_batch, linger))
-        self._pool = pool
-        self._clock = clock
-        self._retry_for = retry_for
-        self._closing_at: float | None = None
-        self._unreachable_since: float | None = None
-        self.retries = 0
-        """How many times a request was tried again, for monitoring and tests."""
+    retries = 0
+    # When close() was called, and since when PostgreSQL has been unreachable.
+    _closing_at: float | None = None
+    _unreachable_since: float | None = None
 
     def close(self) -> Deferred[None]:
         """See L{SQLStorage.close}; retries give up within L{closing_retry_for} from now."""
         if self._closing_at is None:
             self._closing_at = self._clock.seconds()
         return super().close()
-
-    def _release(self) -> None:
-        self._pool.close()
 
     def _run_read(self, read: Callable[[Txn], _T]) -> Deferred[_T]:
         def attempt() -> Deferred[_T]:
@@ -327,7 +299,7 @@ class PostgresStorage(SQLStorage):
         return await self._retrying(attempt, deadline)
 
     def _deadline(self) -> float:
-        return self._clock.seconds() + self._retry_for
+        return self._clock.seconds() + self.retry_for
 
     async def _retrying(self, attempt: Callable[[], Deferred[_T]], deadline: float) -> _T:
         """
@@ -366,7 +338,7 @@ class PostgresStorage(SQLStorage):
             log.warn(
                 "lost PostgreSQL ({error}); retrying each request for up to {seconds:g} s",
                 error=_first_line(error),
-                seconds=self._retry_for,
+                seconds=self.retry_for,
             )
 
     def _reachable(self) -> None:

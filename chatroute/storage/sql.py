@@ -21,25 +21,29 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
 
+from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatroute.core.errors import AccountExists, MailboxFull, NoSuchAccount
 from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage import name_key
-from chatroute.storage.batch import BatchWriter
+from chatroute.storage.batch import MAX_BATCH, BatchWriter, Operation
 
 SCHEMA_VERSION = 2
 """The schema version this code reads and writes, in every database."""
 
-SCHEMAS = files(__package__).joinpath("schema")
-"""The directory of the schema scripts shipped with chatroute: one directory per database."""
+_SCHEMAS = files(__package__).joinpath("schema")
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+# A *_txn function below: a cursor first, then its own arguments.
+_Work: TypeAlias = Callable[Concatenate["Txn", _P], _T]
 
 log = Logger()
 
@@ -176,28 +180,50 @@ class Schema:
             for version in range(found, self.version)
         ]
 
-    def scripts_from(self, found: int | None, where: str) -> list[str]:
+    @classmethod
+    def shipped(cls, database: str) -> "Schema":
+        """The current schema of one database as chatroute ships it (C{schema/DATABASE/})."""
+        return cls(_SCHEMAS.joinpath(database), SCHEMA_VERSION)
+
+    def scripts_for(
+        self, txn: Txn, tables: Collection[str], where: str
+    ) -> tuple[int | None, list[str]]:
         """
-        The scripts to run, in order and in one transaction followed by
-        L{record_version}, on a database of version C{found}: none if it is
+        The database's version, and the scripts to run on it, in order and
+        in one transaction followed by L{record_version}: none if it is
         current.
 
-        @param found: the database's version; None for an empty database.
+        @param txn: a cursor on the database, to read its version.
+        @param tables: the names of the database's tables.
         @param where: the database, for messages.
-        @raise SchemaError: the database is newer than this schema, or a
-            script is missing.
+        @return: the version found (None for an empty database), and the scripts.
+        @raise SchemaError: the database is not chatroute's, is newer than
+            this schema, or a script is missing.
         """
+        found = _stored_version(txn, tables, where)
         if found is None:
-            return [self.create_script()]
+            return found, [self.create_script()]
         if found > self.version:
             raise SchemaError(
                 f"{where} has schema v{found}, newer than this chatroute's v{self.version}"
             )
-        return self.upgrade_scripts(found)
+        return found, self.upgrade_scripts(found)
 
     def record_version(self) -> str:
         """The statements recording, after the scripts, that the database is at this version."""
         return f"DELETE FROM version;\nINSERT INTO version (version) VALUES ({self.version:d});\n"
+
+    def log_prepared(self, where: str, found: int | None) -> None:
+        """Say what preparing a database of version C{found} did: created, upgraded, or nothing."""
+        if found is None:
+            log.info("created {where} with schema v{version}", where=where, version=self.version)
+        elif found < self.version:
+            log.info(
+                "upgraded {where} from schema v{old} to v{new}",
+                where=where,
+                old=found,
+                new=self.version,
+            )
 
     def _read(self, name: str) -> str:
         try:
@@ -206,7 +232,7 @@ class Schema:
             raise SchemaError(f"cannot read schema file {name}: {error}") from error
 
 
-def stored_version(txn: Txn, tables: Collection[str], where: str) -> int | None:
+def _stored_version(txn: Txn, tables: Collection[str], where: str) -> int | None:
     """
     The schema version of a database with these C{tables}; None if it has none.
 
@@ -224,32 +250,35 @@ def stored_version(txn: Txn, tables: Collection[str], where: str) -> int | None:
     return version
 
 
-def log_prepared(where: str, found: int | None, version: int) -> None:
-    """Say what preparing a database did: created it, upgraded it, or nothing."""
-    if found is None:
-        log.info("created {where} with schema v{version}", where=where, version=version)
-    elif found < version:
-        log.info(
-            "upgraded {where} from schema v{old} to v{new}", where=where, old=found, new=version
-        )
-
-
 @implementer(IStorage)
 class SQLStorage:
     """
-    L{IStorage} in an SQL database: the requests and their order, closing,
+    L{IStorage} in an SQL database on an adbapi pool: the requests, closing,
     and group commit of writes through a L{BatchWriter}. A subclass runs
-    the work on its database's threads.
+    reads and batches on its database's threads (L{_run_read},
+    L{_commit_batch}).
 
     Reads run as soon as asked. A read sees every write whose Deferred has
     fired; it may or may not see writes still pending.
     """
 
-    def __init__(self, writer: BatchWriter) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        clock: IReactorTime,
+        max_batch: int = MAX_BATCH,
+        linger: float = 0.0,
+    ) -> None:
         """
-        @param writer: commits the writes; its operations are run on a L{Txn}.
+        @param pool: the adbapi pool of connections to a database with the
+            current schema.
+        @param clock: schedules the start of each batch.
+        @param max_batch: the most writes committed in one transaction.
+        @param linger: seconds a batch waits for more writes before it starts.
         """
-        self._writer = writer
+        self._pool = pool
+        self._clock = clock
+        self._writer = BatchWriter(self._commit_batch, clock, max_batch, linger)
         self._closed = False
 
     @property
@@ -306,44 +335,38 @@ class SQLStorage:
 
     async def _close(self) -> None:
         await self._writer.drain()
-        # No write is in flight now, so the database's threads stop quickly.
-        self._release()
+        # No write is in flight now, so joining the database's threads is quick.
+        self._pool.close()
 
-    def _release(self) -> None:
-        """Close the database, once every write is committed."""
+    def _commit_batch(self, operations: list[Operation]) -> Deferred[list[Any]]:
+        """Run and commit one batch of writes (see L{chatroute.storage.batch.CommitBatch})."""
         raise NotImplementedError
 
     def _run_read(self, read: Callable[[Txn], _T]) -> Deferred[_T]:
         """Run C{read} on a L{Txn} on a database thread, in a transaction of its own."""
         raise NotImplementedError
 
-    def _read(
-        self,
-        interaction: Callable[Concatenate[Txn, _P], _T],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
+    def _read(self, work: _Work[_P, _T], *args: _P.args, **kw: _P.kwargs) -> Deferred[_T]:
+        """Run C{work} with these arguments as a read (L{_run_read})."""
+        return self._unless_closed(self._run_read, _bind(work, *args, **kw))
+
+    def _write(self, work: _Work[_P, _T], *args: _P.args, **kw: _P.kwargs) -> Deferred[_T]:
+        """Queue C{work} with these arguments as a write, for the next batch."""
+        return self._unless_closed(self._writer.submit, _bind(work, *args, **kw))
+
+    def _unless_closed(
+        self, run: Callable[[Callable[[Txn], _T]], Deferred[_T]], work: Callable[[Txn], _T]
     ) -> Deferred[_T]:
-        if self._closed:
-            return fail(StorageClosed())
+        return fail(StorageClosed()) if self._closed else run(work)
 
-        def read(txn: Txn) -> _T:
-            return interaction(txn, *args, **kwargs)
 
-        return self._run_read(read)
+def _bind(work: _Work[_P, _T], *args: _P.args, **kw: _P.kwargs) -> Callable[[Txn], _T]:
+    """C{work} with its arguments given, waiting only for its cursor."""
 
-    def _write(
-        self,
-        interaction: Callable[Concatenate[Txn, _P], _T],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> Deferred[_T]:
-        if self._closed:
-            return fail(StorageClosed())
+    def bound(txn: Txn) -> _T:
+        return work(txn, *args, **kw)
 
-        def operation(txn: Txn) -> _T:
-            return interaction(txn, *args, **kwargs)
-
-        return self._writer.submit(operation)
+    return bound
 
 
 # The operations, synapse-style: each runs on a database thread with the

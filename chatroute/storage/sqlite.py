@@ -32,17 +32,8 @@ from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from chatroute.storage.batch import MAX_BATCH, BatchWriter, Operation, run_batch
-from chatroute.storage.sql import (
-    SCHEMA_VERSION,
-    SCHEMAS,
-    Dialect,
-    Schema,
-    SQLStorage,
-    Txn,
-    log_prepared,
-    stored_version,
-)
+from chatroute.storage.batch import Operation, run_batch
+from chatroute.storage.sql import Dialect, Schema, SQLStorage, Txn
 
 MEMORY = ":memory:"
 """The path of a database kept in memory, for tests and for running without a file."""
@@ -53,7 +44,7 @@ BUSY_TIMEOUT = 5.0
 SQLITE = Dialect("SQLite", "?", sqlite3.IntegrityError, begin="BEGIN IMMEDIATE")
 """SQLite's sqlite3 driver: C{?} placeholders, and transactions begun here (see L{_pool})."""
 
-CURRENT_SCHEMA = Schema(SCHEMAS.joinpath("sqlite"), SCHEMA_VERSION)
+CURRENT_SCHEMA = Schema.shipped("sqlite")
 """The SQLite schema files shipped with chatroute."""
 
 _T = TypeVar("_T")
@@ -104,7 +95,7 @@ def _prepare_file(path: str, schema: Schema) -> None:
         found = _prepare_schema(connection, schema, path)
     finally:
         connection.close()
-    log_prepared(path, found, schema.version)
+    schema.log_prepared(path, found)
 
 
 def _pool(
@@ -138,8 +129,8 @@ def _prepare_schema(connection: sqlite3.Connection, schema: Schema, path: str) -
     @return: the version found, None for a new database.
     """
     rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    found = stored_version(Txn(connection.cursor(), SQLITE), {name for (name,) in rows}, path)
-    scripts = schema.scripts_from(found, path)
+    tables = {name for (name,) in rows}
+    found, scripts = schema.scripts_for(Txn(connection.cursor(), SQLITE), tables, path)
     if scripts:
         if found is not None and path not in ("", MEMORY):
             _backup(connection, f"{path}.backup-v{found}")
@@ -171,23 +162,10 @@ def _backup(connection: sqlite3.Connection, backup: str) -> None:
 
 
 class SQLiteStorage(SQLStorage):
-    """L{IStorage} in an SQLite database; get one from L{open_sqlite}."""
-
-    def __init__(
-        self,
-        pool: ConnectionPool,
-        clock: IReactorTime,
-        max_batch: int = MAX_BATCH,
-        linger: float = 0.0,
-    ) -> None:
-        """
-        @param pool: a one-connection pool on a database with the current schema.
-        @param clock: schedules the start of each batch.
-        @param max_batch: the most writes committed in one transaction.
-        @param linger: seconds a batch waits for more writes before it starts.
-        """
-        super().__init__(BatchWriter(self._commit_batch, clock, max_batch, linger))
-        self._pool = pool
+    """
+    L{IStorage} in an SQLite database, on a one-connection pool; get one
+    from L{open_sqlite}.
+    """
 
     def _commit_batch(self, operations: list[Operation]) -> Deferred[list[Any]]:
         # adbapi commits once the interaction returns, and rolls back if it raises.
@@ -197,9 +175,6 @@ class SQLiteStorage(SQLStorage):
     def _run_read(self, read: Callable[[Txn], _T]) -> Deferred[_T]:
         result: Deferred[_T] = self._pool.runInteraction(_read_txn, read)
         return result
-
-    def _release(self) -> None:
-        self._pool.close()
 
 
 def _batch_txn(cursor: Cursor, operations: list[Operation]) -> list[Any]:

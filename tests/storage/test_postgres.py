@@ -193,7 +193,9 @@ def unreachable(retry_for: float) -> PostgresStorage:
     """Storage on a port that nothing listens on."""
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
     pool = postgres._pool(postgres._conninfo(url), reactor)
-    return PostgresStorage(pool, reactor, retry_for=retry_for)
+    storage = PostgresStorage(pool, reactor)
+    storage.retry_for = retry_for
+    return storage
 
 
 @pytest_twisted.ensureDeferred
