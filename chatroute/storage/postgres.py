@@ -49,6 +49,7 @@ rolls DDL back too), under an advisory lock so that two servers starting on
 one database do not both create it.
 """
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -61,7 +62,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from chatroute.storage.batch import Operation, run_batch
-from chatroute.storage.sql import Dialect, Schema, SQLStorage, Txn
+from chatroute.storage.sql import Dialect, Schema, SQLStorage, StorageClosed, Txn
 
 POSTGRES = Dialect("PostgreSQL", "%s", psycopg.IntegrityError, begin=None)
 """psycopg: C{%s} placeholders; it opens a transaction itself at the first statement."""
@@ -121,16 +122,14 @@ class _InProgress(Exception):
     """PostgreSQL still runs the transaction whose outcome we wait for (its old connection)."""
 
 
+# A password in a URL (postgresql://user:PASSWORD@host) or as a parameter (password=PASSWORD).
+_URL_PASSWORD = re.compile(r"(://[^:@/?#]*:)[^/?#]*@")
+_PARAMETER_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+
+
 def redact(url: str) -> str:
     """C{url} with any password in it replaced by C{***}, fit for logs and messages."""
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "(a PostgreSQL URL that cannot be read)"
-    if "password" not in params:
-        return url
-    password = str(params["password"])
-    return url.replace(f":{password}@", ":***@").replace(f"password={password}", "password=***")
+    return _PARAMETER_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def open_postgres(
@@ -283,6 +282,8 @@ class PostgresStorage(SQLStorage):
                         count=len(operations),
                     )
                     return unknown.outcomes
+                if self._clock.seconds() >= self._give_up_at(deadline):
+                    raise StorageUnavailable("a batch of writes did not commit in time") from None
                 log.info(
                     "a batch of {count} writes did not commit as its connection was lost;"
                     " running it again",
@@ -322,6 +323,8 @@ class PostgresStorage(SQLStorage):
                     ) from error
                 self.retries += 1
                 await deferLater(self._clock, min(delay, remaining))
+                if self._closing_at is not None and not self._pool.running:
+                    raise StorageClosed() from error
                 delay = min(2 * delay, MAX_RETRY_DELAY)
             else:
                 self._reachable()
@@ -373,7 +376,10 @@ def _batch_txn(connection: Any, operations: list[Operation]) -> list[Any]:
     try:
         connection.commit()
     except psycopg.Error as error:
-        raise CommitUnknown(xid, outcomes) from error
+        if connection.closed:
+            raise CommitUnknown(xid, outcomes) from error
+        # The server answered: it refused the commit, and rolled the batch back.
+        raise
     return outcomes
 
 

@@ -189,6 +189,37 @@ async def test_a_commit_of_unknown_outcome_is_asked_about_never_applied_twice(
     assert any(told in m for m in logged(events)), logged(events)
 
 
+REFUSE_AT_COMMIT = """
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.text = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON history
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_commit_the_server_refuses_fails_its_batch_and_is_not_retried(
+    storage, postgres_url
+):
+    with psycopg.connect(postgres_url) as connection:
+        connection.execute(REFUSE_AT_COMMIT)
+    batch = [
+        storage.append_history("#room", "alice", "refused at commit", 1.0),
+        storage.append_history("#room", "alice", "in the same batch", 2.0),
+    ]
+    with capturedLogs() as events:
+        results = await DeferredList(batch, consumeErrors=True)
+    assert [ok for ok, _ in results] == [False, False]
+    assert all(failure.check(psycopg.errors.RaiseException) for _, failure in results)
+    assert any("committing a batch of 2 writes failed" in m for m in logged(events))
+    await storage.append_history("#room", "alice", "later", 3.0)
+    assert [e.text for e in await storage.recent_history("#room", 5)] == ["later"]
+    assert storage.retries == 0
+
+
 def unreachable(retry_for: float) -> PostgresStorage:
     """Storage on a port that nothing listens on."""
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
@@ -229,8 +260,14 @@ async def test_closing_while_postgresql_is_away_does_not_wait_long():
     [
         ("postgresql://chat:s3cret@db:5432/chat", "postgresql://chat:***@db:5432/chat"),
         ("postgresql://chat@db/chat?password=s3cret", "postgresql://chat@db/chat?password=***"),
+        ("postgres://chat:p%40ss@db/chat", "postgres://chat:***@db/chat"),
+        ("postgres://chat:p@ss@db/chat", "postgres://chat:***@db/chat"),
         ("postgresql://chat@db/chat", "postgresql://chat@db/chat"),
-        ("postgresql://[broken", "(a PostgreSQL URL that cannot be read)"),
+        (
+            "postgresql://db/chat?user=chat&password=s3cret&sslmode=require",
+            "postgresql://db/chat?user=chat&password=***&sslmode=require",
+        ),
+        ("host=db password='s3 cret' dbname=chat", "host=db password=*** dbname=chat"),
     ],
 )
 def test_passwords_are_never_shown(url, shown):
