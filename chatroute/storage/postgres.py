@@ -36,7 +36,9 @@ transaction aborted. Each batch notes its transaction id
 C{COMMIT}, the outcome is unknown, and once a connection can be had again
 C{pg_xact_status()} tells: committed (the writes stand, and are
 acknowledged), aborted (the batch runs again), or still in progress (ask
-again). So a direct message that was stored is never stored twice, and
+again). The batch notes the server's WAL timeline too: on another one (a
+failover, a restore) its id may be another transaction's, and the batch is
+given up rather than guessed about. So a direct message that was stored is never stored twice, and
 every write, not only messages, is applied at most once, with no key of its
 own to carry. If PostgreSQL cannot be asked within L{RETRY_FOR}, the
 writes fail with L{StorageUnavailable}: the client is told its message
@@ -51,6 +53,7 @@ one database do not both create it.
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -103,18 +106,32 @@ class StorageUnavailable(Exception):
     """PostgreSQL could not be reached for long enough that the request was given up."""
 
 
+@dataclass(frozen=True)
+class Transaction:
+    """
+    Which transaction a batch was, for asking about it later.
+
+    @ivar xid: its transaction id (C{pg_current_xact_id()}).
+    @ivar timeline: the server's WAL timeline then. A failover or a restore
+        starts a new one, on which the same id may be another transaction.
+    """
+
+    xid: str
+    timeline: str
+
+
 class CommitUnknown(Exception):
     """
     The connection failed during a batch's C{COMMIT}: whether it committed is
-    not known until PostgreSQL can be asked about transaction C{xid}.
+    not known until PostgreSQL can be asked about its transaction.
 
-    @ivar xid: the batch's transaction id.
+    @ivar transaction: the batch's transaction.
     @ivar outcomes: what each write returned, which stands if it committed.
     """
 
-    def __init__(self, xid: str, outcomes: list[Any]) -> None:
-        super().__init__(xid)
-        self.xid = xid
+    def __init__(self, transaction: Transaction, outcomes: list[Any]) -> None:
+        super().__init__(transaction)
+        self.transaction = transaction
         self.outcomes = outcomes
 
 
@@ -276,7 +293,7 @@ class PostgresStorage(SQLStorage):
                 return await self._retrying(attempt, deadline)
             except CommitUnknown as unknown:
                 self._unreachable(unknown.__cause__ or unknown)
-                if await self._committed(unknown.xid, deadline):
+                if await self._committed(unknown.transaction, deadline):
                     log.info(
                         "a batch of {count} writes committed as its connection was lost",
                         count=len(operations),
@@ -290,11 +307,11 @@ class PostgresStorage(SQLStorage):
                     count=len(operations),
                 )
 
-    async def _committed(self, xid: str, deadline: float) -> bool:
-        """Whether transaction C{xid} committed, once PostgreSQL can tell."""
+    async def _committed(self, transaction: Transaction, deadline: float) -> bool:
+        """Whether C{transaction} committed, once PostgreSQL can tell."""
 
         def attempt() -> Deferred[bool]:
-            result: Deferred[bool] = self._pool.runWithConnection(_committed_txn, xid)
+            result: Deferred[bool] = self._pool.runWithConnection(_committed_txn, transaction)
             return result
 
         return await self._retrying(attempt, deadline)
@@ -368,27 +385,40 @@ def _read_txn(connection: Any, read: Callable[[Txn], _T]) -> _T:
     return read(Txn(connection.cursor(), POSTGRES))
 
 
+# The server's timeline: the first 8 hex digits of the name of the WAL file it writes.
+_TIMELINE = "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+
+
 def _batch_txn(connection: Any, operations: list[Operation]) -> list[Any]:
     txn = Txn(connection.cursor(), POSTGRES)
-    txn.execute("SELECT pg_current_xact_id()::text")
-    (xid,) = txn.fetchone()
+    txn.execute(f"SELECT pg_current_xact_id()::text, ({_TIMELINE})")
+    transaction = Transaction(*txn.fetchone())
     outcomes = run_batch(txn, operations)
     try:
         connection.commit()
     except psycopg.Error as error:
         if connection.closed:
-            raise CommitUnknown(xid, outcomes) from error
+            raise CommitUnknown(transaction, outcomes) from error
         # The server answered: it refused the commit, and rolled the batch back.
         raise
     return outcomes
 
 
-def _committed_txn(connection: Any, xid: str) -> bool:
+def _committed_txn(connection: Any, transaction: Transaction) -> bool:
     cursor = connection.cursor()
-    cursor.execute("SELECT pg_xact_status(%s::xid8)", (xid,))
+    cursor.execute(_TIMELINE)
+    (timeline,) = cursor.fetchone()
+    if timeline != transaction.timeline:
+        raise StorageUnavailable(
+            f"PostgreSQL is on another timeline (a failover or a restore): whether transaction"
+            f" {transaction.xid} committed cannot be known"
+        )
+    cursor.execute("SELECT pg_xact_status(%s::xid8)", (transaction.xid,))
     (status,) = cursor.fetchone()
     if status == "in progress":
-        raise _InProgress(xid)
+        raise _InProgress(transaction.xid)
     if status is None:
-        raise StorageUnavailable(f"PostgreSQL no longer knows whether transaction {xid} committed")
+        raise StorageUnavailable(
+            f"PostgreSQL no longer knows whether transaction {transaction.xid} committed"
+        )
     return bool(status == "committed")

@@ -189,6 +189,37 @@ async def test_a_commit_of_unknown_outcome_is_asked_about_never_applied_twice(
     assert any(told in m for m in logged(events)), logged(events)
 
 
+class AnsweringConnection:
+    """A connection whose cursor answers each query with the next of C{rows}."""
+
+    def __init__(self, *rows: tuple) -> None:
+        self.rows = list(rows)
+        self.queries: list[str] = []
+
+    def cursor(self):
+        return self
+
+    def execute(self, sql, parameters=()):
+        self.queries.append(sql)
+
+    def fetchone(self):
+        return self.rows.pop(0)
+
+
+def test_after_a_failover_a_lost_commit_is_given_up_not_guessed():
+    # The id may be another transaction's on the new timeline: not even asked about.
+    promoted = AnsweringConnection(("00000002",))
+    with pytest.raises(StorageUnavailable, match="another timeline"):
+        postgres._committed_txn(promoted, postgres.Transaction("7000", "00000001"))
+    assert len(promoted.queries) == 1
+
+
+@pytest.mark.parametrize(("status", "committed"), [("committed", True), ("aborted", False)])
+def test_on_the_same_timeline_postgresql_is_asked(status, committed):
+    same = AnsweringConnection(("00000001",), (status,))
+    assert postgres._committed_txn(same, postgres.Transaction("7000", "00000001")) is committed
+
+
 REFUSE_AT_COMMIT = """
 CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
