@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -154,6 +154,19 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def restart_postgres(postgres: PostgresServer) -> Iterator[Callable[[], None]]:
+    """
+    Restart the private server: C{pg_ctl stop -m fast}, then start it on the
+    same port with the same data. It runs again after the test, whatever happens.
+    """
+    try:
+        yield postgres.restart
+    finally:
+        if not postgres.running:
+            postgres.start()
 
 
 @pytest.fixture

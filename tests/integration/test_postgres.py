@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import PostgresServer
-
 from .support import (
     READ_TIMEOUT,
     STORED_FOR,
@@ -89,7 +87,7 @@ def test_an_offline_message_is_kept_in_postgresql_for_the_next_server(
 
 
 def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
-    tmp_path, postgres: PostgresServer, postgres_url, servers
+    tmp_path, restart_postgres, postgres_url, servers
 ):
     server = start(tmp_path, postgres_url)
     servers.append(server)
@@ -120,7 +118,7 @@ def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
     while len(acknowledged) < BEFORE_RESTART:
         read_reply(0, replies[0], READ_TIMEOUT)
         replies[0] += 1
-    postgres.restart()
+    restart_postgres()
     for s in range(SENDERS):
         for n in range(replies[s], PER_SENDER):
             read_reply(s, n, RECOVERY_TIMEOUT)

@@ -110,7 +110,9 @@ async def test_requests_while_postgresql_is_down_wait_for_it_and_are_logged(post
 
 
 @pytest_twisted.ensureDeferred
-async def test_restarted_under_load_every_acknowledged_message_is_kept_once(postgres, postgres_url):
+async def test_restarted_under_load_every_acknowledged_message_is_kept_once(
+    restart_postgres, postgres_url
+):
     storage = open_postgres(postgres_url, reactor, linger=SERVER_LINGER)
     numbers = count()
     acknowledged: dict[int, int] = {}  # message id -> number
@@ -134,7 +136,7 @@ async def test_restarted_under_load_every_acknowledged_message_is_kept_once(post
         for _ in range(20):
             write()
         await until(lambda: len(acknowledged) >= 200)
-        await deferToThread(postgres.restart)
+        await deferToThread(restart_postgres)
         after_restart = len(acknowledged)
         await until(lambda: len(acknowledged) >= after_restart + 200)
         writing = False
