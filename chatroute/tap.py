@@ -13,6 +13,8 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatroute.backplane.connection import parse_redis_url
+from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.accounts import Accounts
 from chatroute.core.auth import LoginThrottle, login_portal
 from chatroute.core.interfaces import IStorage
@@ -99,6 +101,20 @@ class Options(CommandOptions):
             DEFAULT_DATABASE,
             f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk; "
             "or a PostgreSQL database: postgresql://user@host:port/dbname.",
+        ],
+        [
+            "server-password-file",
+            None,
+            None,
+            "A file whose first line is the server's password, which every connection "
+            "must give first (/pass on the line protocol, PASS on IRC); none by default.",
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "Join the other chatroute nodes sharing this Redis into one chat "
+            "(redis://[:password@]host:port/N); see docs/deploy.md.",
         ],
         [
             "irc-server-name",
@@ -192,6 +208,7 @@ class Options(CommandOptions):
         self["listen-web"] = []
         self["listen-irc"] = []
         self["web-origin"] = []
+        self["redis-address"] = None
 
     def opt_listen(self, description: str) -> None:
         """
@@ -223,6 +240,14 @@ class Options(CommandOptions):
         """
         from twisted.internet import reactor
 
+        self["server-password"] = _read_password(self["server-password-file"])
+        if self["redis"] is not None:
+            try:
+                self["redis-address"] = parse_redis_url(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError(
+                    f"--redis: expected redis://host:port/N, got {self['redis']!r} ({error})"
+                ) from None
         if self["port"] is not None:
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
@@ -281,7 +306,8 @@ class ChatService(MultiService):
     def privilegedStartService(self) -> None:
         """Listen on every endpoint now, or exit saying which one failed and why."""
         for service in self:
-            assert isinstance(service, _Listener)
+            if not isinstance(service, _Listener):
+                continue  # the backplane: it connects once the reactor runs
             try:
                 service.privilegedStartService()
             except Exception as error:
@@ -317,6 +343,25 @@ class _Listener(StreamServerEndpointService):
         self.description = description
 
 
+def _read_password(path: str | None) -> str | None:
+    """
+    The server password in the first line of the file at C{path} (kept in a
+    file, so that it shows in no process list); None without a file.
+
+    @raise usage.UsageError: the file cannot be read, or its first line is blank.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            password = file.readline().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise usage.UsageError(f"--server-password-file: cannot read {path!r}: {error}") from None
+    if not password:
+        raise usage.UsageError(f"--server-password-file: the first line of {path!r} is blank")
+    return password
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
     The chat service the options describe.
@@ -331,7 +376,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     storage = _storage(options["db"], reactor)
-    router = Router(storage, reactor, options.router_settings())
+    backplane = None
+    if options["redis"] is not None:
+        backplane = RedisBackplane(reactor, options["redis-address"])
+    router = Router(storage, reactor, options.router_settings(), backplane=backplane)
     hashing = PasswordHashing(reactor)
     accounts = Accounts(
         router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
@@ -343,9 +391,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         options.limits(),
         options["max-line-length"],
         require_tls_for_login=bool(options["require-tls-for-login"]),
+        server_password=options["server-password"],
     )
     factory = ChatServerFactory(hub)
     service = ChatService(hub, storage)
+    if backplane is not None:
+        backplane.setServiceParent(service)
     for description in options["listen"]:
         listener = _Listener(description, options.endpoint(description), reactor, factory)
         listener.setServiceParent(service)

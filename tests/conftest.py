@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,9 @@ from chatroute.core.interfaces import IParticipant
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
-from tests.services import PostgresServer, postgres_binaries
+
+from .postgres_server import PostgresServer, postgres_binaries
+from .redis_server import RedisServer, private_redis
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -179,3 +182,10 @@ def postgres_url(postgres: PostgresServer) -> Iterator[str]:
         if not postgres.running:  # a test that stopped it and failed before starting it again
             postgres.start()
         postgres.drop_database(name)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, empty C{redis-server} on a free loopback port, stopped after the test."""
+    with private_redis(tmp_path / "redis") as server:
+        yield server

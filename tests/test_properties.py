@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 
+from chatroute.core.directory import ROOM_MODES
 from chatroute.core.errors import (
     ChatError,
     ControlCharacters,
@@ -48,17 +49,21 @@ from chatroute.core.events import (
     LoggedIn,
     Notice,
     OperatorChanged,
+    PasswordAccepted,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.limits import Limits
 from chatroute.core.session import Hub
@@ -256,11 +261,11 @@ def test_parse_line_gives_a_command_none_or_a_chat_error(text):
     """Whatever the text, the parser answers with a command, None, or a ChatError."""
     if has_control(text):
         with pytest.raises(ControlCharacters):
-            parse_line(text)
+            parse_line(text.encode())
         return
     results, errors = KINDS.get(text.strip()[:1], ((), (MalformedLine,)))
     try:
-        command = parse_line(text)
+        command = parse_line(text.encode())
     except ChatError as error:
         assert isinstance(error, errors), error
         return
@@ -274,7 +279,7 @@ def test_parse_line_gives_a_command_none_or_a_chat_error(text):
 @given(VALID_LINES)
 def test_valid_lines_parse_to_their_command(line_and_command):
     line, command = line_and_command
-    assert parse_line(line) == command
+    assert parse_line(line.encode()) == command
 
 
 EVENTS: dict[type, st.SearchStrategy[Event]] = {
@@ -289,6 +294,9 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
         st.none() | ROOMS,
         st.lists(NICKS, max_size=5).map(tuple),
         st.lists(NICKS, max_size=2).map(tuple),
+        st.just(()),
+        st.lists(NICKS, max_size=2).map(tuple),
+        st.booleans(),
     ),
     UserInfo: st.builds(UserInfo, NICKS, NICKS, TEXTS, st.none() | TEXTS),
     IsAway: st.builds(IsAway, NICKS, TEXTS),
@@ -330,6 +338,17 @@ EVENTS: dict[type, st.SearchStrategy[Event]] = {
         st.floats(0, 10**5),
     ),
     Notice: st.builds(Notice, TEXTS),
+    PasswordAccepted: st.builds(PasswordAccepted, st.booleans()),
+    VoiceChanged: st.builds(VoiceChanged, ROOMS, NICKS, NICKS, st.booleans()),
+    RoomModeChanged: st.builds(
+        RoomModeChanged, ROOMS, NICKS, st.sampled_from(ROOM_MODES), st.booleans()
+    ),
+    RoomModes: st.builds(
+        RoomModes,
+        ROOMS,
+        st.lists(st.sampled_from(ROOM_MODES), unique=True).map(tuple),
+        st.floats(0, 2**32),
+    ),
 }
 
 

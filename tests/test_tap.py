@@ -11,6 +11,8 @@ from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 
 from chatroute import certs
+from chatroute.backplane.connection import RedisAddress
+from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
 from chatroute.frontends.irc import IRCServerFactory
@@ -279,6 +281,23 @@ def test_tls_for_login_flag():
     assert service.hub.require_tls_for_login
 
 
+def test_server_password_file(tmp_path):
+    assert parse()["server-password"] is None
+    (tmp_path / "password").write_text("  open sesame \nignored\n")
+    options = parse("--db", ":memory:", "--server-password-file", str(tmp_path / "password"))
+    assert options["server-password"] == "open sesame"
+    assert makeService(options).hub.server_password == "open sesame"
+
+
+@pytest.mark.parametrize(("content", "error"), [(None, "cannot read"), ("\n", "is blank")])
+def test_a_server_password_file_must_hold_one(tmp_path, content, error):
+    path = tmp_path / "password"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=f"--server-password-file: .*{error}"):
+        parse("--server-password-file", str(path))
+
+
 def test_router_settings_from_options():
     settings = parse(
         "--require-account", "--offline-cap", "7", "--history", "0", "--max-history", "9"
@@ -316,3 +335,23 @@ def test_listen_irc_is_repeatable_with_the_backlog_and_a_server_name():
 def test_listen_irc_wants_an_endpoint():
     with pytest.raises(UsageError, match="--listen-irc: expected a Twisted endpoint"):
         parse("--listen-irc", "nonsense:1")
+
+
+def test_no_redis_means_no_backplane(tmp_path):
+    service = makeService(parse("--db", ":memory:"), reactor)
+    assert not [child for child in service if isinstance(child, RedisBackplane)]
+    assert service.hub.router._backplane is None
+
+
+def test_redis_option_adds_the_backplane_and_its_directory():
+    options = parse("--db", ":memory:", "--redis", "redis://127.0.0.1:7000/2")
+    assert options["redis-address"] == RedisAddress("127.0.0.1", 7000, 2)
+    service = makeService(options, reactor)
+    (backplane,) = [child for child in service if isinstance(child, RedisBackplane)]
+    assert service.hub.router._directory is backplane.directory
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "redis://h:port", "http://h"])
+def test_a_bad_redis_url_names_the_option(url):
+    with pytest.raises(UsageError, match="--redis: expected redis://host:port/N"):
+        parse("--redis", url)

@@ -7,7 +7,11 @@ the same rule. Passwords are checked through L{twisted.cred} (see
 L{chatroute.core.auth}) and hashed off the reactor thread; failed logins are
 slowed down per account and per address by a L{LoginThrottle}. What a login
 grants, the nickname and the messages kept for it, is the router's business.
+The server's connect password (C{--server-password-file}) is checked here
+too, throttled per address like a login.
 """
+
+import hmac
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -24,6 +28,7 @@ from chatroute.core.errors import (
     NotLoggedIn,
     NotRegistered,
     WrongPassword,
+    WrongServerPassword,
 )
 from chatroute.core.events import AccountCreated, PasswordChanged
 from chatroute.core.interfaces import IStorage
@@ -117,6 +122,23 @@ class Accounts:
         await self._storage.set_password_hash(nick, await self._hashing.hash(new))
         log.info("{nick} changed password", nick=nick)
         presence.participant.deliver(PasswordChanged())
+
+    def check_server_password(self, given: str, expected: str, address: str) -> None:
+        """
+        Check a connection's server password against the server's, both
+        normalised (L{normalise_password}); failures are throttled per address.
+
+        @raise LoginThrottled: too many wrong ones came from C{address} lately.
+        @raise WrongServerPassword: C{given} is not the server's password.
+        """
+        wait = self._throttle.check(None, address)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        given_bytes = normalise_password(given).encode()
+        if not hmac.compare_digest(given_bytes, normalise_password(expected).encode()):
+            self._throttle.failed(None, address)
+            log.info("{address}: wrong server password", address=address)
+            raise WrongServerPassword()
 
     async def _check_password(self, name: str, password: str, address: str) -> str:
         """

@@ -213,17 +213,18 @@ class LoginThrottle:
         """How many accounts and addresses have failures on record, for monitoring."""
         return len(self._records)
 
-    def check(self, account: str, address: str) -> float:
+    def check(self, account: str | None, address: str) -> float:
         """
         Seconds before a login to C{account} from C{address} may be tried;
-        0 if it may be tried now.
+        0 if it may be tried now. With no account (a server password), only
+        the address counts.
         """
         now = self._clock.seconds()
         self._prune(now)
         return max(self._wait(key, now) for key in self._keys(account, address))
 
-    def failed(self, account: str, address: str) -> None:
-        """A login to C{account} from C{address} failed."""
+    def failed(self, account: str | None, address: str) -> None:
+        """A login to C{account} (None: a server password) from C{address} failed."""
         now = self._clock.seconds()
         for key in self._keys(account, address):
             record = self._records.setdefault(key, _Record(deque(), now))
@@ -253,7 +254,9 @@ class LoginThrottle:
         """
         self._records.pop(_account_key(account), None)
 
-    def _keys(self, account: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    def _keys(self, account: str | None, address: str) -> tuple[tuple[str, str], ...]:
+        if account is None:
+            return (("address", address),)
         return _account_key(account), ("address", address)
 
     def _wait(self, key: tuple[str, str], now: float) -> float:

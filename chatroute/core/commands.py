@@ -26,6 +26,16 @@ class Register:
 
 
 @dataclass(slots=True)
+class ServerPassword:
+    """
+    C{/pass secret}: the server's connect password (the rest of the line),
+    which a server run with one wants before anything else (IRC's C{PASS}).
+    """
+
+    password: str
+
+
+@dataclass(slots=True)
 class CreateAccount:
     """C{/register secret}: make the current nickname an account (the rest of the line)."""
 
@@ -108,6 +118,34 @@ class SetOperator:
     room: str
     nick: str
     operator: bool
+
+
+@dataclass(slots=True)
+class SetVoice:
+    """C{/voice #lobby bob} (C{voiced}) or C{/devoice #lobby bob}: who sends in a moderated room."""
+
+    room: str
+    nick: str
+    voiced: bool
+
+
+@dataclass(slots=True)
+class SetRoomMode:
+    """
+    C{/mode #lobby +s}: turn one of the room's modes on (C{on}) or off; the
+    mode is one of L{chatroute.core.directory.ROOM_MODES}.
+    """
+
+    room: str
+    mode: str
+    on: bool
+
+
+@dataclass(slots=True)
+class ShowRoomModes:
+    """C{/mode #lobby}: the room's modes and when it was created."""
+
+    room: str
 
 
 @dataclass(slots=True)
@@ -216,4 +254,8 @@ Command = (
     | Whois
     | SetAway
     | ShowCounts
+    | ServerPassword
+    | SetVoice
+    | SetRoomMode
+    | ShowRoomModes
 )

@@ -41,6 +41,17 @@ class Presence:
     away: str | None = None
 
 
+MODERATED = "moderated"
+SECRET = "secret"
+TOPIC_LOCK = "topic-lock"
+ROOM_MODES = (MODERATED, SECRET, TOPIC_LOCK)
+"""
+A room's modes: C{moderated} (only operators and voiced members send),
+C{secret} (not listed, and its members, topic and bans hidden from
+non-members), C{topic-lock} (only operators set the topic; on by default).
+"""
+
+
 @dataclass(eq=False, slots=True)
 class Room:
     """
@@ -52,6 +63,9 @@ class Room:
     @ivar topic_by: who set the topic (None with no topic).
     @ivar topic_at: when the topic was set, in POSIX seconds (None with no topic).
     @ivar bans: the banned nicknames as the operators gave them, by key.
+    @ivar voiced: the keys of the members with a voice (C{moderated}).
+    @ivar modes: the room's modes that are on (of L{ROOM_MODES}).
+    @ivar created_at: when the room was created, in POSIX seconds.
     """
 
     name: str
@@ -61,6 +75,9 @@ class Room:
     bans: dict[str, str] = field(default_factory=dict)
     topic_by: str | None = None
     topic_at: float | None = None
+    voiced: set[str] = field(default_factory=set)
+    modes: set[str] = field(default_factory=lambda: {TOPIC_LOCK})
+    created_at: float = 0.0
 
 
 @implementer(IDirectory)
@@ -75,7 +92,8 @@ class LocalDirectory:
 
     def holder(self, nick: str) -> Presence | None:
         """Who holds C{nick}, in any letter case; None if no one."""
-        return self._users.get(name_key(nick))
+        # name_key spelled out: the router looks up every direct message's recipient.
+        return self._users.get(nick.lower() if nick.isascii() else name_key(nick))
 
     def claim(self, presence: Presence, nick: str) -> None:
         """C{presence} holds C{nick} from now on (the caller checked it is free)."""

@@ -163,6 +163,16 @@ class InternalError(ChatError):
 
 
 @_error
+class BackplaneUnavailable(ChatError):
+    """
+    The request needs the other servers of the network, and this one cannot
+    reach them now; nothing was done. It is worth trying again.
+    """
+
+    summary = "the other servers cannot be reached now; not done, try again"
+
+
+@_error
 class AccountExists(ChatError):
     """The nickname is already a registered account."""
 
@@ -262,6 +272,20 @@ class PasswordNeedsTLS(ChatError):
 
 
 @_error
+class ServerPasswordRequired(ChatError):
+    """The server has a connect password, and the connection has not given it yet."""
+
+    summary = "this server has a password: give it first"
+
+
+@_error
+class WrongServerPassword(ChatError):
+    """The connection gave a wrong server password; it is closed."""
+
+    summary = "wrong server password"
+
+
+@_error
 class NotReading(ChatError):
     """The recipient stopped reading; the server disconnected it."""
 
@@ -319,6 +343,42 @@ class NotOperator(ChatError):
     room: str
     nick: str
     summary = "{nick} is not an operator of {room}"
+
+
+@_error
+class AlreadyVoiced(ChatError):
+    """The member already has a voice in the room."""
+
+    room: str
+    nick: str
+    summary = "{nick} already has a voice in {room}"
+
+
+@_error
+class NotVoiced(ChatError):
+    """The member whose voice is to be taken away has none."""
+
+    room: str
+    nick: str
+    summary = "{nick} has no voice in {room}"
+
+
+@_error
+class Moderated(ChatError):
+    """The room is moderated, and the sender is neither an operator nor voiced."""
+
+    room: str
+    summary = "{room} is moderated: only operators and voiced members send"
+
+
+@_error
+class ModeUnchanged(ChatError):
+    """The room's mode C{mode} already is C{on} (set) or not."""
+
+    room: str
+    mode: str
+    on: bool
+    summary = "{room}: {mode} is already {on}"
 
 
 @_error

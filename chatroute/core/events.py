@@ -83,21 +83,23 @@ class Registered:
 class UserInfo:
     """
     What is known of the online user C{nick}: the user name and real name
-    its client gave (the nickname if it gave none), and its away message
-    (None: not away).
+    its client gave (the nickname if it gave none), its away message
+    (None: not away), and the account it is logged in to (None: a guest).
     """
 
     nick: str
     user: str
     real_name: str
     away: str | None = None
+    account: str | None = None
 
 
 @dataclass(slots=True)
 class UserList:
     """
     The online users (C{room} is None) or the members of C{room}; of those,
-    C{operators} are the room's operators (as in C{nicks}, in the same order).
+    C{operators} are the room's operators and C{voiced} those with a voice
+    (as in C{nicks}, in the same order); C{secret}: the room is secret.
     C{users} is empty, or when asked for, each user's L{UserInfo}, in the
     order of C{nicks}.
     """
@@ -106,6 +108,8 @@ class UserList:
     nicks: tuple[str, ...]
     operators: tuple[str, ...] = ()
     users: tuple[UserInfo, ...] = ()
+    voiced: tuple[str, ...] = ()
+    secret: bool = False
 
 
 @dataclass(slots=True)
@@ -154,6 +158,38 @@ class OperatorChanged:
     nick: str
     by: str
     operator: bool
+
+
+@dataclass(slots=True)
+class VoiceChanged:
+    """C{by} gave C{nick} a voice in C{room} (C{voiced}), or took it away."""
+
+    room: str
+    nick: str
+    by: str
+    voiced: bool
+
+
+@dataclass(slots=True)
+class RoomModeChanged:
+    """C{by} turned the mode C{mode} of C{room} on (C{on}) or off."""
+
+    room: str
+    by: str
+    mode: str
+    on: bool
+
+
+@dataclass(slots=True)
+class RoomModes:
+    """
+    The modes set in C{room} (of L{chatroute.core.directory.ROOM_MODES}, in
+    that order) and when it was created (POSIX seconds).
+    """
+
+    room: str
+    modes: tuple[str, ...]
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -214,6 +250,16 @@ class LoggedIn:
 
     nick: str
     waiting: int
+
+
+@dataclass(slots=True)
+class PasswordAccepted:
+    """
+    The connection gave the server's connect password (C{needed}), or the
+    server has none (not C{needed}).
+    """
+
+    needed: bool
 
 
 @dataclass(slots=True)
@@ -290,9 +336,13 @@ Event = (
     | RoomTopic
     | TopicChanged
     | OperatorChanged
+    | VoiceChanged
+    | RoomModeChanged
+    | RoomModes
     | Kicked
     | BanChanged
     | BanList
     | LimitsInfo
+    | PasswordAccepted
     | Notice
 )

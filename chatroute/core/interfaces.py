@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from chatroute.core.commands import Command
 from chatroute.core.errors import ChatError
@@ -13,6 +13,8 @@ from chatroute.core.events import Event
 
 if TYPE_CHECKING:
     from chatroute.core.directory import Presence, Room
+    from chatroute.core.events import RoomMessage
+    from chatroute.core.router import Router
 
 
 class IParticipant(Interface):
@@ -67,6 +69,74 @@ class IDirectory(Interface):
 
     def rooms() -> "Iterable[Room]":
         """Every room."""
+
+
+class IBackplane(Interface):
+    """
+    What joins several nodes into one chat (L{chatroute.backplane}): the
+    router consults it only where other nodes matter. With none (a single
+    node) the router keeps every rule and all state to itself, synchronously.
+
+    With one, the router's L{IDirectory} is the backplane's copy of the whole
+    network: users of other nodes are L{Presence}s too, whose participant
+    forwards direct messages to their node and ignores everything else (their
+    own node delivers what their rooms say). Every change to names, presence
+    and rooms is checked and ordered by the backplane, then applied on every
+    node, this one too, through the router's C{apply_*} methods, in one order;
+    each method here returns a Deferred firing once its change has been
+    applied on this node, or failing with the L{ChatError} that refused it
+    (L{chatroute.core.errors.BackplaneUnavailable} while the backplane
+    cannot be reached).
+    """
+
+    directory = Attribute("The L{IDirectory} the router is to use: the network's users and rooms.")
+
+    def attach(router: "Router") -> None:
+        """The router that applies the network's changes on this node."""
+
+    def claim(presence: "Presence", nick: str, account: bool, takeover: bool) -> Deferred[None]:
+        """
+        Give the participant C{nick} across the network, as an account if
+        C{account}. Deferred failing with L{chatroute.core.errors.NicknameTaken}
+        if a live participant elsewhere has it, unless C{takeover} (a login:
+        that participant is then logged out).
+        """
+
+    def release(presence: "Presence", reason: str | None) -> None:
+        """The participant is gone (disconnected): free its name and take it out of its rooms."""
+
+    def set_away(presence: "Presence", message: str | None) -> Deferred[None]:
+        """Mark the participant away with C{message} (None: back) across the network."""
+
+    def join(presence: "Presence", room: str) -> Deferred[None]:
+        """Add the participant to the room, making the room if it is new."""
+
+    def leave(presence: "Presence", room: str, reason: str | None) -> Deferred[None]:
+        """Take the participant out of the room."""
+
+    def say(presence: "Presence", message: "RoomMessage") -> Deferred[None]:
+        """Deliver a room message to every member, in the room's order."""
+
+    def set_topic(presence: "Presence", room: str, topic: str | None, at: float) -> Deferred[None]:
+        """Set or clear the room's topic (checked: the participant is an operator)."""
+
+    def set_operator(presence: "Presence", room: str, nick: str, operator: bool) -> Deferred[None]:
+        """Make the member C{nick} an operator of the room, or no longer."""
+
+    def kick(presence: "Presence", room: str, nick: str, reason: str | None) -> Deferred[None]:
+        """Put the member C{nick} out of the room."""
+
+    def set_ban(presence: "Presence", room: str, nick: str, banned: bool) -> Deferred[None]:
+        """Ban C{nick} from the room (kicking it if a member), or lift the ban."""
+
+    def lock_mailbox(name: str) -> Deferred[str]:
+        """
+        Deferred firing with a token once this node alone may deliver the
+        messages kept for the account C{name} (a lease, in case this node dies).
+        """
+
+    def unlock_mailbox(name: str, token: str) -> None:
+        """Let others deliver C{name}'s kept messages again."""
 
 
 class ILink(Interface):

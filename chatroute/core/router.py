@@ -9,6 +9,12 @@ for offline users, room history) it keeps in an L{IStorage}.
 Methods that may have to wait for storage return a Deferred, or None when
 they finished at once; the hot paths (a direct message to someone online, a
 room message) always finish at once.
+
+With an L{IBackplane} (several nodes, one chat) the directory is the
+backplane's copy of the network, and every change to names and rooms is
+sent to the backplane, which checks and orders it and has every node apply
+it through the C{apply_*} methods; those methods are also what a single node
+does at once. Without one, nothing of this is on any path.
 """
 
 import re
@@ -19,16 +25,27 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatroute.core.directory import LocalDirectory, Presence, Room
+from chatroute.core.directory import (
+    MODERATED,
+    ROOM_MODES,
+    SECRET,
+    TOPIC_LOCK,
+    LocalDirectory,
+    Presence,
+    Room,
+)
 from chatroute.core.errors import (
     AccountRequired,
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BannedFromRoom,
     ChatError,
     InvalidNickname,
     InvalidRoomName,
+    Moderated,
+    ModeUnchanged,
     NameRegistered,
     NicknameTaken,
     NoSuchMember,
@@ -38,6 +55,7 @@ from chatroute.core.errors import (
     NotInRoom,
     NotOperator,
     NotRegistered,
+    NotVoiced,
     OperatorRequired,
     ReasonTooLong,
     TopicTooLong,
@@ -61,13 +79,16 @@ from chatroute.core.events import (
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
-from chatroute.core.interfaces import IDirectory, IParticipant, IStorage
+from chatroute.core.interfaces import IBackplane, IDirectory, IParticipant, IStorage
 from chatroute.storage import name_key
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}", re.ASCII)
@@ -108,7 +129,8 @@ def _deliver_all(presences: list[Presence], event: Event) -> None:
 def _user_info(presence: Presence) -> UserInfo:
     """What is known of a registered presence."""
     nick = presence.nick or "?"
-    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away)
+    account = nick if presence.account else None
+    return UserInfo(nick, presence.user or nick, presence.real_name or nick, presence.away, account)
 
 
 def _sorted_names(names: list[str]) -> tuple[str, ...]:
@@ -117,6 +139,14 @@ def _sorted_names(names: list[str]) -> tuple[str, ...]:
 
 def _log_failure(failure: Failure, what: str) -> None:
     log.failure("{what} failed", failure, what=what)
+
+
+def _answer_failure(failure: Failure, presence: Presence, what: str) -> None:
+    """Tell the participant of a refusal; log anything else."""
+    if isinstance(failure.value, ChatError):
+        presence.participant.reply_error(failure.value)
+    else:
+        _log_failure(failure, what)
 
 
 class Router:
@@ -133,17 +163,24 @@ class Router:
         clock: IReactorTime,
         settings: RouterSettings | None = None,
         directory: IDirectory | None = None,
+        backplane: IBackplane | None = None,
     ) -> None:
         """
         @param storage: where accounts, offline messages and history are kept.
         @param clock: the time messages are stamped with.
         @param directory: who holds which nickname and which rooms exist;
             by default this process's own (L{LocalDirectory}).
+        @param backplane: the other nodes of the chat, if there are any; its
+            directory is then the router's.
         """
         self._storage = storage
         self._clock = clock
         self.settings = settings or RouterSettings()
         self._presences: set[Presence] = set()
+        self._backplane = backplane
+        if backplane is not None:
+            directory = backplane.directory
+            backplane.attach(self)
         self._directory: IDirectory = directory if directory is not None else LocalDirectory()
         self._peak_users = 0
 
@@ -170,6 +207,24 @@ class Router:
         if reason is not None:
             reason = reason[: self.settings.max_reason_length] or None
         self._presences.discard(presence)
+        if self._backplane is not None:
+            self._backplane.release(presence, reason)
+            return
+        self._leave_everything(presence, tell_rooms, reason)
+
+    def apply_gone(self, presence: Presence, reason: str | None, replaced: bool) -> None:
+        """
+        The network has let the participant go: out of every room (members
+        are told), its name free. With C{replaced}, its account logged in
+        elsewhere: it is told so and closed.
+        """
+        if replaced:
+            self._presences.discard(presence)
+        self._leave_everything(presence, True, reason)
+        if replaced:
+            presence.participant.close("logged in from another connection")
+
+    def _leave_everything(self, presence: Presence, tell_rooms: bool, reason: str | None) -> None:
         nick = presence.nick
         if nick is None:
             return
@@ -211,6 +266,8 @@ class Router:
             raise InvalidNickname(nick)
         self._check_free(presence, nick)
         if presence.account and name_key(presence.nick or "") == name_key(nick):
+            if self._backplane is not None:
+                return Deferred.fromCoroutine(self._register_account(presence, nick))
             self._claim(presence, nick, account=True)
             presence.participant.deliver(Registered(nick))
             return None
@@ -221,8 +278,21 @@ class Router:
         if account is not None:
             raise NameRegistered(account.name)
         self._check_free(presence, nick)
-        self._claim(presence, nick, account=False)
+        await self._take(presence, nick, account=False)
         presence.participant.deliver(Registered(nick))
+
+    async def _register_account(self, presence: Presence, nick: str) -> None:
+        await self._take(presence, nick, account=True)
+        presence.participant.deliver(Registered(nick))
+
+    async def _take(
+        self, presence: Presence, nick: str, account: bool, takeover: bool = False
+    ) -> None:
+        """Give the participant C{nick}: here, or across the network through the backplane."""
+        if self._backplane is None:
+            self._claim(presence, nick, account)
+        else:
+            await self._backplane.claim(presence, nick, account, takeover)
 
     def log_in(self, presence: Presence, name: str) -> Deferred[None]:
         """
@@ -235,6 +305,8 @@ class Router:
 
         @return: Deferred firing once the kept messages are delivered.
         """
+        if self._backplane is not None:
+            return Deferred.fromCoroutine(self._log_in_everywhere(presence, name))
         holder = self._directory.holder(name)
         if holder is not None and holder is not presence:
             self.disconnect(holder)
@@ -242,20 +314,33 @@ class Router:
         self._claim(presence, name, account=True)
         return Deferred.fromCoroutine(self._deliver_kept(presence, name))
 
+    async def _log_in_everywhere(self, presence: Presence, name: str) -> None:
+        # The backplane logs out any other connection to the account, on any node.
+        await self._take(presence, name, account=True, takeover=True)
+        await self._deliver_kept(presence, name)
+
     async def _deliver_kept(self, presence: Presence, name: str) -> None:
-        messages = await self._storage.pending_messages(name)
-        if not (presence.account and presence.nick == name):
-            return  # renamed or gone meanwhile: keep them for the next login
-        participant = presence.participant
-        participant.deliver(LoggedIn(name, len(messages)))
-        for message in messages:
-            participant.deliver(
-                Replayed(
-                    message.sent_at, DirectMessage(message.sender, message.text, message.action)
+        backplane = self._backplane
+        # One node at a time reads and forgets an account's messages: none is delivered twice.
+        token = None if backplane is None else await backplane.lock_mailbox(name)
+        try:
+            messages = await self._storage.pending_messages(name)
+            if not (presence.account and presence.nick == name):
+                return  # renamed or gone meanwhile: keep them for the next login
+            participant = presence.participant
+            participant.deliver(LoggedIn(name, len(messages)))
+            for message in messages:
+                participant.deliver(
+                    Replayed(
+                        message.sent_at,
+                        DirectMessage(message.sender, message.text, message.action),
+                    )
                 )
-            )
-        if messages:
-            await self._storage.delete_messages([message.id for message in messages])
+            if messages:
+                await self._storage.delete_messages([message.id for message in messages])
+        finally:
+            if backplane is not None and token is not None:
+                backplane.unlock_mailbox(name, token)
 
     def mark_account(self, presence: Presence, name: str) -> None:
         """The participant's nickname C{name} has just been made an account."""
@@ -293,11 +378,32 @@ class Router:
             return None
         return Deferred.fromCoroutine(self._keep(presence, sender, to, text, action))
 
+    def keep_undelivered(self, sender: str, to: str, message: DirectMessage) -> None:
+        """
+        This node's user C{sender} sent C{message} to C{to}, whose node is
+        gone: keep it as for an offline account (the sender is told), or
+        tell the sender there is no such user.
+        """
+        presence = self._directory.holder(sender)
+        if presence is None or presence.nick is None:
+            log.info("direct message from {sender}, gone too, dropped", sender=sender)
+            return
+        kept = Deferred.fromCoroutine(
+            self._keep(presence, presence.nick, to, message.text, message.action, recheck=False)
+        )
+        kept.addErrback(_answer_failure, presence, "keeping an undelivered direct message")
+
     async def _keep(
-        self, presence: Presence, sender: str, to: str, text: str, action: bool
+        self,
+        presence: Presence,
+        sender: str,
+        to: str,
+        text: str,
+        action: bool,
+        recheck: bool = True,
     ) -> None:
         account = await self._storage.get_account(to)
-        recipient = self._directory.holder(to)
+        recipient = self._directory.holder(to) if recheck else None
         if recipient is not None:  # logged in while we looked
             recipient.participant.deliver(DirectMessage(sender, text, action))
             return
@@ -315,7 +421,7 @@ class Router:
         text: str,
         action: bool = False,
         notice: bool = False,
-    ) -> None:
+    ) -> Deferred[None] | None:
         """
         Deliver C{text} from the participant to every member of the room, the
         sender too, and add it to the room's history.
@@ -327,17 +433,39 @@ class Router:
         @raise AccountRequired: the sender is a guest and the server wants accounts.
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the sender is not a member.
+        @raise Moderated: the room is moderated and the sender neither an
+            operator nor voiced.
+        @return: None, or with a backplane a Deferred firing once the room has it.
         """
         sender = self._sender(presence)
         room = self._room(room_name)
-        if name_key(sender) not in room.members:
+        key = name_key(sender)
+        if key not in room.members:
             raise NotInRoom(room.name)
+        if MODERATED in room.modes and key not in room.operators and key not in room.voiced:
+            raise Moderated(room.name)
+        if self._backplane is not None:
+            said = self._backplane.say(
+                presence, RoomMessage(room.name, sender, text, action, notice)
+            )
+            return said.addCallback(
+                lambda _: self._storage.append_history(
+                    room.name, sender, text, self._clock.seconds(), action
+                ).addErrback(_log_failure, "keeping a room message in history")
+            )
         _deliver_all(
             list(room.members.values()), RoomMessage(room.name, sender, text, action, notice)
         )
         self._storage.append_history(
             room.name, sender, text, self._clock.seconds(), action
         ).addErrback(_log_failure, "keeping a room message in history")
+        return None
+
+    def apply_say(self, room_name: str, message: RoomMessage) -> None:
+        """The network's room C{room_name} got C{message}: its members here are given it."""
+        room = self._directory.room(room_name)
+        if room is not None:
+            _deliver_all(list(room.members.values()), message)
 
     def join(self, presence: Presence, room_name: str) -> Deferred[None] | None:
         """
@@ -358,27 +486,50 @@ class Router:
         nick = self._sender(presence)
         if not (room_name[:1] == "#" and _NAME.fullmatch(room_name[1:])):
             raise InvalidRoomName(room_name)
-        room_key, key = name_key(room_name), name_key(nick)
+        key = name_key(nick)
         room = self._directory.room(room_name)
-        if room is None:
-            room = self._directory.open_room(room_name)
-            room.operators.add(key)
-            log.info("room {room} created by {nick}", room=room_name, nick=nick)
-        elif key in room.members:
+        if room is not None and key in room.members:
             raise AlreadyInRoom(room.name)
-        elif key in room.bans:
+        if room is not None and key in room.bans:
             raise BannedFromRoom(room.name)
-        room.members[key] = presence
-        presence.rooms[room_key] = room
-        _deliver_all(list(room.members.values()), Joined(room.name, nick))
-        presence.participant.deliver(self.who(room.name))
-        if room.topic is not None:
-            presence.participant.deliver(self._topic(room))
+        if self._backplane is not None:
+            return Deferred.fromCoroutine(self._join_everywhere(presence, room_name))
+        room = self.apply_join(presence, room_name, creator=room is None)
         if not self.settings.join_history:
             return None
         return Deferred.fromCoroutine(
             self._replay(presence, room, self.settings.join_history, quiet_if_empty=True)
         )
+
+    async def _join_everywhere(self, presence: Presence, room_name: str) -> None:
+        assert self._backplane is not None
+        await self._backplane.join(presence, room_name)
+        room = presence.rooms.get(name_key(room_name))
+        if room is not None and self.settings.join_history:
+            await self._replay(presence, room, self.settings.join_history, quiet_if_empty=True)
+
+    def apply_join(self, presence: Presence, room_name: str, creator: bool) -> Room:
+        """
+        The participant joins the room, made now if there is none; the
+        C{creator} is its first operator. Every member is told; the joiner
+        gets the member list and the topic.
+        """
+        nick = self._nick(presence)
+        key = name_key(nick)
+        room = self._directory.room(room_name)
+        if room is None:
+            room = self._directory.open_room(room_name)
+            room.created_at = self._clock.seconds()
+            log.info("room {room} created by {nick}", room=room_name, nick=nick)
+        if creator:
+            room.operators.add(key)
+        room.members[key] = presence
+        presence.rooms[name_key(room_name)] = room
+        _deliver_all(list(room.members.values()), Joined(room.name, nick))
+        presence.participant.deliver(self.who(room.name))
+        if room.topic is not None:
+            presence.participant.deliver(self._topic(room))
+        return room
 
     def history(self, presence: Presence, room_name: str, count: int | None) -> Deferred[None]:
         """
@@ -415,7 +566,9 @@ class Router:
                 )
             )
 
-    def leave(self, presence: Presence, room_name: str, reason: str | None = None) -> None:
+    def leave(
+        self, presence: Presence, room_name: str, reason: str | None = None
+    ) -> Deferred[None] | None:
         """
         Take the participant out of the room; members and the leaver are told,
         with C{reason} if one is given.
@@ -434,12 +587,25 @@ class Router:
         if reason is not None and len(reason) > self.settings.max_reason_length:
             raise ReasonTooLong(self.settings.max_reason_length)
         reason = reason or None
-        presence.participant.deliver(Left(room.name, nick, reason=reason))
+        if self._backplane is not None:
+            return self._backplane.leave(presence, room.name, reason)
+        self.apply_leave(presence, room, reason)
+        return None
+
+    def apply_leave(self, presence: Presence, room: Room, reason: str | None) -> None:
+        """The participant leaves the room: it and the members are told."""
+        presence.participant.deliver(Left(room.name, self._nick(presence), reason=reason))
         self._remove_member(presence, room, disconnected=False, reason=reason)
 
-    def rooms(self) -> RoomList:
-        """Every room with its member count, by name."""
-        listed = sorted(self._directory.rooms(), key=lambda room: name_key(room.name))
+    def rooms(self, asker: Presence | None = None) -> RoomList:
+        """
+        Every room with its member count, by name; for C{asker}, not the
+        secret rooms it is not in.
+        """
+        listed = sorted(
+            (room for room in self._directory.rooms() if self._visible(room, asker)),
+            key=lambda room: name_key(room.name),
+        )
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
     def counts(self) -> Counts:
@@ -449,14 +615,17 @@ class Router:
         rooms = sum(1 for room in self._directory.rooms())
         return Counts(users, unregistered, rooms, max(self._peak_users, users))
 
-    def who(self, room_name: str | None = None, details: bool = False) -> UserList:
+    def who(
+        self, room_name: str | None = None, details: bool = False, asker: Presence | None = None
+    ) -> UserList:
         """
         The online users, or the members of one room, by name.
 
         @param details: tell each user's L{UserInfo} too (C{users}).
-        @raise NoSuchRoom: C{room_name} names no room.
+        @param asker: who asks: a secret room is hidden from non-members.
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
         """
-        room = None if room_name is None else self._room(room_name)
+        room = None if room_name is None else self._visible_room(room_name, asker)
         members = self._directory.online() if room is None else room.members.values()
         presences = sorted(
             (presence for presence in members if presence.nick),
@@ -467,7 +636,8 @@ class Router:
         if room is None:
             return UserList(None, nicks, (), users)
         operators = tuple(nick for nick in nicks if name_key(nick) in room.operators)
-        return UserList(room.name, nicks, operators, users)
+        voiced = tuple(nick for nick in nicks if name_key(nick) in room.voiced)
+        return UserList(room.name, nicks, operators, users, voiced, SECRET in room.modes)
 
     def whois(self, nick: str) -> UserInfo:
         """
@@ -488,7 +658,7 @@ class Router:
         presence.user = user
         presence.real_name = real_name
 
-    def set_away(self, presence: Presence, message: str | None) -> None:
+    def set_away(self, presence: Presence, message: str | None) -> Deferred[None] | None:
         """
         Mark the participant away with C{message}, or (None or empty) back;
         it is told with L{AwayChanged}. Whoever sends it a direct message
@@ -497,39 +667,61 @@ class Router:
         @raise NotRegistered: the participant has no nickname.
         """
         self._nick(presence)
-        presence.away = message or None
-        presence.participant.deliver(AwayChanged(presence.away))
+        if self._backplane is not None:
+            return self._backplane.set_away(presence, message or None)
+        self.apply_away(presence, message or None)
+        return None
 
-    def topic(self, room_name: str) -> RoomTopic:
-        """
-        The room's topic (anyone may ask, member or not).
+    def apply_away(self, presence: Presence, message: str | None) -> None:
+        """The participant is away with C{message}, or (None) back; it is told."""
+        presence.away = message
+        presence.participant.deliver(AwayChanged(message))
 
-        @raise NoSuchRoom: C{room_name} names no room.
+    def topic(self, room_name: str, asker: Presence | None = None) -> RoomTopic:
         """
-        return self._topic(self._room(room_name))
+        The room's topic (anyone may ask, member or not; of a secret room,
+        only members).
+
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
+        """
+        return self._topic(self._visible_room(room_name, asker))
 
     def _topic(self, room: Room) -> RoomTopic:
         return RoomTopic(room.name, room.topic, room.topic_by, room.topic_at)
 
-    def set_topic(self, presence: Presence, room_name: str, topic: str | None) -> None:
+    def set_topic(
+        self, presence: Presence, room_name: str, topic: str | None
+    ) -> Deferred[None] | None:
         """
         Set the room's topic, or clear it (None or empty); every member is
         told with L{TopicChanged}. The room keeps who set it and when (the
         clock's seconds). The topic lives as long as the room.
 
         @raise NotInRoom: the participant is not a member.
-        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise OperatorRequired: the participant is not an operator of the
+            room, and the room's topic is locked (C{topic-lock}).
         @raise TopicTooLong: C{topic} is over C{max_topic_length} characters.
         """
-        nick, room = self._operator(presence, room_name)
+        nick, room = self._operator(presence, room_name, needed_for=TOPIC_LOCK)
         if topic is not None and len(topic) > self.settings.max_topic_length:
             raise TopicTooLong(self.settings.max_topic_length)
-        room.topic = topic or None
-        room.topic_by = nick if room.topic is not None else None
-        room.topic_at = self._clock.seconds() if room.topic is not None else None
-        _deliver_all(list(room.members.values()), TopicChanged(room.name, nick, room.topic))
+        if self._backplane is not None:
+            return self._backplane.set_topic(
+                presence, room.name, topic or None, self._clock.seconds()
+            )
+        self.apply_topic(room, nick, topic or None, self._clock.seconds())
+        return None
 
-    def set_operator(self, presence: Presence, room_name: str, nick: str, operator: bool) -> None:
+    def apply_topic(self, room: Room, nick: str, topic: str | None, at: float) -> None:
+        """C{nick} set the room's topic at C{at}, or cleared it; every member is told."""
+        room.topic = topic
+        room.topic_by = nick if topic is not None else None
+        room.topic_at = at if topic is not None else None
+        _deliver_all(list(room.members.values()), TopicChanged(room.name, nick, topic))
+
+    def set_operator(
+        self, presence: Presence, room_name: str, nick: str, operator: bool
+    ) -> Deferred[None] | None:
         """
         Make the member C{nick} an operator of the room (C{operator}), or take
         that away; every member is told with L{OperatorChanged}.
@@ -548,13 +740,22 @@ class Router:
             raise AlreadyOperator(room.name, member)
         if not operator and key not in room.operators:
             raise NotOperator(room.name, member)
+        if self._backplane is not None:
+            return self._backplane.set_operator(presence, room.name, member, operator)
+        self.apply_operator(room, member, by, operator)
+        return None
+
+    def apply_operator(self, room: Room, member: str, by: str, operator: bool) -> None:
+        """C{by} made the member an operator of the room, or no longer; every member is told."""
         if operator:
-            room.operators.add(key)
+            room.operators.add(name_key(member))
         else:
-            room.operators.discard(key)
+            room.operators.discard(name_key(member))
         _deliver_all(list(room.members.values()), OperatorChanged(room.name, member, by, operator))
 
-    def kick(self, presence: Presence, room_name: str, nick: str, reason: str | None) -> None:
+    def kick(
+        self, presence: Presence, room_name: str, nick: str, reason: str | None
+    ) -> Deferred[None] | None:
         """
         Put the member C{nick} out of the room: every member, C{nick} too, is
         told with L{Kicked}, and then C{nick} is no longer a member.
@@ -568,9 +769,15 @@ class Router:
         by, room = self._operator(presence, room_name)
         if reason is not None and len(reason) > self.settings.max_reason_length:
             raise ReasonTooLong(self.settings.max_reason_length)
-        self._kick(room, self._member(room, nick), by, reason or None)
+        member = self._member(room, nick)
+        if self._backplane is not None:
+            return self._backplane.kick(presence, room.name, self._nick(member), reason or None)
+        self.apply_kick(room, member, by, reason or None)
+        return None
 
-    def set_ban(self, presence: Presence, room_name: str, nick: str, banned: bool) -> None:
+    def set_ban(
+        self, presence: Presence, room_name: str, nick: str, banned: bool
+    ) -> Deferred[None] | None:
         """
         Ban the nickname C{nick} (in any letter case) from the room
         (C{banned}), or lift the ban; every member is told with
@@ -587,38 +794,128 @@ class Router:
         if not _NAME.fullmatch(nick):
             raise InvalidNickname(nick)
         key = name_key(nick)
+        if not banned and key not in room.bans:
+            raise NotBanned(room.name, nick)
+        if banned and key in room.bans:
+            raise AlreadyBanned(room.name, room.bans[key])
+        if self._backplane is not None:
+            return self._backplane.set_ban(presence, room.name, nick, banned)
+        member = room.members.get(key)
+        shown = room.bans[key] if not banned else nick if member is None else self._nick(member)
+        self.apply_ban(room, shown, by, banned)
+        return None
+
+    def apply_ban(self, room: Room, shown: str, by: str, banned: bool) -> None:
+        """
+        C{by} banned the nickname C{shown} from the room, or lifted the ban;
+        every member is told, and a banned member is then kicked.
+        """
+        key = name_key(shown)
         members = list(room.members.values())
         if not banned:
-            lifted = room.bans.pop(key, None)
-            if lifted is None:
-                raise NotBanned(room.name, nick)
-            _deliver_all(members, BanChanged(room.name, lifted, by, False))
+            room.bans.pop(key, None)
+            _deliver_all(members, BanChanged(room.name, shown, by, False))
             return
-        if key in room.bans:
-            raise AlreadyBanned(room.name, room.bans[key])
-        member = room.members.get(key)
-        shown = room.bans[key] = nick if member is None else self._nick(member)
+        room.bans[key] = shown
         _deliver_all(members, BanChanged(room.name, shown, by, True))
+        member = room.members.get(key)
         if member is not None:
-            self._kick(room, member, by, None)
+            self.apply_kick(room, member, by, None)
 
-    def bans(self, room_name: str) -> BanList:
+    def bans(self, room_name: str, asker: Presence | None = None) -> BanList:
         """
-        The nicknames banned from the room, by name (anyone may ask).
+        The nicknames banned from the room, by name (anyone may ask; of a
+        secret room, only members).
 
-        @raise NoSuchRoom: C{room_name} names no room.
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
         """
-        room = self._room(room_name)
+        room = self._visible_room(room_name, asker)
         return BanList(room.name, _sorted_names(list(room.bans.values())))
 
-    def _operator(self, presence: Presence, room_name: str) -> tuple[str, Room]:
-        """The nickname of a participant who is an operator of the room, and the room."""
+    def set_voice(self, presence: Presence, room_name: str, nick: str, voiced: bool) -> None:
+        """
+        Give the member C{nick} a voice in the room (C{voiced}), or take it
+        away; every member is told with L{VoiceChanged}. In a moderated
+        room only operators and voiced members send.
+
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise NoSuchUser: no one online is C{nick}.
+        @raise NoSuchMember: C{nick} is online but not a member.
+        @raise AlreadyVoiced: C{voiced}, and the member already has a voice.
+        @raise NotVoiced: not C{voiced}, and the member has none.
+        """
+        by, room = self._operator(presence, room_name)
+        member = self._nick(self._member(room, nick))
+        key = name_key(member)
+        if voiced and key in room.voiced:
+            raise AlreadyVoiced(room.name, member)
+        if not voiced and key not in room.voiced:
+            raise NotVoiced(room.name, member)
+        if voiced:
+            room.voiced.add(key)
+        else:
+            room.voiced.discard(key)
+        _deliver_all(list(room.members.values()), VoiceChanged(room.name, member, by, voiced))
+
+    def set_room_mode(self, presence: Presence, room_name: str, mode: str, on: bool) -> None:
+        """
+        Turn the room's mode C{mode} (one of L{ROOM_MODES}) on (C{on}) or
+        off; every member is told with L{RoomModeChanged}. Modes live as
+        long as the room.
+
+        @raise ValueError: C{mode} is not a room mode (front ends check first).
+        @raise NotInRoom: the participant is not a member.
+        @raise OperatorRequired: the participant is not an operator of the room.
+        @raise ModeUnchanged: the mode already is as asked.
+        """
+        if mode not in ROOM_MODES:
+            raise ValueError(f"not a room mode: {mode!r}")
+        by, room = self._operator(presence, room_name)
+        if (mode in room.modes) == on:
+            raise ModeUnchanged(room.name, mode, on)
+        if on:
+            room.modes.add(mode)
+        else:
+            room.modes.discard(mode)
+        _deliver_all(list(room.members.values()), RoomModeChanged(room.name, by, mode, on))
+
+    def room_modes(self, room_name: str, asker: Presence | None = None) -> RoomModes:
+        """
+        The room's modes and when it was created (anyone may ask; of a
+        secret room, only members).
+
+        @raise NoSuchRoom: C{room_name} names no room (that C{asker} may see).
+        """
+        room = self._visible_room(room_name, asker)
+        modes = tuple(mode for mode in ROOM_MODES if mode in room.modes)
+        return RoomModes(room.name, modes, room.created_at)
+
+    def _visible(self, room: Room, asker: Presence | None) -> bool:
+        """Whether C{asker} may see the room: it is not secret, or C{asker} is in it."""
+        return SECRET not in room.modes or asker is None or name_key(room.name) in asker.rooms
+
+    def _visible_room(self, room_name: str, asker: Presence | None) -> Room:
+        """The room named C{room_name}; a secret one C{asker} is not in is no such room."""
+        room = self._room(room_name)
+        if not self._visible(room, asker):
+            raise NoSuchRoom(room_name)
+        return room
+
+    def _operator(
+        self, presence: Presence, room_name: str, needed_for: str | None = None
+    ) -> tuple[str, Room]:
+        """
+        The nickname of a participant who is an operator of the room, and the
+        room; with C{needed_for}, a room mode, a member is enough while the
+        mode is off.
+        """
         nick = self._sender(presence)
         room = self._room(room_name)
         key = name_key(nick)
         if key not in room.members:
             raise NotInRoom(room.name)
-        if key not in room.operators:
+        if key not in room.operators and (needed_for is None or needed_for in room.modes):
             raise OperatorRequired(room.name)
         return nick, room
 
@@ -636,7 +933,7 @@ class Router:
             raise NoSuchMember(room.name, nick)
         return member
 
-    def _kick(self, room: Room, member: Presence, by: str, reason: str | None) -> None:
+    def apply_kick(self, room: Room, member: Presence, by: str, reason: str | None) -> None:
         """Tell every member, C{member} too, that C{by} kicked it; then it is out."""
         nick = self._nick(member)
         _deliver_all(list(room.members.values()), Kicked(room.name, nick, by, reason))
@@ -647,6 +944,10 @@ class Router:
         holder = self._directory.holder(nick)
         if holder is not None and holder is not presence:
             raise NicknameTaken(holder.nick or nick)
+
+    def apply_claim(self, presence: Presence, nick: str, account: bool) -> None:
+        """The network gave the participant C{nick}: as L{_claim}."""
+        self._claim(presence, nick, account)
 
     def _claim(self, presence: Presence, nick: str, account: bool) -> None:
         """Give the participant C{nick} (free, or its own), keeping its rooms."""
@@ -661,6 +962,9 @@ class Router:
                 if old_key in room.operators:
                     room.operators.discard(old_key)
                     room.operators.add(key)
+                if old_key in room.voiced:
+                    room.voiced.discard(old_key)
+                    room.voiced.add(key)
         self._directory.claim(presence, nick)
         presence.nick = nick
         if old is None:
@@ -712,6 +1016,7 @@ class Router:
         nick = self._nick(presence)
         del room.members[name_key(nick)]
         room.operators.discard(name_key(nick))
+        room.voiced.discard(name_key(nick))
         del presence.rooms[name_key(room.name)]
         if room.members:
             if tell:

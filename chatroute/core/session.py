@@ -43,12 +43,16 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowCounts,
     ShowLimits,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
@@ -61,8 +65,10 @@ from chatroute.core.errors import (
     LineTooLong,
     NotReading,
     PasswordNeedsTLS,
+    ServerPasswordRequired,
+    WrongServerPassword,
 )
-from chatroute.core.events import Event, LimitsInfo, Notice
+from chatroute.core.events import Event, LimitsInfo, Notice, PasswordAccepted
 from chatroute.core.interfaces import ILink, IParticipant, IWireFormat
 from chatroute.core.limits import ConnectionCounter, Limits, TokenBucket
 from chatroute.core.router import Router
@@ -103,30 +109,28 @@ class Outbox:
     A chunk read from one client often holds many lines for the same
     recipient (a burst of direct messages, several room messages); this
     turns them into one write and one system call for that recipient.
+
+    The session reading (the C{reader}) sets C{collecting}; a session that
+    holds data while collecting is in C{waiting}; L{flush} ends it. The
+    sessions set these fields themselves rather than call methods, as they
+    do it for every read and delivery.
     """
 
-    __slots__ = ("_waiting", "collecting", "reader")
+    __slots__ = ("collecting", "reader", "waiting")
 
     def __init__(self) -> None:
         self.collecting = False
         self.reader: ConnectionSession | None = None
-        self._waiting: list[ConnectionSession] = []
-
-    def collect(self, reader: "ConnectionSession") -> None:
-        """Hold what is written from now until L{flush}, while C{reader}'s lines are carried out."""
-        self.collecting = True
-        self.reader = reader
-
-    def hold(self, session: "ConnectionSession") -> None:
-        """C{session} has data held until L{flush}."""
-        self._waiting.append(session)
+        self.waiting: list[ConnectionSession] = []
 
     def flush(self) -> None:
         """Write everything held, and stop holding."""
         self.collecting = False
-        waiting, self._waiting = self._waiting, []
-        for session in waiting:
-            session.flush()
+        waiting = self.waiting
+        if waiting:
+            self.waiting = []
+            for session in waiting:
+                session.flush()
         self.reader = None
 
 
@@ -138,6 +142,9 @@ class Hub:
 
     @ivar require_tls_for_login: refuse passwords over plain TCP, except
         from this machine.
+    @ivar server_password: the password every connection must give
+        (L{ServerPassword}) before anything but C{/help}, C{/ping},
+        C{/limits} and C{/quit}; None: none needed.
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class Hub:
         limits: Limits | None = None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         require_tls_for_login: bool = False,
+        server_password: str | None = None,
     ) -> None:
         self.router = router
         self.accounts = accounts
@@ -155,6 +163,7 @@ class Hub:
         self.limits = limits or Limits()
         self.max_line_length = max_line_length
         self.require_tls_for_login = require_tls_for_login
+        self.server_password = server_password
         self.connections = ConnectionCounter(self.limits)
         self.outbox = Outbox()
 
@@ -184,6 +193,7 @@ class ConnectionSession(TimeoutMixin):
         "_awaiting_nick",
         "_bucket",
         "_format",
+        "_handlers",
         "_held",
         "_hub",
         "_link",
@@ -222,6 +232,9 @@ class ConnectionSession(TimeoutMixin):
         self._abort_later: IDelayedCall | None = None
         self._awaiting_nick = True
         self._presence: Presence | None = None
+        # What carries out each command: all of them, or until the server
+        # password is given, only what needs none.
+        self._handlers = _HANDLERS if hub.server_password is None else _LOCKED_HANDLERS
         # The session has ended and the connection is closing: read nothing more.
         self.closing = False
         self._waiting = False
@@ -290,7 +303,8 @@ class ConnectionSession(TimeoutMixin):
         if not lines:
             return
         outbox = self._outbox
-        outbox.collect(self)
+        outbox.collecting = True
+        outbox.reader = self
         try:
             limit = self._hub.max_line_length
             bucket = self._bucket
@@ -349,8 +363,13 @@ class ConnectionSession(TimeoutMixin):
             presence = self._presence
             if command is None or presence is None:  # blank, or closed while the line waited
                 pending = None
+            elif type(command) is SendDirect and self._handlers is _HANDLERS:
+                # _send_direct spelled out: this is the hot path.
+                pending = self._router.send_direct(
+                    presence, command.to, command.text, command.action, command.notice
+                )
             else:
-                pending = _HANDLERS[type(command)](self, presence, command)
+                pending = self._handlers[type(command)](self, presence, command)
         except Exception:
             self._failed(Failure())
             return
@@ -413,13 +432,13 @@ class ConnectionSession(TimeoutMixin):
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
-            self._outbox.hold(self)
+            self._outbox.waiting.append(self)
         else:
             self._held.append(data)
 
-    def _say_goodbye(self, notice: str, reason: str | None = None) -> None:
+    def _say_goodbye(self, notice: str | ChatError, reason: str | None = None) -> None:
         """
-        Send a last notice and close, ignoring anything the client sends after.
+        Send a last notice (or error) and close, ignoring anything the client sends after.
 
         The session ends at once (the name is free, rooms are told), not when
         the connection is finally gone; a close that the client does not
@@ -428,7 +447,10 @@ class ConnectionSession(TimeoutMixin):
 
         @param reason: why the user quit, told to their rooms.
         """
-        self.deliver(Notice(notice))
+        if isinstance(notice, ChatError):
+            self.reply_error(notice)
+        else:
+            self.deliver(Notice(notice))
         self.flush()
         self.closing = True
         self._log.info("{peer}: {notice}", peer=self._peer.shown, notice=notice)
@@ -472,13 +494,10 @@ class ConnectionSession(TimeoutMixin):
             # Also when closing: a TLS close must read the peer's.
             self._link.resume_reading()
 
-    def _send_direct(self, presence: Presence, command: SendDirect) -> Deferred[None] | None:
-        return self._router.send_direct(
-            presence, command.to, command.text, command.action, command.notice
+    def _send_room(self, presence: Presence, command: SendRoom) -> Deferred[None] | None:
+        return self._router.send_room(
+            presence, command.room, command.text, command.action, command.notice
         )
-
-    def _send_room(self, presence: Presence, command: SendRoom) -> None:
-        self._router.send_room(presence, command.room, command.text, command.action, command.notice)
 
     def _check_password_channel(self) -> None:
         """
@@ -498,6 +517,27 @@ class ConnectionSession(TimeoutMixin):
             self._hub.accounts.log_in(presence, command.nick, command.password, self._peer.host)
         )
 
+    def _server_password(self, presence: Presence, command: ServerPassword) -> None:
+        """
+        Check the server password; given, every command is open. A wrong one
+        closes the connection (after the error), so each guess costs one.
+        """
+        expected = self._hub.server_password
+        if expected is not None and self._handlers is _LOCKED_HANDLERS:
+            self._check_password_channel()
+            try:
+                self._hub.accounts.check_server_password(
+                    command.password, expected, self._peer.host
+                )
+            except WrongServerPassword as error:
+                self._say_goodbye(error)
+                return
+            self._handlers = _HANDLERS
+        self.deliver(PasswordAccepted(expected is not None))
+
+    def _password_first(self, presence: Presence, command: object) -> None:
+        raise ServerPasswordRequired()
+
     def _create_account(self, presence: Presence, command: CreateAccount) -> Deferred[None]:
         self._check_password_channel()
         return Deferred.fromCoroutine(self._hub.accounts.create(presence, command.password))
@@ -511,41 +551,50 @@ class ConnectionSession(TimeoutMixin):
     def _join(self, presence: Presence, command: Join) -> Deferred[None] | None:
         return self._router.join(presence, command.room)
 
-    def _leave(self, presence: Presence, command: Leave) -> None:
-        self._router.leave(presence, command.room, command.reason)
+    def _leave(self, presence: Presence, command: Leave) -> Deferred[None] | None:
+        return self._router.leave(presence, command.room, command.reason)
 
     def _history(self, presence: Presence, command: History) -> Deferred[None]:
         return self._router.history(presence, command.room, command.count)
 
     def _show_topic(self, presence: Presence, command: ShowTopic) -> None:
-        self.deliver(self._router.topic(command.room))
+        self.deliver(self._router.topic(command.room, presence))
 
-    def _set_topic(self, presence: Presence, command: SetTopic) -> None:
-        self._router.set_topic(presence, command.room, command.topic)
+    def _set_topic(self, presence: Presence, command: SetTopic) -> Deferred[None] | None:
+        return self._router.set_topic(presence, command.room, command.topic)
 
-    def _set_operator(self, presence: Presence, command: SetOperator) -> None:
-        self._router.set_operator(presence, command.room, command.nick, command.operator)
+    def _set_operator(self, presence: Presence, command: SetOperator) -> Deferred[None] | None:
+        return self._router.set_operator(presence, command.room, command.nick, command.operator)
 
-    def _kick(self, presence: Presence, command: Kick) -> None:
-        self._router.kick(presence, command.room, command.nick, command.reason)
+    def _set_voice(self, presence: Presence, command: SetVoice) -> None:
+        self._router.set_voice(presence, command.room, command.nick, command.voiced)
 
-    def _set_ban(self, presence: Presence, command: SetBan) -> None:
-        self._router.set_ban(presence, command.room, command.nick, command.banned)
+    def _set_room_mode(self, presence: Presence, command: SetRoomMode) -> None:
+        self._router.set_room_mode(presence, command.room, command.mode, command.on)
+
+    def _show_room_modes(self, presence: Presence, command: ShowRoomModes) -> None:
+        self.deliver(self._router.room_modes(command.room, presence))
+
+    def _kick(self, presence: Presence, command: Kick) -> Deferred[None] | None:
+        return self._router.kick(presence, command.room, command.nick, command.reason)
+
+    def _set_ban(self, presence: Presence, command: SetBan) -> Deferred[None] | None:
+        return self._router.set_ban(presence, command.room, command.nick, command.banned)
 
     def _list_bans(self, presence: Presence, command: ListBans) -> None:
-        self.deliver(self._router.bans(command.room))
+        self.deliver(self._router.bans(command.room, presence))
 
     def _list_rooms(self, presence: Presence, command: ListRooms) -> None:
-        self.deliver(self._router.rooms())
+        self.deliver(self._router.rooms(presence))
 
     def _who(self, presence: Presence, command: Who) -> None:
-        self.deliver(self._router.who(command.room, command.details))
+        self.deliver(self._router.who(command.room, command.details, presence))
 
     def _whois(self, presence: Presence, command: Whois) -> None:
         self.deliver(self._router.whois(command.nick))
 
-    def _set_away(self, presence: Presence, command: SetAway) -> None:
-        self._router.set_away(presence, command.message)
+    def _set_away(self, presence: Presence, command: SetAway) -> Deferred[None] | None:
+        return self._router.set_away(presence, command.message)
 
     def _show_counts(self, presence: Presence, command: ShowCounts) -> None:
         self.deliver(self._router.counts())
@@ -575,7 +624,6 @@ class ConnectionSession(TimeoutMixin):
 # What carries out each kind of command, looked up by type: a match statement
 # over class patterns costs several times more, and this runs for every line.
 _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]] = {
-    SendDirect: ConnectionSession._send_direct,
     SendRoom: ConnectionSession._send_room,
     Register: ConnectionSession._register,
     CreateAccount: ConnectionSession._create_account,
@@ -598,4 +646,19 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     ShowLimits: ConnectionSession._show_limits,
     Quit: ConnectionSession._quit,
     ShowCounts: ConnectionSession._show_counts,
+    ServerPassword: ConnectionSession._server_password,
+    SetVoice: ConnectionSession._set_voice,
+    SetRoomMode: ConnectionSession._set_room_mode,
+    ShowRoomModes: ConnectionSession._show_room_modes,
 }
+
+_OPEN_BEFORE_PASSWORD = frozenset({ServerPassword, Help, Ping, ShowLimits, Quit})
+# Until the server password is given (Hub.server_password), the rest is refused.
+_LOCKED_HANDLERS: dict[
+    type, Callable[[ConnectionSession, Presence, Any], Deferred[None] | None]
+] = {
+    command: handler if command in _OPEN_BEFORE_PASSWORD else ConnectionSession._password_first
+    for command, handler in _HANDLERS.items()
+}
+# line_received sends a direct message itself, when the session is not locked.
+_LOCKED_HANDLERS[SendDirect] = ConnectionSession._password_first

@@ -50,11 +50,15 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowCounts,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
@@ -65,6 +69,7 @@ from chatroute.core.errors import (
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BadPassword,
     BannedFromRoom,
     ChatError,
@@ -76,6 +81,8 @@ from chatroute.core.errors import (
     LineTooLong,
     LoginFailed,
     LoginThrottled,
+    Moderated,
+    ModeUnchanged,
     NameRegistered,
     NicknameTaken,
     NoSuchMember,
@@ -85,11 +92,14 @@ from chatroute.core.errors import (
     NotInRoom,
     NotOperator,
     NotRegistered,
+    NotVoiced,
     OperatorRequired,
     PasswordNeedsTLS,
     ServerFull,
+    ServerPasswordRequired,
     TooManyConnections,
     UnknownCommand,
+    WrongServerPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
@@ -108,22 +118,31 @@ from chatroute.core.events import (
     LoggedIn,
     Notice,
     OperatorChanged,
+    PasswordAccepted,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.interfaces import IWireFormat
 from chatroute.core.session import Hub
 from chatroute.frontends.line import ChatProtocol
-from chatroute.frontends.syntax import CONTROL_CHARACTERS, format_error, format_time
+from chatroute.frontends.syntax import (
+    CONTROL_CHARACTERS,
+    ROOM_MODE_LETTERS,
+    format_error,
+    format_time,
+)
 from chatroute.storage import name_key
 
 SERVER = "chatroute"
@@ -131,6 +150,10 @@ SERVER = "chatroute"
 HOST = "chatroute"
 """The host part of every user's mask: chatroute shows no one's address."""
 VERSION = "chatroute-0.1.0"
+HIDDEN_IP = "255.255.255.255"
+"""WHOX's IP address field: chatroute shows no one's address."""
+WHOX_FIELDS = "tcuihsnfdlaor"
+"""WHOX's fields, in the order a 354 gives them."""
 
 IRC_LINE = 512
 """Bytes in an IRC line with its CR LF: what the server's lines keep to."""
@@ -162,11 +185,14 @@ RPL_LIST = numerics.RPL_LIST
 RPL_LISTEND = numerics.RPL_LISTEND
 RPL_CHANNELMODEIS = numerics.RPL_CHANNELMODEIS
 RPL_WHOREPLY = numerics.RPL_WHOREPLY
+RPL_WHOSPCRPL = "354"
+RPL_WHOISACCOUNT = "330"
 RPL_NAMREPLY = numerics.RPL_NAMREPLY
 RPL_ENDOFNAMES = numerics.RPL_ENDOFNAMES
 RPL_NOTOPIC = numerics.RPL_NOTOPIC
 RPL_TOPIC = numerics.RPL_TOPIC
 RPL_TOPICWHOTIME = "333"
+RPL_CREATIONTIME = "329"
 RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
@@ -210,28 +236,36 @@ AWAYLEN = 200
 ISUPPORT = (
     f"AWAYLEN={AWAYLEN}",
     "CASEMAPPING=ascii",
-    "CHANMODES=b,,,nt",
+    "CHANMODES=b,,,mnst",
     "CHANNELLEN=33",
     "CHANTYPES=#",
     "NETWORK=chatroute",
     "NICKLEN=32",
-    "PREFIX=(o)@",
+    "PREFIX=(ov)@+",
     "TARGMAX=JOIN:,KICK:,NAMES:,NOTICE:,PART:,PRIVMSG:",
     "UTF8ONLY",
+    "WHOX",
 )
 """
 What the server supports (005, with C{TOPICLEN} and C{KICKLEN} from the
 router's settings): ASCII case mapping as the core folds names, its name
-lengths, channels that are always C{+n} (only members send) and C{+t} (only
-operators set the topic), bans of nicknames (C{+b}), operators and no other
-prefix (C{PREFIX=(o)@}), and UTF-8 only.
+lengths, channels that are always C{+n} (only members send), the core's room
+modes C{+m} (moderated), C{+s} (secret) and C{+t} (only operators set the
+topic, by default), bans of nicknames (C{+b}), operators and voice
+(C{PREFIX=(ov)@+}), UTF-8 only, and WHOX (C{WHO mask %fields,token}).
 """
 
-CAPABILITIES = {"multi-prefix": "", "sasl": "PLAIN", "userhost-in-names": ""}
+CAPABILITIES = {
+    "multi-prefix": "",
+    "sasl": "PLAIN",
+    "server-time": "",
+    "userhost-in-names": "",
+}
 """
 The IRCv3 capabilities offered, with their CAP LS 302 values. multi-prefix
-costs nothing: C{@} is the only prefix, so there is never more than one;
-userhost-in-names puts masks in 353.
+shows both C{@} and C{+} of a voiced operator; userhost-in-names puts masks
+in 353; server-time puts a message from the past's time in a C{time} tag
+rather than its text.
 """
 
 # Targets of these commands may be comma-separated lists: each becomes a line.
@@ -334,6 +368,24 @@ def mask_matches(pattern: str, nick: str) -> bool:
         for char in name_key(pattern)
     )
     return re.fullmatch(regex, name_key(nick)) is not None
+
+
+def parse_whox(argument: str) -> tuple[str, str] | None:
+    """
+    WHOX's C{%fields[,token]} (C{WHO mask %cnf,42}) as the fields asked for,
+    in the order replies give them (C{tcuihsnfdlaor}, whatever the order
+    asked), and the token (C{0} if none); None if C{argument} is not one.
+    """
+    if not argument.startswith("%"):
+        return None
+    letters, _, token = argument[1:].partition(",")
+    return "".join(letter for letter in WHOX_FIELDS if letter in letters), token[:3] or "0"
+
+
+def server_time(posix: float) -> str:
+    """IRCv3 server-time's form of a time: UTC, to the millisecond (C{2026-11-28T18:00:05.000Z})."""
+    moment = datetime.fromtimestamp(posix, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def cut_utf8(text: str, size: int) -> list[str]:
@@ -457,7 +509,7 @@ class SaslAlready(ChatError):
 
 @dataclass(frozen=True)
 class UnknownMode(ChatError):
-    """A channel mode chatroute does not have, or C{-n}/C{-t}, which it always has (472)."""
+    """A channel mode chatroute does not have, or C{-n}, which it always has (472)."""
 
     letter: str
     summary: ClassVar[str] = "no channel mode {letter} to change"
@@ -497,8 +549,8 @@ def ban_mask(nick: str) -> str:
 def split_modes(line: bytes) -> list[bytes]:
     """
     A channel MODE line as one line per change: C{MODE #a +ob bob carol!*@*}
-    as C{MODE #a +o bob} and C{MODE #a +b carol!*@*}; C{o} takes an argument,
-    C{b} one if there is one left (without, it asks for the ban list). Any
+    as C{MODE #a +o bob} and C{MODE #a +b carol!*@*}; C{o} and C{v} take an
+    argument, C{b} one if there is one left (without, it asks for the ban list). Any
     other line, or one with a single change, is kept as it is.
     """
     try:
@@ -513,7 +565,7 @@ def split_modes(line: bytes) -> list[bytes]:
     for letter in modes:
         if letter in "+-":
             sign = letter
-        elif letter in "ob" and arguments:
+        elif letter in "obv" and arguments:
             changes.append((sign + letter, arguments.pop(0)))
         else:
             changes.append((sign + letter,))
@@ -556,14 +608,21 @@ class IRCFormat:
     """
 
     def __init__(
-        self, server: str = SERVER, topic_length: int = 390, reason_length: int = 390
+        self,
+        server: str = SERVER,
+        topic_length: int = 390,
+        reason_length: int = 390,
+        server_password: bool = False,
     ) -> None:
         """
         @param server: the server's name, for prefixes and numerics.
         @param topic_length: the longest topic the router takes (C{TOPICLEN}).
         @param reason_length: the longest reason for a kick it takes (C{KICKLEN}).
+        @param server_password: the server has a connect password, so C{PASS}
+            gives it, rather than logging in to an account.
         """
         self.server = server
+        self._server_password = server_password
         self._lengths = (f"KICKLEN={reason_length}", f"TOPICLEN={topic_length}")
         self.nick: str | None = None
         self._deliver: Callable[[Event], None] = lambda event: None
@@ -746,12 +805,15 @@ class IRCFormat:
         self._sasl_pending = True
         return Register(authcid, password)
 
-    def _pass(self, params: list[str]) -> None:
+    def _pass(self, params: list[str]) -> Command | None:
         if not params:
             raise NeedMoreParams("PASS")
         if self._welcomed:
             raise AlreadyRegistered()
+        if self._server_password:
+            return ServerPassword(params[0])
         self._password = params[0]
+        return None
 
     def _nick_command(self, params: list[str]) -> Command | None:
         if not params or not params[0]:
@@ -794,15 +856,16 @@ class IRCFormat:
         nick = self.nick or "*"
         created = datetime.now(UTC).strftime("%Y-%m-%d")
         tokens = sorted([*ISUPPORT, *self._lengths])
+        # 13 a line: with the nickname and the trailing text, IRC's 15 parameters.
         isupport = [
-            self._numeric(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
-            for i in range(0, len(tokens), 12)
+            self._numeric(RPL_ISUPPORT, *tokens[i : i + 13], "are supported by this server")
+            for i in range(0, len(tokens), 13)
         ]
         return [
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
-            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bnot", "bo"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bmnostv", "bov"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
         ]
@@ -902,7 +965,7 @@ class IRCFormat:
     def _channel_mode(self, room: str, params: list[str]) -> Command | None:
         """One change (L{split_modes} made it one) or query of a channel's modes."""
         if not params:
-            return Who(room)  # 324, from the core's answer
+            return ShowRoomModes(room)  # 324 and 329
         sign = "-" if params[0].startswith("-") else "+"
         letter = params[0].lstrip("+-")[:1]
         argument = params[1] if len(params) > 1 else None
@@ -914,7 +977,13 @@ class IRCFormat:
             if argument is None:
                 raise NeedMoreParams("MODE")
             return SetOperator(room, argument, sign == "+")
-        if not letter or (sign == "+" and letter in "nt"):
+        if letter == "v":
+            if argument is None:
+                raise NeedMoreParams("MODE")
+            return SetVoice(room, argument, sign == "+")
+        if letter in ROOM_MODE_LETTERS:
+            return SetRoomMode(room, ROOM_MODE_LETTERS[letter], sign == "+")
+        if not letter or (sign == "+" and letter == "n"):
             return None  # always set
         raise UnknownMode(letter)
 
@@ -964,10 +1033,18 @@ class IRCFormat:
         return self._privmsg(event.sender, event.room, event.text, event.action, event.notice)
 
     def _replayed(self, event: Replayed) -> list[str]:
+        """
+        A message from the past: with server-time, tagged C{@time=...}; without,
+        its time before its text.
+        """
         message = event.message
-        text = f"[{format_time(event.sent_at)}] {message.text}"
         target = message.room if isinstance(message, RoomMessage) else self.nick or "*"
-        return self._privmsg(message.sender, target, text, message.action)
+        if "server-time" not in self._caps:
+            text = f"[{format_time(event.sent_at)}] {message.text}"
+            return self._privmsg(message.sender, target, text, message.action)
+        tag = f"@time={server_time(event.sent_at)} "
+        lines = self._privmsg(message.sender, target, message.text, message.action)
+        return [tag + line for line in lines]
 
     def _room_topic(self, event: RoomTopic) -> list[str]:
         if event.topic is None:
@@ -987,6 +1064,26 @@ class IRCFormat:
     def _operator_changed(self, event: OperatorChanged) -> list[str]:
         change = "+o" if event.operator else "-o"
         return [format_message(mask(event.by), "MODE", event.room, change, event.nick)]
+
+    def _voice_changed(self, event: VoiceChanged) -> list[str]:
+        change = "+v" if event.voiced else "-v"
+        return [format_message(mask(event.by), "MODE", event.room, change, event.nick)]
+
+    def _room_mode_changed(self, event: RoomModeChanged) -> list[str]:
+        change = ("+" if event.on else "-") + _MODE_LETTER[event.mode]
+        return [format_message(mask(event.by), "MODE", event.room, change)]
+
+    def _room_modes(self, event: RoomModes) -> list[str]:
+        letters = "".join(sorted(["n", *(_MODE_LETTER[mode] for mode in event.modes)]))
+        return [
+            self._numeric(RPL_CHANNELMODEIS, event.room, f"+{letters}"),
+            self._numeric(RPL_CREATIONTIME, event.room, str(int(event.created_at))),
+        ]
+
+    def _prefixes(self, nick: str, operators: set[str], voiced: set[str]) -> str:
+        """C{@} and C{+} as the member has them: both with multi-prefix, else the higher."""
+        marks = ("@" if nick in operators else "") + ("+" if nick in voiced else "")
+        return marks if "multi-prefix" in self._caps else marks[:1]
 
     def _kicked(self, event: Kicked) -> list[str]:
         if self._is_me(event.nick):
@@ -1078,43 +1175,72 @@ class IRCFormat:
         command, room, nicks = self._command, event.room, event.nicks
         if command == "WHO":
             wanted = self._arguments[0] if self._arguments else "*"
+            whox = parse_whox(self._arguments[1]) if len(self._arguments) > 1 else None
             channel = room or "*"
-            operators = set(event.operators)
+            operators, voiced = set(event.operators), set(event.voiced)
             return [
                 *(
-                    self._numeric(
-                        RPL_WHOREPLY,
-                        channel,
-                        info.user,
-                        HOST,
-                        self.server,
-                        info.nick,
-                        ("H" if info.away is None else "G")
-                        + ("@" if info.nick in operators else ""),
-                        f"0 {info.real_name}",
+                    self._who_reply(
+                        info, channel, self._prefixes(info.nick, operators, voiced), whox
                     )
                     for info in event.users
                     if room is not None or wanted in ("*", "0") or mask_matches(wanted, info.nick)
                 ),
                 self._numeric(RPL_ENDOFWHO, wanted, "End of WHO list"),
             ]
-        if command == "MODE" and room is not None:
-            return [self._numeric(RPL_CHANNELMODEIS, room, "+nt")]
-        return self._name_replies(room, nicks, event.operators)
+        return self._name_replies(room, nicks, event.operators, event.voiced, event.secret)
+
+    def _who_reply(
+        self, info: UserInfo, channel: str, prefixes: str, whox: tuple[str, str] | None
+    ) -> str:
+        """One user's 352, or with WHOX's C{%fields,token} (L{parse_whox}) its 354."""
+        flags = ("H" if info.away is None else "G") + prefixes
+        if whox is None:
+            return self._numeric(
+                RPL_WHOREPLY,
+                channel,
+                info.user,
+                HOST,
+                self.server,
+                info.nick,
+                flags,
+                f"0 {info.real_name}",
+            )
+        fields, token = whox
+        values = {
+            "t": token,
+            "c": channel,
+            "u": info.user,
+            "i": HIDDEN_IP,
+            "h": HOST,
+            "s": self.server,
+            "n": info.nick,
+            "f": flags,
+            "d": "0",
+            "l": "0",
+            "a": info.account or "0",
+            "o": "n/a",
+            "r": info.real_name,
+        }
+        return self._numeric(RPL_WHOSPCRPL, *(values[letter] for letter in fields))
 
     def _name_replies(
-        self, room: str | None, nicks: Sequence[str], operators: Sequence[str]
+        self,
+        room: str | None,
+        nicks: Sequence[str],
+        operators: Sequence[str],
+        voiced: Sequence[str],
+        secret: bool,
     ) -> list[str]:
+        """353s (C{@} for a secret channel, RFC 2812's symbol; else C{=}), then 366."""
         channel = room or "*"
-        head = self._numeric(RPL_NAMREPLY, "=", channel, "x")[:-1] + ":"
+        head = self._numeric(RPL_NAMREPLY, "@" if secret else "=", channel, "x")[:-1] + ":"
         lines: list[str] = []
         current: list[str] = []
-        if "userhost-in-names" in self._caps:
-            nicks = [mask(nick) for nick in nicks]
-            operators = [mask(nick) for nick in operators]
-        marked = set(operators)
+        marked, spoken = set(operators), set(voiced)
+        shown = mask if "userhost-in-names" in self._caps else str
         for name in nicks:
-            nick = "@" + name if name in marked else name
+            nick = self._prefixes(name, marked, spoken) + shown(name)
             if current and len((head + " ".join([*current, nick])).encode()) > IRC_LINE - 2:
                 lines.append(head + " ".join(current))
                 current = []
@@ -1128,11 +1254,15 @@ class IRCFormat:
         if self._command == "USERHOST":
             sign = "+" if event.away is None else "-"
             return [self._numeric(RPL_USERHOST, f"{event.nick}={sign}{event.user}@{HOST}")]
-        away = [] if event.away is None else [self._numeric(RPL_AWAY, event.nick, event.away)]
+        extra = [] if event.away is None else [self._numeric(RPL_AWAY, event.nick, event.away)]
+        if event.account is not None:
+            extra.append(
+                self._numeric(RPL_WHOISACCOUNT, event.nick, event.account, "is logged in as")
+            )
         return [
             self._numeric(RPL_WHOISUSER, event.nick, event.user, HOST, "*", event.real_name),
             self._numeric(RPL_WHOISSERVER, event.nick, self.server, "chatroute"),
-            *away,
+            *extra,
             self._numeric(RPL_ENDOFWHOIS, event.nick, "End of /WHOIS list"),
         ]
 
@@ -1199,14 +1329,24 @@ class IRCFormat:
 
     def _error_lines(self, error: ChatError) -> list[str]:
         command = self._command
-        if isinstance(error, SaslFailed | LoginFailed | LoginThrottled | PasswordNeedsTLS) and (
-            command == "AUTHENTICATE"
-        ):
+        if isinstance(
+            error,
+            SaslFailed | LoginFailed | LoginThrottled | PasswordNeedsTLS | ServerPasswordRequired,
+        ) and (command == "AUTHENTICATE"):
             self._sasl_pending = False
             reason = "SASL authentication failed"
-            if not isinstance(error, SaslFailed | LoginFailed):
+            if isinstance(error, ServerPasswordRequired):
+                reason += ": send PASS first"
+            elif not isinstance(error, SaslFailed | LoginFailed):
                 reason += f": {format_error(error)}"
             return [self._numeric(ERR_SASLFAIL, reason)]
+        if isinstance(error, ServerPasswordRequired):
+            return [self._numeric(ERR_PASSWDMISMATCH, "Password required: send PASS first")]
+        if isinstance(error, WrongServerPassword):
+            return [
+                self._numeric(ERR_PASSWDMISMATCH, "Password incorrect"),
+                *self._closing("Bad password"),
+            ]
         if isinstance(error, LoginFailed | LoginThrottled | PasswordNeedsTLS):
             return [self._numeric(ERR_PASSWDMISMATCH, f"Password incorrect: {format_error(error)}")]
         if isinstance(error, InvalidEncoding):
@@ -1257,7 +1397,18 @@ class IRCFormat:
             if error.other:
                 return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
             return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
-        if isinstance(error, AlreadyOperator | NotOperator | AlreadyBanned | NotBanned):
+        if isinstance(error, Moderated):
+            return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel (+m)")]
+        if isinstance(
+            error,
+            AlreadyOperator
+            | NotOperator
+            | AlreadyBanned
+            | NotBanned
+            | AlreadyVoiced
+            | NotVoiced
+            | ModeUnchanged,
+        ):
             return []  # IRC servers say nothing about a change that changes nothing
         if isinstance(error, InvalidNickname) and command == "MODE":  # a ban of no nickname
             return self._error_lines(BanMaskNotSupported(self._arguments[0], self._arguments[-1]))
@@ -1278,6 +1429,8 @@ class IRCFormat:
         text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
         return text if len(text) <= 40 else text[:39] + "…"
 
+
+_MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
 
 # Tags that L{IRCFormat.expand} puts on the lines of a NAMES of several
 # channels: all but the last have no 366; the last's names them all.
@@ -1338,6 +1491,7 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     LoggedIn: IRCFormat._logged_in,
     AccountCreated: IRCFormat._account_created,
     PasswordChanged: lambda self, e: self._text_notice("password changed"),
+    PasswordAccepted: lambda self, e: [],  # IRC servers say nothing to a right PASS
     StoredForLater: lambda self, e: self._text_notice(
         f"{e.recipient} is offline; message stored for delivery at login"
     ),
@@ -1355,6 +1509,9 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     RoomTopic: IRCFormat._room_topic,
     TopicChanged: IRCFormat._topic_changed,
     OperatorChanged: IRCFormat._operator_changed,
+    VoiceChanged: IRCFormat._voice_changed,
+    RoomModeChanged: IRCFormat._room_mode_changed,
+    RoomModes: IRCFormat._room_modes,
     Kicked: IRCFormat._kicked,
     BanChanged: IRCFormat._ban_changed,
     BanList: IRCFormat._ban_list,
@@ -1450,7 +1607,12 @@ class IRCServerFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> IRCProtocol:
         """A new connection's protocol."""
         settings = self.hub.router.settings
-        wire = IRCFormat(self.server, settings.max_topic_length, settings.max_reason_length)
+        wire = IRCFormat(
+            self.server,
+            settings.max_topic_length,
+            settings.max_reason_length,
+            self.hub.server_password is not None,
+        )
         protocol = IRCProtocol(self.hub, wire)
         protocol.factory = self
         return protocol

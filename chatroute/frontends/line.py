@@ -6,6 +6,8 @@ writes and watches its send buffer; everything else a connection does is its
 L{ConnectionSession}'s.
 """
 
+from collections.abc import Sequence
+
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -148,8 +150,18 @@ class ChatProtocol(LineReceiver):
         session = self._session
         if session is None or session.closing:
             return
+        if self._telnet is not None or self._discarding or (b"\xff" in data and self.telnet):
+            self._received_with_care(session, data)
+            return
+        # The common case, spelled out as it runs for every read: plain lines.
+        session.lines_received(self._complete_lines(data))
+        if len(self._buffer) > self.MAX_LENGTH + 1 and not session.closing:
+            self._refuse_unfinished()
+
+    def _received_with_care(self, session: ConnectionSession, data: bytes) -> None:
+        """L{dataReceived} for data with telnet commands, or while discarding a long line."""
         telnet_answer = b""
-        with_commands: list[int] = []
+        with_commands: Sequence[int] = ()
         if self.telnet and (self._telnet is not None or b"\xff" in data):
             if self._telnet is None:
                 # Made at the first IAC, perhaps in the middle of a line.
@@ -164,16 +176,9 @@ class ChatProtocol(LineReceiver):
                 data = data[end + 1 :]
                 self._discarding = False
                 with_commands = [index - 1 for index in with_commands if index > 0]
-        if self._buffer:
-            data = self._buffer + data
-        lines = data.split(b"\n")
-        self._buffer = lines.pop()
-        if b"\r" in data:
-            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        lines = self._complete_lines(data)
         if with_commands:
             mark_mangled(lines, with_commands, self.MAX_LENGTH)
-        if self.expands and lines:
-            lines = self.expand(lines)
         if telnet_answer:
             # After the replies to the lines before the commands, before the
             # replies to a line they were in: telnet shows nothing from the
@@ -186,9 +191,25 @@ class ChatProtocol(LineReceiver):
         if lines or not telnet_answer:
             session.lines_received(lines)
         if len(self._buffer) > self.MAX_LENGTH + 1 and not session.closing:  # + 1: a CR may come
-            start, self._buffer = self._buffer, b""
-            self._discarding = True
-            self.lineLengthExceeded(start)
+            self._refuse_unfinished()
+
+    def _complete_lines(self, data: bytes) -> list[bytes]:
+        """The lines that C{data} completes, without their endings; keep the unfinished rest."""
+        if self._buffer:
+            data = self._buffer + data
+        lines = data.split(b"\n")
+        self._buffer = lines.pop()
+        if b"\r" in data:
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        if self.expands and lines:
+            lines = self.expand(lines)
+        return lines
+
+    def _refuse_unfinished(self) -> None:
+        """The unfinished line is past the limit: refuse it now and discard it up to its end."""
+        start, self._buffer = self._buffer, b""
+        self._discarding = True
+        self.lineLengthExceeded(start)
 
     def expand(self, lines: list[bytes]) -> list[bytes]:
         """

@@ -29,15 +29,20 @@ from chatroute.core.commands import (
     Register,
     SendDirect,
     SendRoom,
+    ServerPassword,
     SetAway,
     SetBan,
     SetOperator,
+    SetRoomMode,
     SetTopic,
+    SetVoice,
     ShowLimits,
+    ShowRoomModes,
     ShowTopic,
     Who,
     Whois,
 )
+from chatroute.core.directory import MODERATED, SECRET, TOPIC_LOCK
 from chatroute.core.errors import (
     NAME_RULE,
     AccountExists,
@@ -45,6 +50,8 @@ from chatroute.core.errors import (
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
+    BackplaneUnavailable,
     BadPassword,
     BannedFromRoom,
     ChatError,
@@ -60,6 +67,8 @@ from chatroute.core.errors import (
     LoginThrottled,
     MailboxFull,
     MalformedLine,
+    Moderated,
+    ModeUnchanged,
     NameRegistered,
     NicknameTaken,
     NoSuchAccount,
@@ -72,15 +81,18 @@ from chatroute.core.errors import (
     NotOperator,
     NotReading,
     NotRegistered,
+    NotVoiced,
     OperatorRequired,
     PasswordNeedsTLS,
     ReasonTooLong,
     ServerFull,
+    ServerPasswordRequired,
     TelnetMangled,
     TooManyConnections,
     TopicTooLong,
     UnknownCommand,
     WrongPassword,
+    WrongServerPassword,
 )
 from chatroute.core.events import (
     AccountCreated,
@@ -99,22 +111,27 @@ from chatroute.core.events import (
     LoggedIn,
     Notice,
     OperatorChanged,
+    PasswordAccepted,
     PasswordChanged,
     Registered,
     Renamed,
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.interfaces import IWireFormat
 from chatroute.frontends.telnet import TelnetMangledLine
 
 HELP = (
+    "/pass password     give the server's password, on a server that has one (first of all)",
     "#name              take the nickname name as a guest, or change to it",
     "#name password     log in to the account name (also /login name password)",
     "/register password make your nickname an account with this password",
@@ -133,6 +150,9 @@ HELP = (
     "/away [message]    mark yourself away (senders of direct messages are told); /away: back",
     "/topic #room [text] show a room's topic, or set it (operators; /topic #room - clears it)",
     "/op #room name     make a member an operator (operators only; /deop #room name undoes it)",
+    "/voice #room name  let a member send in a moderated room (operators; /devoice undoes it)",
+    "/mode #room [+|-]m|s|t  show a room's modes, or set one (operators): m moderated,",
+    "  s secret (unlisted, members hidden from outsiders), t only operators set the topic",
     "/kick #room name [reason]  put a member out of a room (operators only)",
     "/ban #room name    ban a nickname from a room, kicking it (operators; /unban undoes it)",
     "/bans #room        list the nicknames banned from a room",
@@ -142,6 +162,19 @@ HELP = (
     "/help              show this help",
     "/quit [reason]     say goodbye and close the connection (rooms are told the reason)",
 )
+
+ROOM_MODE_LETTERS = {"m": MODERATED, "s": SECRET, "t": TOPIC_LOCK}
+"""The letter of each room mode, on the line protocol as on IRC (C{/mode #lobby +s})."""
+_MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
+_MODE_MEANING = {
+    (MODERATED, True): "moderated: only operators and voiced members send",
+    (MODERATED, False): "not moderated",
+    (SECRET, True): "secret: unlisted, members hidden from outsiders",
+    (SECRET, False): "not secret",
+    (TOPIC_LOCK, True): "only operators set the topic",
+    (TOPIC_LOCK, False): "every member may set the topic",
+}
+MODE_USAGE = "usage: /mode #room, or /mode #room +m, -m, +s, -s, +t or -t"
 
 # C0 controls but tab, DEL, and C1 controls: they would let one user corrupt
 # another's terminal.
@@ -236,6 +269,18 @@ def _action(argument: str) -> SendRoom | SendDirect:
     return SendDirect(target, text, True)
 
 
+def _mode(argument: str) -> ShowRoomModes | SetRoomMode:
+    words = argument.split()
+    if len(words) == 1:
+        return ShowRoomModes(words[0])
+    if len(words) != 2 or len(words[1]) != 2 or words[1][0] not in "+-":
+        raise MalformedLine(MODE_USAGE)
+    mode = ROOM_MODE_LETTERS.get(words[1][1])
+    if mode is None:
+        raise MalformedLine(MODE_USAGE)
+    return SetRoomMode(words[0], mode, words[1][0] == "+")
+
+
 def _history(argument: str) -> History:
     words = argument.split()
     if len(words) == 1:
@@ -246,7 +291,7 @@ def _history(argument: str) -> History:
 
 
 _PASSWORD_LINE = re.compile(
-    r"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password)\s+)(?P<secret>\S.*)",
+    r"(?P<keep>\s*(?:#\S+|/login\s+\S+|/register|/password|/pass)\s+)(?P<secret>\S.*)",
     re.IGNORECASE | re.DOTALL,
 )
 PASSWORD_MASK = "********"
@@ -260,7 +305,8 @@ def split_password(line: str) -> tuple[str, str] | None:
     C{line} cut where the password it carries starts, as (before, password).
 
     Lines that carry one: C{#name password}, C{/login name password},
-    C{/register password} and C{/password old new}; for the others None.
+    C{/register password}, C{/password old new} and C{/pass password}; for
+    the others None.
     """
     found = _PASSWORD_LINE.fullmatch(line)
     if found is None:
@@ -296,6 +342,10 @@ def _parse_command(line: str) -> Command:
             return _create_account(argument)
         case "password":
             return _change_password(argument)
+        case "pass":
+            if not argument:
+                raise MalformedLine("usage: /pass password")
+            return ServerPassword(argument)
         case "history":
             return _history(argument)
         case "join":
@@ -316,6 +366,10 @@ def _parse_command(line: str) -> Command:
             return _topic(argument)
         case "op" | "deop":
             return SetOperator(*_room_and_name(name, argument), name == "op")
+        case "voice" | "devoice":
+            return SetVoice(*_room_and_name(name, argument), name == "voice")
+        case "mode":
+            return _mode(argument)
         case "kick":
             return _kick(argument)
         case "ban" | "unban":
@@ -339,13 +393,19 @@ def _parse_command(line: str) -> Command:
     raise UnknownCommand(name)
 
 
-def parse_line(line: str) -> Command | None:
+def parse_line(data: bytes) -> Command | None:
     """
     Parse one line from a client (without its line ending).
 
     @return: the command, or None for a blank line, which is ignored.
-    @raise ChatError: the line is malformed; the error says how.
+    @raise ChatError: the line is malformed (not UTF-8, say); the error says how.
     """
+    try:
+        line = data.decode()
+    except UnicodeDecodeError:
+        if isinstance(data, TelnetMangledLine):
+            raise TelnetMangled() from None
+        raise InvalidEncoding() from None
     if CONTROL_CHARACTERS.search(line):
         raise ControlCharacters()
     line = line.strip()
@@ -403,12 +463,25 @@ def _left(event: Left) -> str:
 
 
 def _members(event: UserList) -> str:
-    if not event.operators:
+    if not event.operators and not event.voiced:
         return _listing(event.room or "online", event.nicks)
-    operators = set(event.operators)
+    operators, voiced = set(event.operators), set(event.voiced)
     return _listing(
-        event.room or "online", [f"@{nick}" if nick in operators else nick for nick in event.nicks]
+        event.room or "online",
+        [
+            f"@{nick}" if nick in operators else f"+{nick}" if nick in voiced else nick
+            for nick in event.nicks
+        ],
     )
+
+
+def _room_modes(event: RoomModes) -> str:
+    letters = "".join(sorted(_MODE_LETTER[mode] for mode in event.modes))
+    return f"* modes of {event.room}: +{letters}; created {format_time(event.created_at)}"
+
+
+def _mode_change(mode: str, on: bool) -> str:
+    return f"{'+' if on else '-'}{_MODE_LETTER[mode]} ({_MODE_MEANING[mode, on]})"
 
 
 def _user_info(event: UserInfo) -> str:
@@ -458,6 +531,9 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
         f"* {e.nick} is now a registered account; log in with #{e.nick} <password>"
     ),
     PasswordChanged: lambda e: "* password changed",
+    PasswordAccepted: lambda e: (
+        "* server password accepted" if e.needed else "* this server has no password"
+    ),
     StoredForLater: lambda e: f"* {e.recipient} is offline; message stored for delivery at login",
     HistoryStart: lambda e: f"* history of {e.room}: {_follow(e.count, 'message')}",
     Joined: lambda e: f"* {e.nick} joined {e.room}",
@@ -477,6 +553,13 @@ _FORMATS: dict[type, Callable[[Any], str]] = {
     TopicChanged: _topic_changed,
     OperatorChanged: _operator_changed,
     Kicked: _kicked,
+    VoiceChanged: lambda e: (
+        f"* {e.by} gave {e.nick} a voice in {e.room}"
+        if e.voiced
+        else f"* {e.by} took {e.nick}'s voice in {e.room}"
+    ),
+    RoomModeChanged: lambda e: f"* {e.by} set {e.room} {_mode_change(e.mode, e.on)}",
+    RoomModes: _room_modes,
     BanChanged: lambda e: f"* {e.by} {'banned' if e.banned else 'unbanned'} {e.nick} from {e.room}",
     BanList: lambda e: _listing(f"bans of {e.room}", e.nicks),
     LimitsInfo: lambda e: (
@@ -528,12 +611,17 @@ _ERRORS: dict[type, Callable[[Any], str]] = {
     NoSuchMember: lambda e: f"{e.nick} is not in {e.room}",
     AlreadyOperator: lambda e: f"{e.nick} is already an operator of {e.room}",
     NotOperator: lambda e: f"{e.nick} is not an operator of {e.room}",
+    AlreadyVoiced: lambda e: f"{e.nick} already has a voice in {e.room}",
+    NotVoiced: lambda e: f"{e.nick} has no voice in {e.room}",
+    Moderated: lambda e: f"{e.room} is moderated: only operators and voiced members send",
+    ModeUnchanged: lambda e: f"{e.room} already has {'+' if e.on else '-'}{_MODE_LETTER[e.mode]}",
     BannedFromRoom: lambda e: f"you are banned from {e.room}",
     AlreadyBanned: lambda e: f"{e.nick} is already banned from {e.room}",
     NotBanned: lambda e: f"{e.nick} is not banned from {e.room}",
     TopicTooLong: lambda e: f"topic too long (over {e.limit} characters)",
     ReasonTooLong: lambda e: f"reason too long (over {e.limit} characters)",
     InternalError: lambda e: "internal server error; the request was not completed",
+    BackplaneUnavailable: lambda e: "the other servers cannot be reached now; not done, try again",
     AccountExists: lambda e: f"{e.nick} is already registered",
     NoSuchAccount: lambda e: f"no such account: {e.nick}",
     MailboxFull: lambda e: f"{e.nick} is offline and has too many waiting messages; not stored",
@@ -556,6 +644,8 @@ _ERRORS: dict[type, Callable[[Any], str]] = {
     PasswordNeedsTLS: lambda e: (
         "passwords are accepted only over TLS; connect to the server's TLS port"
     ),
+    ServerPasswordRequired: lambda e: "this server has a password: /pass PASSWORD first",
+    WrongServerPassword: lambda e: "wrong server password; closing",
     NotReading: lambda e: f"{e.nick} is not reading messages and was disconnected; not delivered",
     ServerFull: lambda e: f"the server is full ({e.limit} connections); closing",
     TooManyConnections: lambda e: (
@@ -586,15 +676,8 @@ class LineFormat:
         self._event: Event | None = None
         self._data = b""
 
-    def parse(self, line: bytes) -> Command | None:
-        """The command a line (without its ending) asks for; None for a blank line."""
-        try:
-            text = line.decode()
-        except UnicodeDecodeError:
-            if isinstance(line, TelnetMangledLine):
-                raise TelnetMangled() from None
-            raise InvalidEncoding() from None
-        return parse_line(text)
+    parse = staticmethod(parse_line)
+    """The command a line (without its ending) asks for; None for a blank line."""
 
     def encode(self, event: Event) -> bytes:
         """The event as UTF-8 lines, each ending in CR LF."""

@@ -15,6 +15,8 @@ clients, even with C{-8}, turn a byte of a non-ASCII character into a command
 and a line so broken deserves a reply that says who broke it.
 """
 
+from collections.abc import Sequence
+
 IAC = 255
 SE = 240
 SB = 250
@@ -130,7 +132,7 @@ class TelnetMangledLine(bytes):
     __slots__ = ()
 
 
-def mark_mangled(lines: list[bytes], with_commands: list[int], limit: int) -> None:
+def mark_mangled(lines: list[bytes], with_commands: Sequence[int], limit: int) -> None:
     """
     Mark the C{lines} (complete, without line endings) at the indexes
     C{with_commands} that are not UTF-8 as L{TelnetMangledLine}, so that

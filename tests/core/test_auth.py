@@ -206,6 +206,15 @@ def test_an_address_is_throttled_whatever_the_account(throttle, clock):
     assert throttle.check("alice", "192.0.2.2") == 0
 
 
+def test_a_server_password_counts_against_the_address_alone(throttle, clock):
+    for _ in range(3):
+        throttle.failed(None, "192.0.2.1")
+    assert throttle.check(None, "192.0.2.1") == 1.0
+    assert throttle.check("alice", "192.0.2.1") == 1.0
+    assert throttle.check(None, "192.0.2.2") == 0
+    assert throttle.check("alice", "192.0.2.2") == 0
+
+
 def test_lockout_after_the_threshold_then_a_fresh_start(throttle, clock):
     fail_times(throttle, clock, 10)
     assert throttle.check("alice", "192.0.2.1") == 900

@@ -5,6 +5,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
 from chatroute.core import errors
+from chatroute.core.directory import MODERATED, SECRET, TOPIC_LOCK
 from chatroute.core.events import (
     AwayChanged,
     BanChanged,
@@ -23,11 +24,14 @@ from chatroute.core.events import (
     Replayed,
     RoomList,
     RoomMessage,
+    RoomModeChanged,
+    RoomModes,
     RoomTopic,
     StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
+    VoiceChanged,
 )
 from chatroute.core.router import RouterSettings
 from tests.conftest import Person, settled
@@ -772,6 +776,15 @@ def test_whois_tells_client_info_defaulting_to_the_nickname(router):
     assert alice.take() == []
 
 
+def test_whois_tells_the_account_of_a_logged_in_user(chat):
+    make_account(chat, "alice")
+    alice = Person(chat.router)
+    settled(chat.router.log_in(alice.presence, "alice"))
+    Person(chat.router, "bob")
+    assert chat.router.whois("alice").account == "alice"
+    assert chat.router.whois("bob").account is None
+
+
 def test_whois_of_no_one_online(router):
     Person(router, "alice")
     with pytest.raises(errors.NoSuchUser) as raised:
@@ -813,3 +826,64 @@ def test_a_notice_to_someone_away_is_not_answered_with_their_away_message(router
     router.send_direct(alice.presence, "bob", "psst", notice=True)
     assert bob.take() == [DirectMessage("alice", "psst", notice=True)]
     assert alice.take() == []
+
+
+def test_a_room_starts_topic_locked_and_knows_when_it_was_created(router, chat):
+    room_of(router, "alice")
+    assert router.room_modes("#LOBBY") == RoomModes("#lobby", (TOPIC_LOCK,), 1_800_000_000)
+
+
+def test_an_operator_turns_modes_on_and_off_and_every_member_is_told(router):
+    alice, bob = room_of(router, "alice", "bob")
+    router.set_room_mode(alice.presence, "#lobby", SECRET, True)
+    assert alice.take() == bob.take() == [RoomModeChanged("#lobby", "alice", SECRET, True)]
+    with pytest.raises(errors.ModeUnchanged):
+        router.set_room_mode(alice.presence, "#lobby", SECRET, True)
+    with pytest.raises(errors.OperatorRequired):
+        router.set_room_mode(bob.presence, "#lobby", SECRET, False)
+    router.set_room_mode(alice.presence, "#lobby", TOPIC_LOCK, False)
+    assert router.room_modes("#lobby").modes == (SECRET,)
+
+
+def test_without_the_topic_lock_any_member_sets_the_topic(router):
+    alice, bob = room_of(router, "alice", "bob")
+    with pytest.raises(errors.OperatorRequired):
+        router.set_topic(bob.presence, "#lobby", "mine")
+    router.set_room_mode(alice.presence, "#lobby", TOPIC_LOCK, False)
+    router.set_topic(bob.presence, "#lobby", "mine")
+    assert router.topic("#lobby").set_by == "bob"
+
+
+def test_in_a_moderated_room_only_operators_and_voiced_members_send(router):
+    alice, bob, carol = room_of(router, "alice", "bob", "carol")
+    router.set_room_mode(alice.presence, "#lobby", MODERATED, True)
+    with pytest.raises(errors.Moderated):
+        router.send_room(bob.presence, "#lobby", "hi")
+    router.set_voice(alice.presence, "#lobby", "BOB", True)
+    assert carol.take()[-1] == VoiceChanged("#lobby", "bob", "alice", True)
+    router.send_room(bob.presence, "#lobby", "hi")
+    router.send_room(alice.presence, "#lobby", "hello")
+    assert [event.text for event in carol.take()] == ["hi", "hello"]
+    assert router.who("#lobby").voiced == ("bob",)
+    with pytest.raises(errors.AlreadyVoiced):
+        router.set_voice(alice.presence, "#lobby", "bob", True)
+    router.register(bob.presence, "robert")
+    assert router.who("#lobby").voiced == ("robert",)
+    router.leave(bob.presence, "#lobby")
+    settled(router.join(bob.presence, "#lobby"))
+    with pytest.raises(errors.Moderated):
+        router.send_room(bob.presence, "#lobby", "again")
+
+
+def test_a_secret_room_is_hidden_from_non_members(router):
+    alice, bob = room_of(router, "alice", "bob")
+    carol = Person(router, "carol")
+    router.set_room_mode(alice.presence, "#lobby", SECRET, True)
+    assert router.rooms(carol.presence) == RoomList(())
+    assert router.rooms(bob.presence) == RoomList((("#lobby", 2),))
+    for ask in (router.who, router.topic, router.bans, router.room_modes):
+        with pytest.raises(errors.NoSuchRoom):
+            ask("#lobby", asker=carol.presence)  # type: ignore[operator]
+    assert router.who("#lobby", asker=bob.presence).secret
+    settled(router.join(carol.presence, "#lobby"))
+    assert router.who("#lobby", asker=carol.presence).nicks == ("alice", "bob", "carol")

@@ -142,8 +142,9 @@ def test_welcome_burst(irc):
         "NICKLEN=32",
         "CHANNELLEN=33",
         "CHANTYPES=#",
-        "PREFIX=(o)@",
-        "CHANMODES=b,,,nt",
+        "PREFIX=(ov)@+",
+        "CHANMODES=b,,,mnst",
+        "WHOX",
         "TOPICLEN=390",
         "KICKLEN=390",
     ):
@@ -269,7 +270,10 @@ def test_names_list_who_whois_mode(irc):
     assert alice.commands("WHO #lobby") == ["352", "352", "315"]
     assert alice.commands("WHOIS bob") == ["311", "312", "318"]
     assert alice.commands("WHOIS carol") == ["401", "318"]
-    assert alice.say("MODE #lobby") == [":chatroute 324 alice #lobby +nt"]
+    assert alice.say("MODE #lobby") == [
+        ":chatroute 324 alice #lobby +nt",
+        ":chatroute 329 alice #lobby 1800000000",
+    ]
     assert alice.say("MODE alice") == [":chatroute 221 alice +"]
     assert alice.commands("LUSERS") == ["251", "253", "254", "255", "265", "266"]
     assert alice.say("MOTD") == [":chatroute 422 alice :MOTD File is missing"]
@@ -304,6 +308,42 @@ def test_who_and_whois_tell_user_name_real_name_and_away(irc, line):
         ":chatroute 312 alice carol chatroute chatroute",
         ":chatroute 318 alice carol :End of /WHOIS list",
     ]
+
+
+def test_whox_gives_the_fields_asked_for_in_their_order_with_the_token(irc):
+    alice, bob = irc("alice"), irc("bob")
+    alice.say("JOIN #lobby")
+    bob.say("JOIN #lobby")
+    bob.say("AWAY :out")
+    alice.lines()
+    assert alice.say("WHO bob %rnfat,42") == [
+        ":chatroute 354 alice 42 bob G 0 :Real bob",
+        ":chatroute 315 alice bob :End of WHO list",
+    ]
+    assert alice.say("WHO #lobby %tcuihsnfdlaor") == [
+        ":chatroute 354 alice 0 #lobby alice 255.255.255.255 chatroute chatroute alice H@ 0 0 "
+        "0 n/a :Real alice",
+        ":chatroute 354 alice 0 #lobby bob 255.255.255.255 chatroute chatroute bob G 0 0 "
+        "0 n/a :Real bob",
+        ":chatroute 315 alice #lobby :End of WHO list",
+    ]
+    assert alice.say("WHO a* %n") == [
+        ":chatroute 354 alice alice",
+        ":chatroute 315 alice a* :End of WHO list",
+    ]
+
+
+def test_whox_and_whois_tell_the_account_of_a_logged_in_user(irc, account):
+    alice = irc()
+    alice.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    bob = irc("bob")
+    assert bob.say("WHO alice %na") == [
+        ":chatroute 354 bob alice alice",
+        ":chatroute 315 bob alice :End of WHO list",
+    ]
+    assert bob.say("WHO bob %na")[0] == ":chatroute 354 bob bob 0"
+    assert ":chatroute 330 bob alice alice :is logged in as" in bob.say("WHOIS alice")
+    assert [reply.split()[1] for reply in alice.say("WHOIS bob")] == ["311", "312", "318"]
 
 
 def test_away_answers_a_direct_message_and_userhost(irc, line):
@@ -363,7 +403,7 @@ def account(irc):
 def test_sasl_plain_login(irc, account):
     client = irc()
     assert client.say("CAP LS 302") == [
-        ":chatroute CAP * LS :multi-prefix sasl=PLAIN userhost-in-names"
+        ":chatroute CAP * LS :multi-prefix sasl=PLAIN server-time userhost-in-names"
     ]
     assert client.say("NICK alice", "USER a 0 * :A") == []  # CAP negotiation holds registration
     assert client.say("CAP REQ :sasl") == [":chatroute CAP * ACK sasl"]
@@ -606,8 +646,9 @@ def test_mode_errors(room, irc):
     assert alice.say("MODE #lobby +k secret") == [
         ":chatroute 472 alice k :is unknown mode char to me"
     ]
-    assert alice.say("MODE #lobby -t") == [":chatroute 472 alice t :is unknown mode char to me"]
-    assert alice.say("MODE #lobby +nt") == []  # always set
+    assert alice.say("MODE #lobby -n") == [":chatroute 472 alice n :is unknown mode char to me"]
+    assert alice.say("MODE #lobby +nt") == []  # +n always set, +t set by default
+    assert alice.say("MODE #lobby +v") == [":chatroute 461 alice MODE :Not enough parameters"]
 
 
 def test_mode_with_several_changes_is_one_line_each(room, irc):
@@ -808,3 +849,129 @@ def test_kick_of_several_nicknames_kicks_each(room, irc, channels):
 )
 def test_split_kick(line, lines):
     assert split_kick(line, 0) == lines
+
+
+@pytest.fixture
+def locked_irc(chat):
+    """IRC connections to a server whose password is C{sesame}."""
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 4096, server_password="sesame")
+    factory = IRCServerFactory(hub)
+    ports = iter(range(43000, 44000))
+
+    def connect() -> Client:
+        client = Client(factory, next(ports))
+        client.lines()
+        return client
+
+    return connect
+
+
+def test_pass_gives_the_server_password(locked_irc):
+    client = locked_irc()
+    assert client.say("PASS sesame") == []
+    assert client.commands("NICK alice", "USER a 0 * :A")[0] == "001"
+    assert client.say("PASS sesame") == [":chatroute 462 alice :You may not reregister"]
+
+
+def test_registration_without_the_server_password_is_refused(locked_irc):
+    client = locked_irc()
+    assert client.say("NICK alice", "USER a 0 * :A") == [
+        ":chatroute 464 * :Password required: send PASS first"
+    ]
+    assert client.transport.connected
+    assert client.commands("PASS sesame", "NICK alice")[0] == "001"
+
+
+def test_a_wrong_server_password_is_464_then_error(locked_irc):
+    client = locked_irc()
+    assert client.say("PASS guess") == [
+        ":chatroute 464 * :Password incorrect",
+        "ERROR :Closing link: *[chatroute] (Bad password)",
+    ]
+    assert not client.transport.connected
+
+
+def test_sasl_before_the_server_password_fails(locked_irc):
+    client = locked_irc()
+    client.say("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
+        ":chatroute 904 * :SASL authentication failed: send PASS first"
+    ]
+
+
+def test_room_modes_voice_and_prefixes(room, irc, line):
+    alice, bob = room()
+    carol = line("carol")
+    carol.say("/join #lobby")
+    alice.lines(), bob.lines()
+    assert alice.say("MODE #lobby +m") == [":alice!alice@chatroute MODE #lobby +m"]
+    assert bob.lines() == [":alice!alice@chatroute MODE #lobby +m"]
+    assert carol.lines() == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)"
+    ]
+    assert bob.say("PRIVMSG #lobby :hi") == [
+        ":chatroute 404 bob #lobby :Cannot send to channel (+m)"
+    ]
+    assert alice.say("MODE #lobby +v bob") == [":alice!alice@chatroute MODE #lobby +v bob"]
+    assert bob.say("PRIVMSG #lobby :hi") == [":alice!alice@chatroute MODE #lobby +v bob"]
+    assert carol.lines()[-1] == "#lobby <bob> hi"
+    alice.lines()
+    assert alice.say("MODE #lobby +v bob", "MODE #lobby +m") == []  # changes nothing
+    assert alice.say("MODE #lobby +o bob", "NAMES #lobby") == [
+        ":alice!alice@chatroute MODE #lobby +o bob",
+        ":chatroute 353 alice = #lobby :@alice @bob carol",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    bob.lines()
+    assert bob.say("CAP REQ multi-prefix", "NAMES #lobby")[1:] == [
+        ":chatroute 353 bob = #lobby :@alice @+bob carol",
+        ":chatroute 366 bob #lobby :End of /NAMES list",
+    ]
+    assert bob.say("WHO #lobby")[1].split()[8] == "H@+"
+    assert alice.say("MODE #lobby -t", "MODE #lobby")[1:] == [
+        ":chatroute 324 alice #lobby +mn",
+        ":chatroute 329 alice #lobby 1800000000",
+    ]
+    assert (
+        carol.say("/topic #lobby open to all")[-1] == "* carol set the topic of #lobby: open to all"
+    )
+
+
+def test_a_secret_channel_is_hidden_from_outsiders(room, irc):
+    alice, _ = room()
+    carol = irc("carol")
+    alice.say("MODE #lobby +s")
+    assert alice.say("NAMES #lobby") == [
+        ":chatroute 353 alice @ #lobby :@alice bob",
+        ":chatroute 366 alice #lobby :End of /NAMES list",
+    ]
+    assert carol.say("LIST") == [
+        ":chatroute 321 carol Channel :Users  Name",
+        ":chatroute 323 carol :End of /LIST",
+    ]
+    assert carol.say("NAMES #lobby") == [":chatroute 366 carol #lobby :End of /NAMES list"]
+    assert carol.say("WHO #lobby") == [":chatroute 315 carol #lobby :End of WHO list"]
+    assert carol.say("TOPIC #lobby") == [":chatroute 403 carol #lobby :No such channel"]
+    assert carol.say("MODE #lobby") == [":chatroute 403 carol #lobby :No such channel"]
+    assert "353" in carol.commands("JOIN #lobby")
+
+
+def test_history_on_join_has_time_tags_with_server_time(irc, chat):
+    alice = irc("alice")
+    alice.say("JOIN #lobby", "PRIVMSG #lobby :hello", "PRIVMSG #lobby :\x01ACTION waves\x01")
+    chat.clock.advance(1.5)
+    plain, tagged = irc("bob"), irc()
+    assert tagged.say("CAP LS 302", "CAP REQ server-time")[-1] == (
+        ":chatroute CAP * ACK server-time"
+    )
+    tagged.say("NICK carol", "USER c 0 * :C", "CAP END")
+    assert plain.say("JOIN #lobby")[-2:] == [
+        ":alice!alice@chatroute PRIVMSG #lobby :[2027-01-15T08:00:00Z] hello",
+        ":alice!alice@chatroute PRIVMSG #lobby :\x01ACTION [2027-01-15T08:00:00Z] waves\x01",
+    ]
+    assert tagged.say("JOIN #lobby")[-3:] == [
+        ":chatroute NOTICE #lobby :*** history of #lobby: 2 messages follow",
+        "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby :hello",
+        "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby "
+        ":\x01ACTION waves\x01",
+    ]

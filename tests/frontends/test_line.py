@@ -188,6 +188,35 @@ def test_operators_kicks_and_bans_over_the_line(connect, lobby):
     assert carol.say("/join #lobby")[0] == "* carol joined #lobby"
 
 
+def test_room_modes_and_voice_over_the_line(connect, lobby):
+    alice, bob = lobby("alice", "bob")
+    assert alice.say("/mode #lobby") == ["* modes of #lobby: +t; created 2027-01-15T08:00:00Z"]
+    assert alice.say("/mode #lobby +m") == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)"
+    ]
+    assert bob.say("@#lobby:hi") == [
+        "* alice set #lobby +m (moderated: only operators and voiced members send)",
+        "! #lobby is moderated: only operators and voiced members send",
+    ]
+    assert alice.say("/voice #lobby bob") == ["* alice gave bob a voice in #lobby"]
+    assert alice.say("/who #lobby") == ["* #lobby (2): @alice, +bob"]
+    assert alice.say("/mode #lobby +m") == ["! #lobby already has +m"]
+    assert alice.say("/devoice #lobby bob") == ["* alice took bob's voice in #lobby"]
+    assert alice.say("/mode #lobby -t") == [
+        "* alice set #lobby -t (every member may set the topic)"
+    ]
+    assert alice.say("/mode #lobby +s") == [
+        "* alice set #lobby +s (secret: unlisted, members hidden from outsiders)"
+    ]
+    assert connect("carol").say("/rooms") == ["* rooms (0)"]
+    assert alice.say("/mode #lobby")[0] == "* modes of #lobby: +ms; created 2027-01-15T08:00:00Z"
+    assert alice.say("/mode #lobby +x") == [
+        "! usage: /mode #room, or /mode #room +m, -m, +s, -s, +t or -t"
+    ]
+    bob.lines()
+    assert bob.say("/mode #lobby -s") == ["! you are not an operator of #lobby"]
+
+
 def test_a_ban_kicks_a_member(lobby):
     alice, bob = lobby("alice", "bob")
     told = ["* alice banned bob from #lobby", "* bob was kicked from #lobby by alice"]
@@ -750,3 +779,51 @@ def test_a_flood_refusal_comes_after_the_replies_to_the_lines_before_it(limited,
         "* pong",
         "! flood limit: at most 1 line a second (bursts of 2); line discarded: @carol:too many",
     ]
+
+
+@pytest.fixture
+def locked(chat):
+    """Connections to a server whose password is C{open  sesame}."""
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 64, server_password="open  sesame")
+    factory = ChatServerFactory(hub)
+    ports = iter(range(43000, 44000))
+
+    def connect(host: str = "127.0.0.1") -> Client:
+        client = Client(factory, next(ports), host)
+        client.lines()
+        return client
+
+    return connect
+
+
+def test_a_server_password_comes_before_anything_else(locked):
+    alice = locked()
+    required = ["! this server has a password: /pass PASSWORD first"]
+    for line in ("#alice", "/who", "/rooms", "/login alice secret123", "/whois bob", "@bob:hi"):
+        assert alice.say(line) == required
+    assert alice.say("/ping") == ["* pong"]
+    assert alice.say("/pass open sesame") == ["* server password accepted"]
+    assert alice.say("#alice") == ["* registered as alice"]
+    assert alice.say("/pass again") == ["* server password accepted"]
+
+
+def test_a_wrong_server_password_closes_the_connection(locked):
+    alice = locked()
+    assert alice.say("/pass guess") == ["! wrong server password; closing"]
+    assert not alice.transport.connected
+    assert locked().say("/pass open sesame") == ["* server password accepted"]
+
+
+def test_wrong_server_passwords_are_throttled_per_address(locked, chat):
+    for _ in range(3):
+        locked("192.0.2.1").say("/pass guess")
+    assert locked("192.0.2.1").say("/pass open sesame") == [
+        "! too many failed logins; try again in 1 s"
+    ]
+    assert locked("192.0.2.2").say("/pass open sesame") == ["* server password accepted"]
+    chat.clock.advance(1)
+    assert locked("192.0.2.1").say("/pass open sesame") == ["* server password accepted"]
+
+
+def test_a_server_without_a_password_says_so(connect):
+    assert connect().say("/pass anything") == ["* this server has no password"]

@@ -137,7 +137,7 @@ ACTION_USAGE = "usage: /me #room action, or /me name action"
     ],
 )
 def test_parse(line, command):
-    assert parse_line(line) == command
+    assert parse_line(line.encode()) == command
 
 
 @pytest.mark.parametrize(
@@ -204,7 +204,7 @@ def test_parse(line, command):
 )
 def test_parse_errors(line, error, reply):
     with pytest.raises(error) as raised:
-        parse_line(line)
+        parse_line(line.encode())
     assert format_error(raised.value).startswith(reply)
 
 

@@ -46,7 +46,7 @@ def test_irc_and_line_users_talk_both_ways(server, irc_port, connect):
         alice.expect(
             f":chatroute NOTICE * :*** Connected from 127.0.0.1:{alice.sock.getsockname()[1]}"
         )
-        alice.expect(":chatroute CAP * LS :multi-prefix sasl=PLAIN userhost-in-names")
+        alice.expect(":chatroute CAP * LS :multi-prefix sasl=PLAIN server-time userhost-in-names")
         alice.send("NICK alice")
         alice.send("USER alice 0 * :Alice")
         alice.send("CAP END")

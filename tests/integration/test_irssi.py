@@ -1,19 +1,33 @@
 """
 A real IRC client, Debian's irssi, in tmux against the real server's IRC
-listener, beside a line-protocol user: log in, join a room, talk, get a DM.
+listener, beside a line-protocol user: log in, join a room, talk, get a DM;
+and over TLS, checking a certificate made by C{chatroute-makecert}.
 """
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .support import IRC_STARTED, READ_TIMEOUT, ChatConnection, ServerProcess
+from chatroute.certs import listen_description
+
+from .conftest import _check_stopped
+from .support import (
+    IRC_STARTED,
+    READ_TIMEOUT,
+    ChatConnection,
+    ServerProcess,
+    subprocess_environment,
+)
+
+IRC_TLS_STARTED = re.compile(r"IRCServerFactory \(TLS\) starting on (\d+)")
 
 pytestmark = [
     pytest.mark.integration,
@@ -111,3 +125,54 @@ def test_irssi_logs_in_joins_talks_and_gets_a_direct_message(irssi, connect):
     irssi.wait_for("<lena> a direct one")
     irssi.type("/msg lena and back")
     lena.expect("<ivy> and back")
+
+
+def make_account(port: int, name: str, password: str) -> None:
+    """Make the account C{name} over the line protocol."""
+    maker = ChatConnection(port, "maker")
+    maker.register(name)
+    maker.send(f"/register {password}")
+    maker.expect(f"* {name} is now a registered account; log in with #{name} <password>")
+    maker.close()
+
+
+def test_irssi_over_tls_checks_the_certificate_and_chats(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [sys.executable, "-m", "chatroute.certs", "--key", str(key), "--cert", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=READ_TIMEOUT,
+        env=subprocess_environment(),
+    )
+    directory = tmp_path / "server"
+    directory.mkdir()
+    tls = listen_description(key, cert, 0, interface="127.0.0.1")
+    running = ServerProcess(directory, "--listen-irc", tls)
+    client = None
+    try:
+        port = int(running.wait_for_log(IRC_TLS_STARTED)[0].group(1))
+        make_account(running.port, "ivy", "ivy-passphrase")
+        client = Irssi(tmp_path / "irssi", "-n", "ivy")
+        # irssi matches the certificate's DNS names only, not its IP addresses;
+        # -4: localhost's IPv4 address, where the server listens.
+        client.type(
+            f"/connect -4 -tls -tls_verify -tls_cafile {cert} localhost {port} ivy-passphrase ivy"
+        )
+        client.wait_for("You are now logged in as ivy")
+        client.type("/join #secure")
+        client.wait_for("ivy [ivy@chatroute] has joined #secure")
+        lena = ChatConnection(running.port, "lena")
+        lena.register("lena")
+        lena.send("/join #secure")
+        lena.expect("* lena joined #secure")
+        client.type("hello over TLS")
+        lena.expect("* #secure (2): @ivy, lena")
+        lena.expect("#secure <ivy> hello over TLS")
+        lena.send("@#secure:and back")
+        client.wait_for("< lena> and back")
+        lena.close()
+    finally:
+        if client is not None:
+            client.close()
+        _check_stopped(running)

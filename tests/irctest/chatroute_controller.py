@@ -8,6 +8,7 @@ C{twistd -n --pidfile= chatroute --listen-irc tcp:PORT:interface=HOST --db :memo
 with the limits a test suite trips lifted: no flood limit (irctest sends
 bursts), no per-address connection limit (every client is on loopback), no
 history replayed on JOIN (rooms keep history between tests on one server).
+A test class with a server password gets C{--server-password-file}.
 The line protocol's listener, which chatroute always has, is put on an
 ephemeral loopback port so that it clashes with nothing.
 
@@ -41,6 +42,16 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
     software_name = "chatroute"
     supported_sasl_mechanisms: ClassVar[set[str]] = {"PLAIN"}
     supports_sts = False
+    isupport: ClassVar[dict[str, str | None]] = {
+        "CASEMAPPING": "ascii",
+        "CHANTYPES": "#",
+        "NICKLEN": "32",
+        "CHANNELLEN": "33",
+        "PREFIX": "(ov)@+",
+        "UTF8ONLY": None,
+        "WHOX": None,
+    }
+    """What chatroute's 005 must say (docs/protocol.md, IRC: Registration)."""
 
     def run(
         self,
@@ -54,15 +65,18 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
         websocket_hostname: str | None,
         websocket_port: int | None,
     ) -> None:
-        if password is not None:
-            # PASS logs in to an account; chatroute has no server password.
-            raise NotImplementedByController("server password (PASS)")
         if websocket_hostname is not None or websocket_port is not None:
             raise NotImplementedByController("Websocket")
         assert self.proc is None
         self.create_config()
         assert self.directory is not None
         self.hostname, self.port = hostname, port
+        extra: list[str] = []
+        if password is not None:
+            # With a server password, PASS gives it (accounts log in with SASL).
+            password_file = Path(self.directory) / "server-password"
+            password_file.write_text(password + "\n")
+            extra = ["--server-password-file", str(password_file)]
         endpoint = f"tcp:{port}:interface={hostname}"
         if ssl:
             self.gen_ssl()
@@ -83,6 +97,7 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
                 "--irc-server-name",
                 "My.Little.Server",
                 *LIFTED_LIMITS,
+                *extra,
             ],
             cwd=self.directory,
         )

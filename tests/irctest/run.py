@@ -45,8 +45,6 @@ MODULES = (
 )
 _NO_OPER = "no server operators: OPER is an unknown command, and the test needs one"
 KNOWN_FAILURES = {
-    "isupport.py::IsupportTestCase::testPrefix": "PREFIX=(o)@: rooms have operators and no "
-    "voice (+v), which the test takes for granted",
     "who.py::WhoTestCase::testWhoNickOper[exact]": _NO_OPER,
     "who.py::WhoTestCase::testWhoNickOper[casefolded]": _NO_OPER,
     "who.py::WhoTestCase::testWhoNickOper[mask]": _NO_OPER,
@@ -56,12 +54,6 @@ KNOWN_FAILURES = {
     "whois.py::WhoisTestCase::testWhoisNumerics[oper]": _NO_OPER,
     "who.py::WhoInvisibleTestCase::testWhoInvisible": "no user modes: MODE +i is refused, "
     "so no one is invisible to WHO masks",
-    "topic.py::TopicTestCase::testTopicMode": "rooms are always +t: only operators set the "
-    "topic, and -t is refused",
-    "topic.py::TopicPrivilegesTestCase::testTopicPrivileges": "rooms are always +t: -t is "
-    "refused with 472",
-    "names.py::NamesTestCase::testNames2812Secret": "no secret channels (+s): every room is "
-    "listed and shown to anyone",
 }
 
 

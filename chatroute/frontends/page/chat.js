@@ -605,7 +605,7 @@ function sendLine(line, { quiet = false } = {}) {
 
 function masked(line) {
   const words = line.trim().split(/\s+/);
-  const hidden = { "/register": 1, "/login": 2, "/password": 1 }[words[0].toLowerCase()];
+  const hidden = { "/register": 1, "/login": 2, "/password": 1, "/pass": 1 }[words[0].toLowerCase()];
   if (hidden === undefined) return line;
   return words.map((word, index) => (index >= hidden ? "********" : word)).join(" ");
 }
