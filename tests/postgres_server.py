@@ -13,12 +13,13 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
+
+from .redis_server import free_port
 
 # Generous, because a loaded machine is slow; pg_ctl polls, and returns as
 # soon as the server accepts connections or has stopped.
@@ -57,14 +58,6 @@ def postgres_binaries() -> Path | None:
     if all((directory / tool).exists() for tool in ("pg_ctl", "postgres")):
         return directory
     return None
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PostgresError(Exception):

@@ -20,7 +20,7 @@ from twisted.logger import capturedLogs
 
 from chatroute.core.interfaces import Account
 from chatroute.storage.batch import SERVER_LINGER
-from tests.services import free_port
+from tests.redis_server import free_port
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (scripts/setup-env test)")
 
