@@ -1,8 +1,9 @@
 """
 The Redis backplane: several chatroute nodes, one chat (C{--redis URL}).
 
-Redis holds the network's state (who is online on which node, rooms with
-their members, operators, bans and topics) and orders every change to it:
+Redis holds the network's state (who is online on which node and whether
+as an account, rooms with their members, operators, voices, bans, modes,
+topics and creation times) and orders every change to it:
 each change runs as one Lua script (C{backplane.lua}) that checks it against
 the shared state, applies it, numbers it and publishes it on one events
 channel. Every node subscribes to that channel and applies the events, in
@@ -47,14 +48,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.backplane.connection import RedisAddress, RedisLink, RedisUnavailable
-from chatroute.core.directory import LocalDirectory, Presence, Room
+from chatroute.core.directory import TOPIC_LOCK, LocalDirectory, Presence, Room
 from chatroute.core.errors import (
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BackplaneUnavailable,
     BannedFromRoom,
     ChatError,
+    ModeUnchanged,
     NicknameTaken,
     NoSuchMember,
     NoSuchRoom,
@@ -62,6 +65,7 @@ from chatroute.core.errors import (
     NotBanned,
     NotInRoom,
     NotOperator,
+    NotVoiced,
     OperatorRequired,
 )
 from chatroute.core.events import DirectMessage, Event, RoomMessage
@@ -146,6 +150,11 @@ def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
         "not_an_operator": lambda: NotOperator(room, nick),
         "already_banned": lambda: AlreadyBanned(room, nick),
         "not_banned": lambda: NotBanned(room, nick),
+        "already_voiced": lambda: AlreadyVoiced(room, nick),
+        "not_voiced": lambda: NotVoiced(room, nick),
+        "mode_unchanged": lambda: ModeUnchanged(
+            room, reply.get("mode") or "?", bool(reply.get("on"))
+        ),
     }
     make = refusals.get(code)
     if make is None:
@@ -285,8 +294,13 @@ class RedisBackplane(Service):
     def set_away(self, presence: Presence, message: str | None) -> Deferred[None]:
         return self._request({}, "away", self._key(presence), self._sid(presence), message or "")
 
-    def join(self, presence: Presence, room: str) -> Deferred[None]:
-        return self._request({"room": room}, "join", self._key(presence), name_key(room), room)
+    def mark_account(self, presence: Presence) -> Deferred[None]:
+        return self._request({}, "account", self._key(presence), self._sid(presence))
+
+    def join(self, presence: Presence, room: str, at: float) -> Deferred[None]:
+        return self._request(
+            {"room": room}, "join", self._key(presence), name_key(room), room, repr(at)
+        )
 
     def leave(self, presence: Presence, room: str, reason: str | None) -> Deferred[None]:
         return self._request(
@@ -321,6 +335,21 @@ class RedisBackplane(Service):
             name_key(room),
             name_key(nick),
             int(operator),
+        )
+
+    def set_voice(self, presence: Presence, room: str, nick: str, voiced: bool) -> Deferred[None]:
+        return self._request(
+            {"room": room, "nick": nick},
+            "voice",
+            self._key(presence),
+            name_key(room),
+            name_key(nick),
+            int(voiced),
+        )
+
+    def set_room_mode(self, presence: Presence, room: str, mode: str, on: bool) -> Deferred[None]:
+        return self._request(
+            {"room": room}, "mode", self._key(presence), name_key(room), mode, int(on)
         )
 
     def kick(self, presence: Presence, room: str, nick: str, reason: str | None) -> Deferred[None]:
@@ -559,13 +588,22 @@ class RedisBackplane(Service):
             raise LookupError(f"no room {name} here")
         return room
 
+    def _on_account(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        self._router.apply_account(self._member(event["key"]))
+
     def _on_away(self, event: dict[str, Any]) -> None:
         assert self._router is not None
         self._router.apply_away(self._member(event["key"]), event.get("message"))
 
     def _on_join(self, event: dict[str, Any]) -> None:
         assert self._router is not None
-        self._router.apply_join(self._member(event["key"]), event["room"], bool(event["creator"]))
+        self._router.apply_join(
+            self._member(event["key"]),
+            event["room"],
+            bool(event["creator"]),
+            event.get("created_at"),
+        )
 
     def _on_leave(self, event: dict[str, Any]) -> None:
         assert self._router is not None
@@ -596,6 +634,19 @@ class RedisBackplane(Service):
         by = self._member(event["key"]).nick or "?"
         self._router.apply_operator(room, member, by, bool(event["on"]))
 
+    def _on_voice(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        room = self._room_named(event["room"])
+        member = self._member(event["target"]).nick or "?"
+        by = self._member(event["key"]).nick or "?"
+        self._router.apply_voice(room, member, by, bool(event["on"]))
+
+    def _on_mode(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        room = self._room_named(event["room"])
+        by = self._member(event["key"]).nick or "?"
+        self._router.apply_room_mode(room, by, event["mode"], bool(event["on"]))
+
     def _on_kick(self, event: dict[str, Any]) -> None:
         assert self._router is not None
         room = self._room_named(event["room"])
@@ -614,12 +665,15 @@ class RedisBackplane(Service):
     _APPLY: ClassVar[dict[str, Callable[["RedisBackplane", dict[str, Any]], None]]] = {
         "claim": _on_claim,
         "gone": _on_gone,
+        "account": _on_account,
         "away": _on_away,
         "join": _on_join,
         "leave": _on_leave,
         "say": _on_say,
         "topic": _on_topic,
         "operator": _on_operator,
+        "voice": _on_voice,
+        "mode": _on_mode,
         "kick": _on_kick,
         "ban": _on_ban,
         "resync": _on_resync,
@@ -708,9 +762,12 @@ class RedisBackplane(Service):
                     "topic": room.topic,
                     "topic_by": room.topic_by,
                     "topic_at": room.topic_at,
+                    "created_at": room.created_at,
                     "members": {},
                     "ops": {key: True} if key in room.operators else {},
+                    "voiced": {key: True} if key in room.voiced else {},
                     "bans": dict(room.bans),
+                    "modes": dict.fromkeys(room.modes, True),
                 }
                 for room_key, room in presence.rooms.items()
             }
@@ -754,13 +811,17 @@ class RedisBackplane(Service):
             room.topic = shared.get("topic")
             room.topic_by = shared.get("topic_by")
             room.topic_at = shared.get("topic_at")
+            room.created_at = shared.get("created_at") or 0.0
             room.bans = dict(shared.get("bans") or {})
+            modes = shared.get("modes")
+            room.modes = {TOPIC_LOCK} if modes is None else set(modes or ())
             for key in shared.get("members") or {}:
                 member = directory.holder(key)
                 if member is not None:
                     room.members[key] = member
                     member.rooms[name_key(room.name)] = room
             room.operators = {key for key in shared.get("ops") or {} if key in room.members}
+            room.voiced = {key for key in shared.get("voiced") or {} if key in room.members}
         self._seq = int(snapshot["seq"])
         for key, sid in stale:
             self._fire("gone", key, sid, "")
