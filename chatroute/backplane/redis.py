@@ -180,7 +180,12 @@ class RedisBackplane(Service):
         prefix: str = PREFIX,
         lease: float = LEASE,
         beat: float = BEAT,
+        links: tuple[RedisLink, RedisLink] | None = None,
     ) -> None:
+        """
+        @param links: the commands and the events (subscriber) links to
+            use; by default new ones to C{address} (tests give fakes).
+        """
         self.directory = LocalDirectory()
         self.node = uuid4().hex[:12]
         self.synced = False
@@ -189,8 +194,10 @@ class RedisBackplane(Service):
         self._lease = lease
         self._events_channel = prefix + "events"
         self._inbox = f"{prefix}node:{self.node}"
-        self._commands = RedisLink(reactor, address, "redis commands")
-        self._events = RedisLink(reactor, address, "redis events", subscriber=True)
+        self._commands, self._events = links or (
+            RedisLink(reactor, address, "redis commands"),
+            RedisLink(reactor, address, "redis events", subscriber=True),
+        )
         for link in (self._commands, self._events):
             link.on_ready = self._link_up
             link.on_down = self._link_down
