@@ -117,10 +117,22 @@ class RemoteParticipant:
 
 @implementer(IParticipant)
 class _Departed:
-    """Stands in for a local participant that is gone, until the network has let it go."""
+    """
+    Stands in for a local participant that is gone, until the network has
+    let it go (its name is still held for a Redis round trip): a direct
+    message to it meanwhile is kept as for an offline account, as it would
+    be on a lone node, rather than written to a closed connection.
+    """
+
+    __slots__ = ("_backplane", "_nick")
+
+    def __init__(self, backplane: "RedisBackplane", nick: str | None) -> None:
+        self._backplane = backplane
+        self._nick = nick
 
     def deliver(self, event: Event) -> None:
-        pass
+        if type(event) is DirectMessage and self._nick is not None:
+            self._backplane.not_received(self._nick, event)
 
     def reply_error(self, error: ChatError) -> None:
         pass
@@ -128,8 +140,6 @@ class _Departed:
     def close(self, reason: str) -> None:
         pass
 
-
-_DEPARTED = _Departed()
 
 
 def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
@@ -289,7 +299,7 @@ class RedisBackplane(Service):
         sid = self._sids.get(presence)
         if sid is None:
             return
-        presence.participant = _DEPARTED
+        presence.participant = _Departed(self, presence.nick)
         key = self._claiming.get(sid) or (
             None if presence.nick is None else name_key(presence.nick)
         )
@@ -423,8 +433,13 @@ class RedisBackplane(Service):
         published.addErrback(self._forward_failed, message.sender)
 
     def _forwarded(self, receivers: int, to: str, message: DirectMessage) -> None:
-        if int(receivers) == 0 and self._router is not None:
+        if int(receivers) == 0:
             log.info("backplane: the node of {to} is gone; keeping the message", to=to)
+            self.not_received(to, message)
+
+    def not_received(self, to: str, message: DirectMessage) -> None:
+        """No one received C{message} for C{to}: keep it as for an offline account."""
+        if self._router is not None:
             self._router.keep_undelivered(message.sender, to, message)
 
     def _forward_failed(self, failure: Failure, sender: str) -> None:
@@ -557,7 +572,7 @@ class RedisBackplane(Service):
         sid, nick = event["sid"], event["nick"]
         if event["node"] == self.node:
             presence = self._local.get(sid)
-            if presence is None or presence.participant is _DEPARTED:
+            if presence is None or isinstance(presence.participant, _Departed):
                 return
         else:
             presence = self._remote.get(sid) or self._remote_presence(event["node"], sid)
@@ -750,7 +765,7 @@ class RedisBackplane(Service):
         """What this node's users hold, to assert again in Redis."""
         entries = []
         for sid, presence in self._local.items():
-            if presence.nick is None or presence.participant is _DEPARTED:
+            if presence.nick is None or isinstance(presence.participant, _Departed):
                 continue
             key = name_key(presence.nick)
             user = {
@@ -797,7 +812,7 @@ class RedisBackplane(Service):
             sid, key = user["sid"], name_key(user["nick"])
             if user["node"] == self.node:
                 found = self._local.get(sid)
-                if found is None or found.participant is _DEPARTED:
+                if found is None or isinstance(found.participant, _Departed):
                     stale.append((key, sid))
                     continue
                 presence = found
@@ -837,7 +852,7 @@ class RedisBackplane(Service):
                 continue
             participant = presence.participant
             presence.nick, presence.rooms, presence.account = None, {}, False
-            if participant is _DEPARTED:
+            if isinstance(participant, _Departed):
                 self._forget(presence)
                 continue
             log.warn(

@@ -408,9 +408,10 @@ class Router:
 
     def keep_undelivered(self, sender: str, to: str, message: DirectMessage) -> None:
         """
-        This node's user C{sender} sent C{message} to C{to}, whose node is
-        gone: keep it as for an offline account (the sender is told), or
-        tell the sender there is no such user.
+        C{sender} sent C{message} to C{to}, who did not receive it (their
+        node is gone, or they left a moment ago): keep it as for an offline
+        account (the sender is told), or tell the sender there is no such
+        user. A sender of another node is not told either way.
         """
         presence = self._directory.holder(sender)
         if presence is None or presence.nick is None:

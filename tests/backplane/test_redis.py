@@ -35,6 +35,7 @@ from chatroute.core.events import (
     RoomMessage,
     RoomModeChanged,
     RoomModes,
+    StoredForLater,
     TopicChanged,
     UserInfo,
     UserList,
@@ -138,7 +139,8 @@ class Node:
         self.backplane = RedisBackplane(
             self.clock, RedisAddress("127.0.0.1"), links=(self.commands, self.events)
         )
-        self.router = Router(MemoryStorage(), self.clock, backplane=self.backplane)
+        self.storage = MemoryStorage()
+        self.router = Router(self.storage, self.clock, backplane=self.backplane)
 
     def start(self) -> None:
         """The links come up, one and then the other: the node gets in step."""
@@ -486,3 +488,32 @@ def test_changes_are_refused_while_cut_off(node):
     node.commands.on_down()
     with pytest.raises(BackplaneUnavailable):
         settled(node.router.join(alice, "#lobby"))
+
+
+def test_a_direct_message_to_a_user_leaving_meanwhile_is_kept_for_their_account(node):
+    alice, participant = node.local("alice")
+    bob, _ = node.local("bob")
+    settled(node.storage.create_account("bob", "hash"))
+    node.router.disconnect(bob)
+    # bob's name is held until the network has let him go.
+    assert node.redis.last("gone")[0] == "bob"
+    assert node.router.who().nicks == ("alice", "bob")
+    assert node.router.send_direct(alice, "bob", "still there?") is None
+    assert participant.take() == [StoredForLater("bob")]
+    (kept,) = settled(node.storage.pending_messages("bob"))
+    assert (kept.sender, kept.text) == ("alice", "still there?")
+
+
+def test_a_direct_message_from_another_node_to_a_user_leaving_meanwhile_is_kept(node):
+    bob, _ = node.local("bob")
+    node.remote("carol")
+    settled(node.storage.create_account("bob", "hash"))
+    node.router.disconnect(bob)
+    node.events.on_message(
+        f"{PREFIX}node:{node.backplane.node}",
+        json.dumps(
+            {"to": "bob", "sender": "carol", "text": "hi", "action": False, "notice": False}
+        ),
+    )
+    (kept,) = settled(node.storage.pending_messages("bob"))
+    assert (kept.sender, kept.text) == ("carol", "hi")
