@@ -141,7 +141,6 @@ class _Departed:
         pass
 
 
-
 def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
     """The error a refused change stands for; C{context} names what was asked."""
     code = reply["error"]
