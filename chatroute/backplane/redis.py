@@ -23,7 +23,8 @@ once.
 Direct messages to a user on another node are published to that node's
 inbox. If no one receives one (the node is gone), it is kept as for an
 offline account, and the sender told so; or, for a guest, the sender is
-told there is no such user.
+told there is no such user. So is one to a user of this node who left a
+moment ago, while the network has not yet let their name go.
 
 When Redis goes away, the links retry with backoff (L{RedisLink}); changes
 are refused meanwhile (L{BackplaneUnavailable}). When both links are back,
@@ -162,7 +163,7 @@ def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
         "already_voiced": lambda: AlreadyVoiced(room, nick),
         "not_voiced": lambda: NotVoiced(room, nick),
         "mode_unchanged": lambda: ModeUnchanged(
-            room, reply.get("mode") or "?", bool(reply.get("on"))
+            room, reply.get("mode") or context["mode"], bool(reply.get("on"))
         ),
     }
     make = refusals.get(code)
@@ -307,6 +308,11 @@ class RedisBackplane(Service):
             return
         self._fire("gone", key, sid, reason or "")
 
+    def not_received(self, to: str, message: DirectMessage) -> None:
+        """C{to} left before C{message} reached them: keep it as for an offline account."""
+        if self._router is not None:
+            self._router.keep_undelivered(message.sender, to, message)
+
     def set_away(self, presence: Presence, message: str | None) -> Deferred[None]:
         return self._request({}, "away", self._key(presence), self._sid(presence), message or "")
 
@@ -365,7 +371,12 @@ class RedisBackplane(Service):
 
     def set_room_mode(self, presence: Presence, room: str, mode: str, on: bool) -> Deferred[None]:
         return self._request(
-            {"room": room}, "mode", self._key(presence), name_key(room), mode, int(on)
+            {"room": room, "mode": mode},
+            "mode",
+            self._key(presence),
+            name_key(room),
+            mode,
+            int(on),
         )
 
     def kick(self, presence: Presence, room: str, nick: str, reason: str | None) -> Deferred[None]:
@@ -432,13 +443,8 @@ class RedisBackplane(Service):
         published.addErrback(self._forward_failed, message.sender)
 
     def _forwarded(self, receivers: int, to: str, message: DirectMessage) -> None:
-        if int(receivers) == 0:
+        if int(receivers) == 0 and self._router is not None:
             log.info("backplane: the node of {to} is gone; keeping the message", to=to)
-            self.not_received(to, message)
-
-    def not_received(self, to: str, message: DirectMessage) -> None:
-        """No one received C{message} for C{to}: keep it as for an offline account."""
-        if self._router is not None:
             self._router.keep_undelivered(message.sender, to, message)
 
     def _forward_failed(self, failure: Failure, sender: str) -> None:

@@ -881,6 +881,8 @@ class Router:
         @raise NoSuchMember: C{nick} is online but not a member.
         @raise AlreadyVoiced: C{voiced}, and the member already has a voice.
         @raise NotVoiced: not C{voiced}, and the member has none.
+        @return: None, or with a backplane a Deferred firing once the change
+            is applied here (failing as above if another node's change came first).
         """
         by, room = self._operator(presence, room_name)
         member = self._nick(self._member(room, nick))
@@ -914,6 +916,8 @@ class Router:
         @raise NotInRoom: the participant is not a member.
         @raise OperatorRequired: the participant is not an operator of the room.
         @raise ModeUnchanged: the mode already is as asked.
+        @return: None, or with a backplane a Deferred firing once the change
+            is applied here (failing as above if another node's change came first).
         """
         if mode not in ROOM_MODES:
             raise ValueError(f"not a room mode: {mode!r}")
