@@ -337,32 +337,30 @@ def test_a_local_join_gives_redis_the_time_of_a_new_room(node):
 
 
 @pytest.mark.parametrize(
-    ("op", "reply", "error"),
+    ("op", "reply", "change", "error"),
     [
         (
             "voice",
             {"error": "already_voiced", "room": "#lobby", "nick": "bob"},
+            lambda router, alice: router.set_voice(alice, "#lobby", "bob", True),
             AlreadyVoiced("#lobby", "bob"),
         ),
         (
             "mode",
             {"error": "mode_unchanged", "room": "#lobby", "mode": MODERATED, "on": True},
+            lambda router, alice: router.set_room_mode(alice, "#lobby", MODERATED, True),
             ModeUnchanged("#lobby", MODERATED, True),
         ),
     ],
 )
-def test_a_change_redis_refuses_fails_with_its_error(node, op, reply, error):
+def test_a_change_redis_refuses_fails_with_its_error(node, op, reply, change, error):
     # Another node's change got there first; this node had not heard of it yet.
     alice, _ = node.local("alice")
     node.remote("bob")
     node.room_with("#lobby", alice, "bob")
     node.redis.refusals[op] = reply
-    if op == "voice":
-        changed = node.router.set_voice(alice, "#lobby", "bob", True)
-    else:
-        changed = node.router.set_room_mode(alice, "#lobby", MODERATED, True)
     with pytest.raises(type(error)) as raised:
-        settled(changed)
+        settled(change(node.router, alice))
     assert raised.value == error
 
 
