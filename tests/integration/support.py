@@ -264,6 +264,28 @@ class ChatConnection(LineReader):
         self.sock.close()
 
 
+class IRCConnection(LineReader):
+    """A raw loopback IRC connection, as a minimal IRC client."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+        super().__init__(name, self.sock.fileno(), self.sock.recv, ending=b"\r\n")
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(f"{line}\r\n".encode())
+
+    def expect_command(self, command: str) -> str:
+        """Skip lines up to the first with C{command} (or numeric), and return it."""
+        while True:
+            line = self.read_line()
+            words = line.split(" ")
+            if (words[1] if line.startswith(":") else words[0]) == command:
+                return line
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 STORED_FOR = "* {nick} is offline; message stored for delivery at login"
 """The reply to a direct message kept for an offline account (StoredForLater)."""
 
