@@ -20,7 +20,7 @@ import pytest
 
 from chatroute.nodes import free_port, ping, redis_command, redis_server_binary
 
-__all__ = ["RedisServer", "ping", "private_redis"]
+__all__ = ["RedisServer", "free_port", "ping", "private_redis"]
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
