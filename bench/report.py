@@ -239,9 +239,10 @@ NODES_METRICS: dict[str, list[Metric]] = {
         ("CPU ms / 1000 DMs, all", _num("cpu_ms_per_1000", digits=2)),
         ("CPU ms / 1000 DMs, per node", _each("node_cpu_ms_per_1000")),
         ("Redis CPU ms / 1000 DMs", _num("redis_cpu_ms_per_1000", digits=2)),
+        ("crossing DMs per PUBLISH", _num("dms_per_publish", digits=1)),
         (
-            "node CPU s (throttled s)",
-            lambda f: f"{_each('node_cpu_s')(f)} ({_each('throttled_s')(f)})",
+            "node CPU s (throttled)",
+            lambda f: f"{_each('node_cpu_s')(f)} ({_each('throttled_s', 1)(f)})",
         ),
         (
             "p99 ms local / crossing",
@@ -265,6 +266,7 @@ NODES_METRICS: dict[str, list[Metric]] = {
         ),
         ("CPU ms / 1000 DMs, per node", _each("node_cpu_ms_per_1000")),
         ("Redis CPU ms / 1000 DMs", _num("redis_cpu_ms_per_1000", digits=2)),
+        ("crossing DMs per PUBLISH", _num("dms_per_publish", digits=1)),
         LOSSES,
         LOADGEN,
     ],
@@ -276,15 +278,15 @@ def print_nodes(report: Report) -> None:
     configs: list[str] = []
     for by_config in report["results"].values():
         configs += [config for config in by_config if config not in configs]
-    width = 22
-    print(f"\n{'scenario':<20}{'figure':<30}" + "".join(f"{c:>{width}}" for c in configs))
+    width = 21
+    print(f"\n{'scenario':<18}{'figure':<29}" + "".join(f"{c:>{width}}" for c in configs))
     notes = []
     for label, by_config in report["results"].items():
         scenario = report["params"][label]["scenario"]
-        print("-" * (50 + width * len(configs)))
+        print("-" * (47 + width * len(configs)))
         for row, (name, show) in enumerate(NODES_METRICS[scenario]):
             cells = "".join(f"{_cell(by_config.get(c, {}), show):>{width}}" for c in configs)
-            print(f"{label if row == 0 else '':<20}{name:<30}{cells}")
+            print(f"{label if row == 0 else '':<18}{name:<29}{cells}")
         for config in configs:
             entry = by_config.get(config, {})
             if entry.get("status", "ok") != "ok":
@@ -298,7 +300,8 @@ def print_nodes(report: Report) -> None:
     share = report.get("node_cpu_share")
     notes.append(
         "  plain: one node, no backplane; 1 node / 2 nodes: --reuse-port --redis on a private "
-        "Redis; nodes on CPU 0, Redis and the load generator on CPU 1"
+        "Redis; nodes on CPU 0, Redis and the load generator on CPU 1; 2 nodes, none cross: "
+        "the control, every DM between users of one node"
     )
     if share:
         notes.append(

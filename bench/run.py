@@ -70,10 +70,13 @@ STANDARD = ["dm-throughput", "dm-latency", "room-fanout", "idle-connections", "s
 SCALE_POINTS = [10, 100, 1000]
 
 # bench/run --nodes: configurations (nodes, backplane) and what each runs.
-NODE_CONFIGS: dict[str, tuple[int, bool]] = {
-    "plain": (1, False),
-    "1 node": (1, True),
-    "2 nodes": (2, True),
+NODE_CONFIGS: dict[str, tuple[int, bool, Params]] = {
+    # label: (nodes, backplane, parameters that differ from the scenario's)
+    "plain": (1, False, {}),
+    "1 node": (1, True, {}),
+    "2 nodes": (2, True, {}),
+    # The control: what two nodes sharing CPU 0 cost when no DM crosses.
+    "2 nodes, none cross": (2, True, {"cross": 0.0}),
 }
 NODE_CPU = 0.3
 """Of a core, each node's CPU budget in the throughput scenario (see docs/performance.md)."""
@@ -187,10 +190,10 @@ class Bench:
         """All runs of one scenario over every node configuration: C{config -> summary}."""
         results: dict[str, list[dict[str, Any]]] = {config: [] for config in NODE_CONFIGS}
         for number in range(1, self.runs + 1):
-            for config, (count, backplane) in NODE_CONFIGS.items():
+            for config, (count, backplane, changed) in NODE_CONFIGS.items():
                 self.log(f"{label} run {number}/{self.runs}: {config}")
                 results[config].append(
-                    self.one_network_run(count, backplane, share, scenario, params)
+                    self.one_network_run(count, backplane, share, scenario, params | changed)
                 )
         return {
             config: {"status": _status(runs), "median": _median(runs), "runs": runs}
@@ -214,6 +217,10 @@ class Bench:
                 "chatroute", network.port, network.pids[0], scenario, params, extra
             )
             time.sleep(0.2)
+            publishes = network.publishes()
+            if publishes and result.get("cross_delivered"):
+                result["publishes"] = publishes
+                result["dms_per_publish"] = round(result["cross_delivered"] / publishes, 1)
             if network.budgets:
                 result["node_cpu_share"] = share
                 result["throttled_s"] = [budget.throttled_s() for budget in network.budgets]

@@ -388,6 +388,26 @@ class Network:
     def alive(self) -> bool:
         return all(node.poll() is None for node in self.nodes)
 
+    def publishes(self) -> int | None:
+        """How many C{PUBLISH} commands the Redis has run (C{INFO commandstats})."""
+        if self.redis is None:
+            return None
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis.port), timeout=2) as sock:
+                sock.sendall(b"INFO commandstats\r\n")
+                reply = b""
+                while not reply.endswith(b"\r\n\r\n") and len(reply) < 1 << 20:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    reply += data
+        except OSError:
+            return None
+        for line in reply.decode(errors="replace").splitlines():
+            if line.startswith("cmdstat_publish:"):
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return 0
+
     def log_tail(self, lines: int = 5) -> str:
         return " | ".join(
             " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])

@@ -48,16 +48,19 @@ class DirectBatch:
     def add(self, to: str, message: DirectMessage) -> None:
         """Add C{message} for the user C{to}, after the others."""
         last = self._last
+        sender = message.sender
+        # Identity, not equality: the names of a burst are the same objects
+        # (the presences' own), and a run split by mistake is still right.
         if (
             last is not None
-            and last[0] == to
-            and last[1] == message.sender
+            and last[1] is sender
+            and last[0] is to
             and last[2] is message.action
             and last[3] is message.notice
         ):
             last[4].append(message.text)
         else:
-            self._last = [to, message.sender, message.action, message.notice, [message.text]]
+            self._last = [to, sender, message.action, message.notice, [message.text]]
             self._runs.append(self._last)
         self.count += 1
 
@@ -96,12 +99,12 @@ def decode(payload: str) -> list[Run]:
                 position += count_or_texts
             elif isinstance(count_or_texts, list):
                 taken = count_or_texts
+                if not all(isinstance(text, str) for text in taken):
+                    raise ValueError("a text that is not a string")
             else:
                 raise ValueError("neither a count of texts nor the texts")
             if not (isinstance(to, str) and isinstance(sender, str)):
                 raise ValueError("a recipient or sender that is not a name")
-            if not all(isinstance(text, str) for text in taken):
-                raise ValueError("a text that is not a string")
             runs.append((to, sender, bool(action), bool(notice), taken))
     except (TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"not a batch of direct messages: {error}") from None
