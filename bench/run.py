@@ -224,6 +224,10 @@ class Bench:
             if network.budgets:
                 result["node_cpu_share"] = share
                 result["throttled_s"] = [budget.throttled_s() for budget in network.budgets]
+                if share and result.get("elapsed_s") and result.get("node_cpu_s"):
+                    # Did every node get its budget? Other work on CPU 0 may have taken it.
+                    used = min(result["node_cpu_s"]) / result["elapsed_s"] / share
+                    result["budget_used"] = round(used, 2)
             if not network.alive():
                 result["server_alive"] = False
                 result["server_log"] = network.log_tail()
