@@ -23,7 +23,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -57,6 +56,7 @@ from chatroute.core.commands import (
     Who,
     Whois,
 )
+from chatroute.core.deadlines import Deadlines, Entry
 from chatroute.core.directory import Presence
 from chatroute.core.errors import (
     ChatError,
@@ -166,10 +166,12 @@ class Hub:
         self.server_password = server_password
         self.connections = ConnectionCounter(self.limits)
         self.outbox = Outbox()
+        self.deadlines = Deadlines(clock)
+        self.seconds = clock.seconds
 
 
 @implementer(IParticipant)
-class ConnectionSession(TimeoutMixin):
+class ConnectionSession:
     """
     One client connection's session: what it may do, and in what order.
 
@@ -185,15 +187,16 @@ class ConnectionSession(TimeoutMixin):
 
     _log = Logger()
 
-    # Slots keep an idle connection small; TimeoutMixin's attributes too.
+    # Slots keep an idle connection small.
     __slots__ = (
-        "_TimeoutMixin__timeoutCall",
         "_abort_later",
         "_admitted",
         "_awaiting_nick",
         "_bucket",
+        "_deadline",
         "_format",
         "_handlers",
+        "_heard",
         "_held",
         "_hub",
         "_link",
@@ -203,9 +206,7 @@ class ConnectionSession(TimeoutMixin):
         "_queued",
         "_router",
         "_waiting",
-        "callLater",
         "closing",
-        "timeOut",
     )
 
     def __init__(self, hub: Hub, link: ILink, wire: IWireFormat, peer: Peer) -> None:
@@ -222,10 +223,10 @@ class ConnectionSession(TimeoutMixin):
         self._link = link
         self._format = wire
         self._peer = peer
-        self.callLater = hub.clock.callLater  # type: ignore[method-assign,assignment]
-        # TimeoutMixin's state, in slots rather than an instance dict.
-        self.timeOut = None
-        self._TimeoutMixin__timeoutCall: IDelayedCall | None = None
+        # When the timeout counts from: the client's last read once it has a
+        # nickname, the connection's start until then.
+        self._heard = 0.0
+        self._deadline: Entry | None = None
         self._held: list[bytes] | None = None
         self._bucket: TokenBucket | None = None
         self._admitted = False
@@ -260,7 +261,8 @@ class ConnectionSession(TimeoutMixin):
         limits = hub.limits
         if limits.flood_rate:
             self._bucket = TokenBucket(limits.flood_rate, limits.flood_burst, hub.clock)
-        self.setTimeout(limits.register_timeout or None)
+        self._heard = hub.seconds()
+        self._watch_deadline()
         self._presence = hub.router.connect(self, peer.shown)
         self._log.info("{peer} connected", peer=peer.shown)
         self.deliver(Notice(f"connected from {peer.shown} — register with #yourname"))
@@ -268,7 +270,9 @@ class ConnectionSession(TimeoutMixin):
 
     def connection_lost(self) -> None:
         """The connection is gone: leave every room and free the nickname."""
-        self.setTimeout(None)
+        if self._deadline is not None:
+            self._hub.deadlines.cancel(self._deadline)
+            self._deadline = None
         if self._abort_later is not None:
             self._abort_later.cancel()
             self._abort_later = None
@@ -283,8 +287,21 @@ class ConnectionSession(TimeoutMixin):
             self._router.disconnect(presence)
             self._presence = None
 
-    def timeoutConnection(self) -> None:
-        """No nickname in time, or silent for too long (L{TimeoutMixin}): say so and close."""
+    def due_at(self) -> float | None:
+        """
+        When the connection times out as it stands now (L{Deadlines}): so
+        long after it started without a nickname, or after its last read
+        with one; None for no timeout.
+        """
+        limits = self._hub.limits
+        timeout = limits.register_timeout if self._awaiting_nick else limits.idle_timeout
+        if not timeout or self.closing:
+            return None
+        return self._heard + timeout
+
+    def timed_out(self) -> None:
+        """No nickname in time, or silent for too long (L{Deadlines}): say so and close."""
+        self._deadline = None
         limits = self._hub.limits
         if self._awaiting_nick:
             reason = f"no nickname after {limits.register_timeout:g} s"
@@ -299,7 +316,7 @@ class ConnectionSession(TimeoutMixin):
         order, holding what is written meanwhile (L{Outbox}).
         """
         if not self._awaiting_nick:
-            self.resetTimeout()
+            self._heard = self._hub.seconds()
         if not lines:
             return
         outbox = self._outbox
@@ -354,7 +371,17 @@ class ConnectionSession(TimeoutMixin):
         """Once the client has a nickname, the idle timeout replaces the nickname timeout."""
         if self._presence is not None and self._presence.nick is not None:
             self._awaiting_nick = False
-            self.setTimeout(self._hub.limits.idle_timeout or None)
+            self._heard = self._hub.seconds()
+            self._watch_deadline()
+
+    def _watch_deadline(self) -> None:
+        """Have the hub's L{Deadlines} watch the connection, in time for its deadline."""
+        due, entry = self.due_at(), self._deadline
+        if entry is not None and (due is None or due < entry.at):
+            self._hub.deadlines.cancel(entry)
+            entry = self._deadline = None
+        if entry is None and due is not None:
+            self._deadline = self._hub.deadlines.watch(self, due)
 
     def line_received(self, line: bytes) -> None:
         """Carry out one line, answering any error."""
@@ -459,7 +486,7 @@ class ConnectionSession(TimeoutMixin):
             self._router.disconnect(presence, reason=reason)
         self._link.resume_reading()
         self._link.close()
-        self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
+        self._abort_later = self._hub.clock.callLater(CLOSE_GRACE, self._abort)
 
     def _abort(self) -> None:
         self._abort_later = None
