@@ -39,7 +39,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http import Request as HTTPRequest
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
@@ -479,6 +480,14 @@ class MetricsPage(Resource):
         return encoder(self._registry)
 
 
+class _Root(Resource):
+    """Nothing but L{MetricsPage} at C{metrics}: anything else is not found."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        """Not found (a child that is not C{metrics})."""
+        return notFound()
+
+
 class MetricsSite(Site):
     """
     Serves L{MetricsPage} at C{/metrics}. Requests are not logged: a scraper
@@ -488,7 +497,7 @@ class MetricsSite(Site):
     noisy = False
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        root = Resource()
+        root = _Root()
         root.putChild(b"metrics", MetricsPage(registry))
         super().__init__(root)
 

@@ -39,6 +39,8 @@ TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
 WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 # A --listen-irc listener.
 IRC_STARTED = re.compile(r"IRCServerFactory starting on (\d+)")
+# A --listen-metrics listener.
+METRICS_STARTED = re.compile(r"MetricsSite starting on (\d+)")
 
 
 def client_command() -> list[str]:
@@ -262,6 +264,25 @@ class ChatConnection(LineReader):
         if reset:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
+
+
+class IRCConnection(LineReader):
+    """A raw loopback IRC connection, as a minimal IRC client."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+        super().__init__(name, self.sock.fileno(), self.sock.recv, ending=b"\r\n")
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(f"{line}\r\n".encode())
+
+    def expect_command(self, command: str) -> str:
+        """Skip lines up to the first with C{command} (or numeric), and return it."""
+        while True:
+            line = self.read_line()
+            words = line.split(" ")
+            if (words[1] if line.startswith(":") else words[0]) == command:
+                return line
 
 
 class ServerProcess:

@@ -3,35 +3,14 @@ IRC against the real server: a raw-socket IRC client and a line protocol
 user on the same C{twistd chatroute}, talking both ways, directly and in a room.
 """
 
-import socket
-
 import pytest
 
-from .support import IRC_STARTED, READ_TIMEOUT, LineReader, ServerProcess
+from .support import IRC_STARTED, IRCConnection, ServerProcess
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.server_options("--listen-irc", "tcp:0:interface=127.0.0.1"),
 ]
-
-
-class IRCConnection(LineReader):
-    """A raw loopback IRC connection, as a minimal IRC client."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
-        super().__init__(name, self.sock.fileno(), self.sock.recv, ending=b"\r\n")
-
-    def send(self, line: str) -> None:
-        self.sock.sendall(f"{line}\r\n".encode())
-
-    def expect_command(self, command: str) -> str:
-        """Skip lines up to the first with C{command} (or numeric), and return it."""
-        while True:
-            line = self.read_line()
-            words = line.split(" ")
-            if (words[1] if line.startswith(":") else words[0]) == command:
-                return line
 
 
 @pytest.fixture
