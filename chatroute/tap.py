@@ -222,7 +222,7 @@ class Options(CommandOptions):
         self["listen-irc"].append(description)
 
     def opt_listen_metrics(self, description: str) -> None:
-        """Serve Prometheus metrics at /metrics on an endpoint, e.g. tcp:9100 (repeatable)."""
+        """Serve Prometheus metrics at /metrics on an endpoint, e.g. tcp:9150 (repeatable)."""
         self["listen-metrics"].append(description)
 
     def opt_web_origin(self, origin: str) -> None:
