@@ -77,10 +77,13 @@ LATENCY_BUCKETS = (
     2.5,
     5.0,
     10.0,
+    30.0,
+    60.0,
 )
 """
 Seconds: from a Redis round trip on one machine (well under a millisecond)
-to a write waiting out SQLite's busy timeout (5 s) or a Redis reply timeout (10 s).
+to a write waiting out SQLite's busy timeout (5 s), a Redis reply timeout
+(10 s), or a request retried while PostgreSQL is away (up to 60 s).
 """
 
 STORAGE_OPERATIONS = (

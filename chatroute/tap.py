@@ -28,14 +28,18 @@ from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.metrics import ServerMetrics
 from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
+from chatroute.storage.batch import SERVER_LINGER
 from chatroute.storage.memory import MemoryStorage
-from chatroute.storage.sqlite import MEMORY, SERVER_LINGER, SchemaError, open_sqlite
+from chatroute.storage.sql import SchemaError
+from chatroute.storage.sqlite import MEMORY, open_sqlite
 
 DEFAULT_PORT = 12345
 # Twisted's default of 50 overflows under a burst of connections (see
 # docs/performance.md, "A burst of connections").
 DEFAULT_BACKLOG = 4096
 DEFAULT_DATABASE = "chatroute.db"
+# A --db in one of these forms is a libpq URL: PostgreSQL. Anything else is an SQLite file.
+POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
 _ROUTER_DEFAULTS = RouterSettings()
 _LIMITS = Limits()
 
@@ -96,7 +100,8 @@ class Options(CommandOptions):
             "db",
             None,
             DEFAULT_DATABASE,
-            f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk.",
+            f"SQLite database file (created if missing); {MEMORY} keeps nothing on disk; "
+            "or a PostgreSQL database: postgresql://user@host:port/dbname.",
         ],
         [
             "server-password-file",
@@ -435,7 +440,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 def _storage(database: str, reactor: Any) -> IStorage:
     if database == MEMORY:
         return MemoryStorage()
+    if database.startswith(POSTGRES_URL_SCHEMES):
+        return _postgres(database, reactor)
     try:
         return open_sqlite(database, reactor, linger=SERVER_LINGER)
     except (sqlite3.Error, SchemaError) as error:
         raise SystemExit(f"chatroute: cannot use --db {database}: {error}") from None
+
+
+def _postgres(url: str, reactor: Any) -> IStorage:
+    # Imported here: psycopg is needed only for PostgreSQL (chatroute[postgres]).
+    try:
+        import psycopg
+
+        from chatroute.storage.postgres import open_postgres, redact
+    except ImportError as error:
+        raise SystemExit(
+            f"chatroute: --db postgresql://... needs psycopg: pip install 'chatroute[postgres]' "
+            f"({error})"
+        ) from None
+    try:
+        return open_postgres(url, reactor, linger=SERVER_LINGER)
+    except (psycopg.Error, SchemaError) as error:
+        raise SystemExit(f"chatroute: cannot use --db {redact(url)}: {error}") from None

@@ -1,8 +1,14 @@
-"""Shared test helpers: recording participants, a synchronous chat, settling Deferreds."""
+"""
+Shared test helpers: recording participants, a synchronous chat, settling
+Deferreds, and a private PostgreSQL server.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import pwd
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.storage.memory import MemoryStorage
 
+from .postgres_server import PostgresServer, postgres_binaries
 from .redis_server import RedisServer, private_redis
 
 CHEAP_HASHING = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -119,6 +126,62 @@ def chat() -> Chat:
 @pytest.fixture
 def router(chat: Chat) -> Router:
     return chat.router
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """
+    A private PostgreSQL server on a free loopback port, for the whole test
+    session; stopped and removed at its end.
+
+    Skips, saying why, only where PostgreSQL is not installed or cannot be
+    run (C{scripts/setup-test-packages} installs it as root).
+    """
+    pytest.importorskip("psycopg", reason="psycopg is not installed (scripts/setup-env test)")
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL is not installed: no initdb, pg_ctl and postgres in "
+            "/usr/lib/postgresql/*/bin or on PATH (scripts/setup-test-packages installs it as root)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("PostgreSQL refuses to run as root, and there is no postgres user")
+        if shutil.which("runuser") is None:
+            pytest.skip("PostgreSQL refuses to run as root, and there is no runuser")
+    server = PostgresServer(binaries)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def restart_postgres(postgres: PostgresServer) -> Iterator[Callable[[], None]]:
+    """
+    Restart the private server: C{pg_ctl stop -m fast}, then start it on the
+    same port with the same data. It runs again after the test, whatever happens.
+    """
+    try:
+        yield postgres.restart
+    finally:
+        if not postgres.running:
+            postgres.start()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the private server, dropped after the test."""
+    name = postgres.create_database()
+    try:
+        yield postgres.url(name)
+    finally:
+        if not postgres.running:  # a test that stopped it and failed before starting it again
+            postgres.start()
+        postgres.drop_database(name)
 
 
 @pytest.fixture

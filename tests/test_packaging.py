@@ -31,8 +31,9 @@ def test_wheel_ships_the_plugin_without_shadowing_twisted(wheel):
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert "chatroute/tap.py" in names
-    assert "chatroute/storage/schema/v2.sql" in names
-    assert "chatroute/storage/schema/upgrade-v1-to-v2.sql" in names
+    assert "chatroute/storage/schema/sqlite/v2.sql" in names
+    assert "chatroute/storage/schema/sqlite/upgrade-v1-to-v2.sql" in names
+    assert "chatroute/storage/schema/postgres/v2.sql" in names
     for page in ("index.html", "chat.js", "chat.css"):
         assert f"chatroute/frontends/page/{page}" in names
 

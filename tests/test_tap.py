@@ -232,6 +232,40 @@ def test_unusable_database_stops_start_up_with_a_message(tmp_path):
         makeService(parse("--db", str(tmp_path / "not.db")))
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_postgresql_url_selects_postgresql(postgres_url):
+    from chatroute.storage.postgres import PostgresStorage
+
+    service = makeService(parse("--db", postgres_url, "--listen", "tcp:0:interface=127.0.0.1"))
+    assert isinstance(service._storage, PostgresStorage)
+    service.privilegedStartService()
+    service.startService()
+    await service.stopService()
+
+
+def test_a_file_name_selects_sqlite(tmp_path):
+    from chatroute.storage.sqlite import SQLiteStorage
+
+    service = makeService(parse("--db", str(tmp_path / "postgresql.db")))
+    assert isinstance(service._storage, SQLiteStorage)
+    service._storage.close()
+
+
+def test_unreachable_postgresql_stops_start_up_without_showing_the_password():
+    pytest.importorskip("psycopg")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(SystemExit) as exited:
+        makeService(parse("--db", f"postgresql://chat:s3cret@127.0.0.1:{port}/chat"))
+    message = str(exited.value)
+    assert message.startswith(
+        f"chatroute: cannot use --db postgresql://chat:***@127.0.0.1:{port}/chat"
+    )
+    assert "Connection refused" in message
+    assert "s3cret" not in message
+
+
 def test_limits_from_options():
     assert parse().limits() == Limits()
     limits = parse(

@@ -7,7 +7,7 @@ them only through L{chatroute.core.interfaces.IDirectory}, so that a
 directory shared between processes can take its place.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from zope.interface import implementer
@@ -84,16 +84,16 @@ class Room:
 class LocalDirectory:
     """Nicknames and rooms in this process, keyed by their L{name_key}."""
 
-    __slots__ = ("_rooms", "_users")
+    __slots__ = ("_rooms", "_users", "holders")
 
     def __init__(self) -> None:
         self._users: dict[str, Presence] = {}
+        self.holders: Mapping[str, Presence] = self._users
         self._rooms: dict[str, Room] = {}
 
     def holder(self, nick: str) -> Presence | None:
         """Who holds C{nick}, in any letter case; None if no one."""
-        # name_key spelled out: the router looks up every direct message's recipient.
-        return self._users.get(nick.lower() if nick.isascii() else name_key(nick))
+        return self._users.get(name_key(nick))
 
     def claim(self, presence: Presence, nick: str) -> None:
         """C{presence} holds C{nick} from now on (the caller checked it is free)."""

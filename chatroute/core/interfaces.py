@@ -1,6 +1,6 @@
 """The seams between the core, the front ends that connect people to it, and storage."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,14 @@ class IDirectory(Interface):
     users and rooms (L{chatroute.core.directory}). Names are matched
     ignoring ASCII letter case.
     """
+
+    holders: "Mapping[str, Presence]" = Attribute(
+        """
+        Who holds each nickname, keyed by the nickname's L{name_key}: the
+        same mapping for the directory's whole life, so the router may keep
+        it at hand for the lookup every direct message makes.
+        """
+    )
 
     def holder(nick: str) -> "Presence | None":
         """Who holds C{nick}; None if no one."""

@@ -182,6 +182,7 @@ class Router:
             directory = backplane.directory
             backplane.attach(self)
         self._directory: IDirectory = directory if directory is not None else LocalDirectory()
+        self._holders = self._directory.holders
         self._peak_users = 0
 
     def connect(self, participant: IParticipant, peer: str = "?") -> Presence:
@@ -370,7 +371,8 @@ class Router:
         sender = presence.nick
         if sender is None or (presence.account is False and self.settings.require_account):
             sender = self._sender(presence)
-        recipient = self._directory.holder(to)
+        # The directory's holder(to), spelled out: one call fewer for every message.
+        recipient = self._holders.get(to.lower() if to.isascii() else name_key(to))
         if recipient is not None:
             recipient.participant.deliver(DirectMessage(sender, text, action, notice))
             if recipient.away is not None and recipient.nick is not None and not notice:

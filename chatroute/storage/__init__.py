@@ -1,10 +1,14 @@
 """
 Where chatroute keeps accounts, offline messages and room history.
 
-Two implementations of L{chatroute.core.interfaces.IStorage}:
+Three implementations of L{chatroute.core.interfaces.IStorage}:
 L{chatroute.storage.memory.MemoryStorage}, for tests and for running without
-a database, and L{chatroute.storage.sqlite.SQLiteStorage}, the default,
-opened with L{chatroute.storage.sqlite.open_sqlite}.
+a database; L{chatroute.storage.sqlite.SQLiteStorage}, the default, opened
+with L{chatroute.storage.sqlite.open_sqlite}; and
+L{chatroute.storage.postgres.PostgresStorage}, opened with
+L{chatroute.storage.postgres.open_postgres}. The two SQL stores share their
+queries, schema versioning (L{chatroute.storage.sql}) and group commit
+(L{chatroute.storage.batch}).
 """
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -285,6 +285,37 @@ class IRCConnection(LineReader):
                 return line
 
 
+STORED_FOR = "* {nick} is offline; message stored for delivery at login"
+"""The reply to a direct message kept for an offline account (StoredForLater)."""
+
+_KEPT = re.compile(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] <[^>]+> (.*)")
+
+
+def make_account(port: int, nick: str, password: str = "secret123") -> None:
+    """Register C{nick} as an account, then leave, so that it is offline."""
+    connection = ChatConnection(port, nick)
+    connection.register(nick)
+    connection.send(f"/register {password}")
+    connection.expect(f"* {nick} is now a registered account; log in with #{nick} <password>")
+    connection.close()
+
+
+def log_in(port: int, nick: str, password: str = "secret123") -> tuple[ChatConnection, list[str]]:
+    """Log in to C{nick}; return the connection and the texts of the messages kept for it."""
+    connection = ChatConnection(port, nick)
+    connection.send(f"#{nick} {password}")
+    match = connection.expect_match(
+        rf"\* logged in as {nick}(?:; (\d+) waiting messages? follows?)?"
+    )
+    kept = []
+    for _ in range(int(match.group(1) or 0)):
+        line = connection.read_line()
+        found = _KEPT.fullmatch(line)
+        assert found, line
+        kept.append(found.group(1))
+    return connection, kept
+
+
 class ServerProcess:
     """A running C{twistd --nodaemon chatroute} on an ephemeral loopback port."""
 

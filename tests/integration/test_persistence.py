@@ -3,17 +3,15 @@ What the server acknowledges survives C{kill -9}: messages kept for offline
 accounts are delivered exactly once after a restart, and room history stays.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 
-from .support import ChatConnection, ServerProcess
+from .support import STORED_FOR, ChatConnection, ServerProcess, log_in, make_account
 
 pytestmark = pytest.mark.integration
 
-STORED = "* alice is offline; message stored for delivery at login"
-_KEPT = re.compile(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] <bob> (.*)")
+STORED = STORED_FOR.format(nick="alice")
 
 
 def start(directory: Path, run: int) -> ServerProcess:
@@ -27,29 +25,10 @@ def start(directory: Path, run: int) -> ServerProcess:
     )
 
 
-def log_in(server: ServerProcess, password: str = "secret123") -> tuple[ChatConnection, list[str]]:
-    """Log alice in; return the connection and the texts of the messages kept for her."""
-    alice = ChatConnection(server.port, "alice")
-    alice.send(f"#alice {password}")
-    match = alice.expect_match(r"\* logged in as alice(?:; (\d+) waiting messages? follows?)?")
-    count = int(match.group(1) or 0)
-    kept = []
-    for _ in range(count):
-        line = alice.read_line()
-        found = _KEPT.fullmatch(line)
-        assert found, line
-        kept.append(found.group(1))
-    return alice, kept
-
-
 def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
     server = start(tmp_path, 1)
     try:
-        alice = ChatConnection(server.port, "alice")
-        alice.register("alice")
-        alice.send("/register secret123")
-        alice.expect("* alice is now a registered account; log in with #alice <password>")
-        alice.close()
+        make_account(server.port, "alice")
         bob = ChatConnection(server.port, "bob")
         bob.register("bob")
         acknowledged = []
@@ -66,11 +45,11 @@ def test_acknowledged_messages_survive_kill_9_exactly_once(tmp_path):
 
     server = start(tmp_path, 2)
     try:
-        alice, kept = log_in(server)
+        alice, kept = log_in(server.port, "alice")
         assert kept[: len(acknowledged)] == acknowledged
         assert kept == [f"note {n}" for n in range(len(kept))], "in order, none twice"
         alice.close()
-        again, kept_again = log_in(server)
+        again, kept_again = log_in(server.port, "alice")
         assert kept_again == [], "delivered messages are forgotten"
         again.close()
     finally:
