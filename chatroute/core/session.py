@@ -462,13 +462,12 @@ class ConnectionSession(TimeoutMixin):
 
     def _send(self, data: bytes) -> None:
         """Write to the client: now, or with the rest of this chunk's output."""
-        outbox = self._outbox
-        if not outbox.collecting:
-            outbox.sent += 1
+        if not self._outbox.collecting:
+            self._outbox.sent += 1
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
-            outbox.waiting.append(self)
+            self._outbox.waiting.append(self)
         else:
             self._held.append(data)
 
