@@ -101,6 +101,7 @@ STORAGE_OPERATIONS = (
 BACKPLANE_OPERATIONS = (
     "claim",
     "set_away",
+    "mark_account",
     "join",
     "leave",
     "say",
@@ -108,6 +109,8 @@ BACKPLANE_OPERATIONS = (
     "set_operator",
     "kick",
     "set_ban",
+    "set_voice",
+    "set_room_mode",
     "lock_mailbox",
 )
 """The L{IBackplane} methods that return a Deferred, which are timed."""
@@ -347,9 +350,13 @@ class TimedBackplane:
         """See L{IBackplane.set_away}."""
         return self._time("set_away", self._backplane.set_away, presence, message)
 
-    def join(self, presence: Presence, room: str) -> Deferred[None]:
+    def mark_account(self, presence: Presence) -> Deferred[None]:
+        """See L{IBackplane.mark_account}."""
+        return self._time("mark_account", self._backplane.mark_account, presence)
+
+    def join(self, presence: Presence, room: str, at: float) -> Deferred[None]:
         """See L{IBackplane.join}."""
-        return self._time("join", self._backplane.join, presence, room)
+        return self._time("join", self._backplane.join, presence, room, at)
 
     def leave(self, presence: Presence, room: str, reason: str | None) -> Deferred[None]:
         """See L{IBackplane.leave}."""
@@ -380,6 +387,14 @@ class TimedBackplane:
     def set_ban(self, presence: Presence, room: str, nick: str, banned: bool) -> Deferred[None]:
         """See L{IBackplane.set_ban}."""
         return self._time("set_ban", self._backplane.set_ban, presence, room, nick, banned)
+
+    def set_voice(self, presence: Presence, room: str, nick: str, voiced: bool) -> Deferred[None]:
+        """See L{IBackplane.set_voice}."""
+        return self._time("set_voice", self._backplane.set_voice, presence, room, nick, voiced)
+
+    def set_room_mode(self, presence: Presence, room: str, mode: str, on: bool) -> Deferred[None]:
+        """See L{IBackplane.set_room_mode}."""
+        return self._time("set_room_mode", self._backplane.set_room_mode, presence, room, mode, on)
 
     def lock_mailbox(self, name: str) -> Deferred[str]:
         """See L{IBackplane.lock_mailbox}."""

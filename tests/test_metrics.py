@@ -347,20 +347,34 @@ PRESENCE = Presence(None)  # type: ignore[arg-type]
 BACKPLANE_CALLS = {
     "claim": (PRESENCE, "alice", False, False),
     "set_away": (PRESENCE, "lunch"),
-    "join": (PRESENCE, "#lobby"),
+    "mark_account": (PRESENCE,),
+    "join": (PRESENCE, "#lobby", 1.0),
     "leave": (PRESENCE, "#lobby", None),
     "say": (PRESENCE, RoomMessage("#lobby", "alice", "hi")),
     "set_topic": (PRESENCE, "#lobby", "news", 1.0),
     "set_operator": (PRESENCE, "#lobby", "bob", True),
     "kick": (PRESENCE, "#lobby", "bob", None),
     "set_ban": (PRESENCE, "#lobby", "bob", True),
+    "set_voice": (PRESENCE, "#lobby", "bob", True),
+    "set_room_mode": (PRESENCE, "#lobby", "moderated", True),
     "lock_mailbox": ("alice",),
 }
+# What the wrappers pass on without timing it.
+UNTIMED = {"storage": {"close"}, "backplane": {"directory", "attach", "release", "unlock_mailbox"}}
 
 
 def test_the_tables_name_every_timed_operation():
     assert tuple(STORAGE_CALLS) == STORAGE_OPERATIONS
     assert tuple(BACKPLANE_CALLS) == BACKPLANE_OPERATIONS
+
+
+@pytest.mark.parametrize(
+    ("kind", "interface", "timed"),
+    [("storage", IStorage, STORAGE_OPERATIONS), ("backplane", IBackplane, BACKPLANE_OPERATIONS)],
+)
+def test_every_method_of_the_interface_is_timed_or_passed_on(kind, interface, timed):
+    # A method added to the interface must be added to its wrapper (chatroute/metrics.py).
+    assert set(interface.names()) == set(timed) | UNTIMED[kind]
 
 
 def wrapped(kind: str) -> tuple[Any, Pending, ServerMetrics, Clock]:
@@ -399,7 +413,7 @@ def test_each_operation_is_passed_on_and_timed_until_it_fires(kind, operation, a
 
 @pytest.mark.parametrize(
     ("kind", "operation", "args"),
-    [("storage", "get_account", ("alice",)), ("backplane", "join", (PRESENCE, "#lobby"))],
+    [("storage", "get_account", ("alice",)), ("backplane", "join", (PRESENCE, "#lobby", 1.0))],
 )
 def test_failures_are_counted_and_refusals_are_not(kind, operation, args):
     outer, inner, metrics, _ = wrapped(kind)

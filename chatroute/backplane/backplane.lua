@@ -13,7 +13,8 @@
 --                     user, real_name, away, rooms: {room key: true})
 --   node-users:<id>   set: the nickname keys a node holds
 --   rooms             hash: room key -> room (json: name, topic, topic_by, topic_at,
---                     members: {key: nick}, ops: {key: true}, bans: {key: shown})
+--                     created_at, members: {key: nick}, ops: {key: true},
+--                     voiced: {key: true}, bans: {key: shown}, modes: {mode: true})
 --   events            the channel of events; node:<id> a node's inbox
 -- Replies are json: {"seq": n} once published, {"error": code, ...} when refused.
 
@@ -40,6 +41,19 @@ local function get_json(hash, field)
   local raw = redis.call("HGET", hash, field)
   if not raw then return nil end
   return cjson.decode(raw)
+end
+
+-- A room's modes, as the router names them; topic-lock is on in a new room.
+local MODES = {moderated = true, secret = true, ["topic-lock"] = true}
+
+local function get_room(room_key)
+  local room = get_json(K_ROOMS, room_key)
+  if room then
+    -- A room written before voices and modes were shared has neither.
+    room.voiced = room.voiced or {}
+    room.modes = room.modes or {["topic-lock"] = true}
+  end
+  return room
 end
 
 local function put_user(key, user)
@@ -70,10 +84,11 @@ end
 -- Take a user off the network: out of its rooms, its nickname freed; publish it.
 local function remove_user(key, user, reason, replaced)
   for room_key, _ in pairs(user.rooms or {}) do
-    local room = get_json(K_ROOMS, room_key)
+    local room = get_room(room_key)
     if room then
       room.members[key] = nil
       room.ops[key] = nil
+      room.voiced[key] = nil
       put_room(room_key, room)
     end
   end
@@ -97,12 +112,15 @@ local function reap_dead(now)
   end
 end
 
--- The room a member acts in, checked: the room and the member's key, or a refusal.
-local function operator_room(room_key, key)
-  local room = get_json(K_ROOMS, room_key)
+-- The room an operator acts in, checked: the room, or nil and a refusal. With
+-- needed_for, a room mode, any member may act while that mode is off.
+local function operator_room(room_key, key, needed_for)
+  local room = get_room(room_key)
   if not room then return nil, refuse("no_room") end
   if not room.members[key] then return nil, refuse("not_in_room", {room = room.name}) end
-  if not room.ops[key] then return nil, refuse("not_operator", {room = room.name}) end
+  if not room.ops[key] and (needed_for == nil or room.modes[needed_for]) then
+    return nil, refuse("not_operator", {room = room.name})
+  end
   return room
 end
 
@@ -117,6 +135,7 @@ end
 local function leave(room_key, room, key, event)
   room.members[key] = nil
   room.ops[key] = nil
+  room.voiced[key] = nil
   put_room(room_key, room)
   local user = get_json(K_USERS, key)
   if user then
@@ -163,12 +182,13 @@ elseif op == "claim" then
   if before then
     user.rooms, user.away = before.rooms, before.away
     for room_key, _ in pairs(before.rooms) do
-      local room = get_json(K_ROOMS, room_key)
+      local room = get_room(room_key)
       if room then
-        local was_op = room.ops[old_key]
-        room.members[old_key], room.ops[old_key] = nil, nil
+        local was_op, was_voiced = room.ops[old_key], room.voiced[old_key]
+        room.members[old_key], room.ops[old_key], room.voiced[old_key] = nil, nil, nil
         room.members[key] = nick
         if was_op then room.ops[key] = true end
+        if was_voiced then room.voiced[key] = true end
         put_room(room_key, room)
       end
     end
@@ -190,6 +210,15 @@ elseif op == "gone" then
   local reason = ARGV[5] ~= "" and ARGV[5] or cjson.null
   return ok(remove_user(key, user, reason, false))
 
+elseif op == "account" then
+  -- ARGV: key, sid. The user's nickname has just been made an account (/register).
+  local key, sid = ARGV[3], ARGV[4]
+  local user = get_json(K_USERS, key)
+  if not user or user.sid ~= sid then return ok(0) end -- renamed or gone: nothing to tell
+  user.account = true
+  put_user(key, user)
+  return ok(publish({op = "account", key = key}))
+
 elseif op == "away" then
   -- ARGV: key, sid, message or "".
   local key, sid = ARGV[3], ARGV[4]
@@ -200,17 +229,18 @@ elseif op == "away" then
   return ok(publish({op = "away", key = key, message = user.away}))
 
 elseif op == "join" then
-  -- ARGV: key, room key, room name.
+  -- ARGV: key, room key, room name, at (the room's creation, if it is new).
   local key, room_key = ARGV[3], ARGV[4]
   local user = get_json(K_USERS, key)
   if not user then return refuse("expired") end
-  local room = get_json(K_ROOMS, room_key)
+  local room = get_room(room_key)
   local creator = false
   if room then
     if room.members[key] then return refuse("in_room", {room = room.name}) end
     if room.bans[key] then return refuse("banned", {room = room.name}) end
   else
-    room = {name = ARGV[5], members = {}, ops = {}, bans = {},
+    room = {name = ARGV[5], members = {}, ops = {}, voiced = {}, bans = {},
+      modes = {["topic-lock"] = true}, created_at = tonumber(ARGV[6]),
       topic = cjson.null, topic_by = cjson.null, topic_at = cjson.null}
     room.ops[key] = true
     creator = true
@@ -219,12 +249,13 @@ elseif op == "join" then
   put_room(room_key, room)
   user.rooms[room_key] = true
   put_user(key, user)
-  return ok(publish({op = "join", key = key, room = room.name, creator = creator}))
+  return ok(publish({op = "join", key = key, room = room.name, creator = creator,
+    created_at = room.created_at}))
 
 elseif op == "leave" then
   -- ARGV: key, room key, reason or "".
   local key, room_key = ARGV[3], ARGV[4]
-  local room = get_json(K_ROOMS, room_key)
+  local room = get_room(room_key)
   if not room then return refuse("no_room") end
   if not room.members[key] then return refuse("not_in_room", {room = room.name}) end
   local reason = ARGV[5] ~= "" and ARGV[5] or cjson.null
@@ -239,7 +270,7 @@ elseif op == "say" then
 elseif op == "topic" then
   -- ARGV: key, room key, topic or "", at.
   local key, room_key = ARGV[3], ARGV[4]
-  local room, refused = operator_room(room_key, key)
+  local room, refused = operator_room(room_key, key, "topic-lock")
   if not room then return refused end
   local topic = ARGV[5] ~= "" and ARGV[5] or cjson.null
   room.topic = topic
@@ -265,6 +296,36 @@ elseif op == "operator" then
   room.ops[target] = on or nil
   put_room(room_key, room)
   return ok(publish({op = "operator", key = key, room = room.name, target = target, on = on}))
+
+elseif op == "voice" then
+  -- ARGV: key, room key, target key, on (0/1).
+  local key, room_key, target, on = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == "1"
+  local room, refused = operator_room(room_key, key)
+  if not room then return refused end
+  local missing = member_of(room, target)
+  if missing then return missing end
+  if on and room.voiced[target] then
+    return refuse("already_voiced", {room = room.name, nick = room.members[target]})
+  end
+  if not on and not room.voiced[target] then
+    return refuse("not_voiced", {room = room.name, nick = room.members[target]})
+  end
+  room.voiced[target] = on or nil
+  put_room(room_key, room)
+  return ok(publish({op = "voice", key = key, room = room.name, target = target, on = on}))
+
+elseif op == "mode" then
+  -- ARGV: key, room key, mode (of MODES), on (0/1).
+  local key, room_key, mode, on = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == "1"
+  if not MODES[mode] then return refuse("unknown_mode", {mode = mode}) end
+  local room, refused = operator_room(room_key, key)
+  if not room then return refused end
+  if (room.modes[mode] == true) == on then
+    return refuse("mode_unchanged", {room = room.name, mode = mode, on = on})
+  end
+  room.modes[mode] = on or nil
+  put_room(room_key, room)
+  return ok(publish({op = "mode", key = key, room = room.name, mode = mode, on = on}))
 
 elseif op == "kick" then
   -- ARGV: key, room key, target key, reason or "".
@@ -320,19 +381,24 @@ elseif op == "restore" then
       table.insert(lost, key)
     else
       if holder and holder.sid ~= user.sid then remove_user(key, holder, cjson.null, false) end
-      if not holder or holder.sid ~= user.sid then changed = true end
+      if not holder or holder.sid ~= user.sid or holder.account ~= user.account then
+        changed = true
+      end
       user.rooms = user.rooms or {}
       for room_key, wanted in pairs(entry.rooms or {}) do
-        local room = get_json(K_ROOMS, room_key)
+        local room = get_room(room_key)
         if not room then
           room = wanted
           room.members = {}
+          room.voiced = room.voiced or {}
+          room.modes = room.modes or {["topic-lock"] = true}
           changed = true
         end
         if not room.members[key] then
           changed = true
           room.members[key] = user.nick
           if wanted.ops[key] then room.ops[key] = true end
+          if (wanted.voiced or {})[key] then room.voiced[key] = true end
         end
         put_room(room_key, room)
         user.rooms[room_key] = true

@@ -1,8 +1,9 @@
 """
 The Redis backplane: several chatroute nodes, one chat (C{--redis URL}).
 
-Redis holds the network's state (who is online on which node, rooms with
-their members, operators, bans and topics) and orders every change to it:
+Redis holds the network's state (who is online on which node and whether
+as an account, rooms with their members, operators, voices, bans, modes,
+topics and creation times) and orders every change to it:
 each change runs as one Lua script (C{backplane.lua}) that checks it against
 the shared state, applies it, numbers it and publishes it on one events
 channel. Every node subscribes to that channel and applies the events, in
@@ -22,7 +23,8 @@ once.
 Direct messages to a user on another node are published to that node's
 inbox. If no one receives one (the node is gone), it is kept as for an
 offline account, and the sender told so; or, for a guest, the sender is
-told there is no such user.
+told there is no such user. So is one to a user of this node who left a
+moment ago, while the network has not yet let their name go.
 
 When Redis goes away, the links retry with backoff (L{RedisLink}); changes
 are refused meanwhile (L{BackplaneUnavailable}). When both links are back,
@@ -47,14 +49,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.backplane.connection import RedisAddress, RedisLink, RedisUnavailable
-from chatroute.core.directory import LocalDirectory, Presence, Room
+from chatroute.core.directory import TOPIC_LOCK, LocalDirectory, Presence, Room
 from chatroute.core.errors import (
     AlreadyBanned,
     AlreadyInRoom,
     AlreadyOperator,
+    AlreadyVoiced,
     BackplaneUnavailable,
     BannedFromRoom,
     ChatError,
+    ModeUnchanged,
     NicknameTaken,
     NoSuchMember,
     NoSuchRoom,
@@ -62,6 +66,7 @@ from chatroute.core.errors import (
     NotBanned,
     NotInRoom,
     NotOperator,
+    NotVoiced,
     OperatorRequired,
 )
 from chatroute.core.events import DirectMessage, Event, RoomMessage
@@ -113,19 +118,28 @@ class RemoteParticipant:
 
 @implementer(IParticipant)
 class _Departed:
-    """Stands in for a local participant that is gone, until the network has let it go."""
+    """
+    Stands in for a local participant that is gone, until the network has
+    let it go (its name is still held for a Redis round trip): a direct
+    message to it meanwhile is kept as for an offline account, as it would
+    be on a lone node, rather than written to a closed connection.
+    """
+
+    __slots__ = ("_backplane", "_nick")
+
+    def __init__(self, backplane: "RedisBackplane", nick: str | None) -> None:
+        self._backplane = backplane
+        self._nick = nick
 
     def deliver(self, event: Event) -> None:
-        pass
+        if type(event) is DirectMessage and self._nick is not None:
+            self._backplane.not_received(self._nick, event)
 
     def reply_error(self, error: ChatError) -> None:
         pass
 
     def close(self, reason: str) -> None:
         pass
-
-
-_DEPARTED = _Departed()
 
 
 def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
@@ -146,6 +160,11 @@ def _refusal(reply: dict[str, Any], context: dict[str, str]) -> ChatError:
         "not_an_operator": lambda: NotOperator(room, nick),
         "already_banned": lambda: AlreadyBanned(room, nick),
         "not_banned": lambda: NotBanned(room, nick),
+        "already_voiced": lambda: AlreadyVoiced(room, nick),
+        "not_voiced": lambda: NotVoiced(room, nick),
+        "mode_unchanged": lambda: ModeUnchanged(
+            room, reply.get("mode") or context["mode"], bool(reply.get("on"))
+        ),
     }
     make = refusals.get(code)
     if make is None:
@@ -171,7 +190,12 @@ class RedisBackplane(Service):
         prefix: str = PREFIX,
         lease: float = LEASE,
         beat: float = BEAT,
+        links: tuple[RedisLink, RedisLink] | None = None,
     ) -> None:
+        """
+        @param links: the commands and the events (subscriber) links to
+            use; by default new ones to C{address} (tests give fakes).
+        """
         self.directory = LocalDirectory()
         self.node = uuid4().hex[:12]
         self.synced = False
@@ -180,8 +204,10 @@ class RedisBackplane(Service):
         self._lease = lease
         self._events_channel = prefix + "events"
         self._inbox = f"{prefix}node:{self.node}"
-        self._commands = RedisLink(reactor, address, "redis commands")
-        self._events = RedisLink(reactor, address, "redis events", subscriber=True)
+        self._commands, self._events = links or (
+            RedisLink(reactor, address, "redis commands"),
+            RedisLink(reactor, address, "redis events", subscriber=True),
+        )
         for link in (self._commands, self._events):
             link.on_ready = self._link_up
             link.on_down = self._link_down
@@ -278,7 +304,7 @@ class RedisBackplane(Service):
         sid = self._sids.get(presence)
         if sid is None:
             return
-        presence.participant = _DEPARTED
+        presence.participant = _Departed(self, presence.nick)
         key = self._claiming.get(sid) or (
             None if presence.nick is None else name_key(presence.nick)
         )
@@ -287,11 +313,21 @@ class RedisBackplane(Service):
             return
         self._fire("gone", key, sid, reason or "")
 
+    def not_received(self, to: str, message: DirectMessage) -> None:
+        """C{to} left before C{message} reached them: keep it as for an offline account."""
+        if self._router is not None:
+            self._router.keep_undelivered(message.sender, to, message)
+
     def set_away(self, presence: Presence, message: str | None) -> Deferred[None]:
         return self._request({}, "away", self._key(presence), self._sid(presence), message or "")
 
-    def join(self, presence: Presence, room: str) -> Deferred[None]:
-        return self._request({"room": room}, "join", self._key(presence), name_key(room), room)
+    def mark_account(self, presence: Presence) -> Deferred[None]:
+        return self._request({}, "account", self._key(presence), self._sid(presence))
+
+    def join(self, presence: Presence, room: str, at: float) -> Deferred[None]:
+        return self._request(
+            {"room": room}, "join", self._key(presence), name_key(room), room, repr(at)
+        )
 
     def leave(self, presence: Presence, room: str, reason: str | None) -> Deferred[None]:
         return self._request(
@@ -326,6 +362,26 @@ class RedisBackplane(Service):
             name_key(room),
             name_key(nick),
             int(operator),
+        )
+
+    def set_voice(self, presence: Presence, room: str, nick: str, voiced: bool) -> Deferred[None]:
+        return self._request(
+            {"room": room, "nick": nick},
+            "voice",
+            self._key(presence),
+            name_key(room),
+            name_key(nick),
+            int(voiced),
+        )
+
+    def set_room_mode(self, presence: Presence, room: str, mode: str, on: bool) -> Deferred[None]:
+        return self._request(
+            {"room": room, "mode": mode},
+            "mode",
+            self._key(presence),
+            name_key(room),
+            mode,
+            int(on),
         )
 
     def kick(self, presence: Presence, room: str, nick: str, reason: str | None) -> Deferred[None]:
@@ -526,7 +582,7 @@ class RedisBackplane(Service):
         sid, nick = event["sid"], event["nick"]
         if event["node"] == self.node:
             presence = self._local.get(sid)
-            if presence is None or presence.participant is _DEPARTED:
+            if presence is None or isinstance(presence.participant, _Departed):
                 return
         else:
             presence = self._remote.get(sid) or self._remote_presence(event["node"], sid)
@@ -564,13 +620,22 @@ class RedisBackplane(Service):
             raise LookupError(f"no room {name} here")
         return room
 
+    def _on_account(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        self._router.apply_account(self._member(event["key"]))
+
     def _on_away(self, event: dict[str, Any]) -> None:
         assert self._router is not None
         self._router.apply_away(self._member(event["key"]), event.get("message"))
 
     def _on_join(self, event: dict[str, Any]) -> None:
         assert self._router is not None
-        self._router.apply_join(self._member(event["key"]), event["room"], bool(event["creator"]))
+        self._router.apply_join(
+            self._member(event["key"]),
+            event["room"],
+            bool(event["creator"]),
+            event.get("created_at"),
+        )
 
     def _on_leave(self, event: dict[str, Any]) -> None:
         assert self._router is not None
@@ -601,6 +666,19 @@ class RedisBackplane(Service):
         by = self._member(event["key"]).nick or "?"
         self._router.apply_operator(room, member, by, bool(event["on"]))
 
+    def _on_voice(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        room = self._room_named(event["room"])
+        member = self._member(event["target"]).nick or "?"
+        by = self._member(event["key"]).nick or "?"
+        self._router.apply_voice(room, member, by, bool(event["on"]))
+
+    def _on_mode(self, event: dict[str, Any]) -> None:
+        assert self._router is not None
+        room = self._room_named(event["room"])
+        by = self._member(event["key"]).nick or "?"
+        self._router.apply_room_mode(room, by, event["mode"], bool(event["on"]))
+
     def _on_kick(self, event: dict[str, Any]) -> None:
         assert self._router is not None
         room = self._room_named(event["room"])
@@ -619,12 +697,15 @@ class RedisBackplane(Service):
     _APPLY: ClassVar[dict[str, Callable[["RedisBackplane", dict[str, Any]], None]]] = {
         "claim": _on_claim,
         "gone": _on_gone,
+        "account": _on_account,
         "away": _on_away,
         "join": _on_join,
         "leave": _on_leave,
         "say": _on_say,
         "topic": _on_topic,
         "operator": _on_operator,
+        "voice": _on_voice,
+        "mode": _on_mode,
         "kick": _on_kick,
         "ban": _on_ban,
         "resync": _on_resync,
@@ -694,7 +775,7 @@ class RedisBackplane(Service):
         """What this node's users hold, to assert again in Redis."""
         entries = []
         for sid, presence in self._local.items():
-            if presence.nick is None or presence.participant is _DEPARTED:
+            if presence.nick is None or isinstance(presence.participant, _Departed):
                 continue
             key = name_key(presence.nick)
             user = {
@@ -713,9 +794,12 @@ class RedisBackplane(Service):
                     "topic": room.topic,
                     "topic_by": room.topic_by,
                     "topic_at": room.topic_at,
+                    "created_at": room.created_at,
                     "members": {},
                     "ops": {key: True} if key in room.operators else {},
+                    "voiced": {key: True} if key in room.voiced else {},
                     "bans": dict(room.bans),
+                    "modes": dict.fromkeys(room.modes, True),
                 }
                 for room_key, room in presence.rooms.items()
             }
@@ -738,7 +822,7 @@ class RedisBackplane(Service):
             sid, key = user["sid"], name_key(user["nick"])
             if user["node"] == self.node:
                 found = self._local.get(sid)
-                if found is None or found.participant is _DEPARTED:
+                if found is None or isinstance(found.participant, _Departed):
                     stale.append((key, sid))
                     continue
                 presence = found
@@ -759,13 +843,17 @@ class RedisBackplane(Service):
             room.topic = shared.get("topic")
             room.topic_by = shared.get("topic_by")
             room.topic_at = shared.get("topic_at")
+            room.created_at = shared.get("created_at") or 0.0
             room.bans = dict(shared.get("bans") or {})
+            modes = shared.get("modes")
+            room.modes = {TOPIC_LOCK} if modes is None else set(modes or ())
             for key in shared.get("members") or {}:
                 member = directory.holder(key)
                 if member is not None:
                     room.members[key] = member
                     member.rooms[name_key(room.name)] = room
             room.operators = {key for key in shared.get("ops") or {} if key in room.members}
+            room.voiced = {key for key in shared.get("voiced") or {} if key in room.members}
         self._seq = int(snapshot["seq"])
         for key, sid in stale:
             self._fire("gone", key, sid, "")
@@ -774,7 +862,7 @@ class RedisBackplane(Service):
                 continue
             participant = presence.participant
             presence.nick, presence.rooms, presence.account = None, {}, False
-            if participant is _DEPARTED:
+            if isinstance(participant, _Departed):
                 self._forget(presence)
                 continue
             log.warn(

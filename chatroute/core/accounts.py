@@ -98,7 +98,9 @@ class Accounts:
         check_new_password(password)
         await self._storage.create_account(nick, await self._hashing.hash(password))
         log.info("account {nick} created", nick=nick)
-        self._router.mark_account(presence, nick)
+        marked = self._router.mark_account(presence, nick)
+        if marked is not None:
+            await marked
         presence.participant.deliver(AccountCreated(nick))
 
     async def change_password(self, presence: Presence, old: str, new: str, address: str) -> None:

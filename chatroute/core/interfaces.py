@@ -116,8 +116,11 @@ class IBackplane(Interface):
     def set_away(presence: "Presence", message: str | None) -> Deferred[None]:
         """Mark the participant away with C{message} (None: back) across the network."""
 
-    def join(presence: "Presence", room: str) -> Deferred[None]:
-        """Add the participant to the room, making the room if it is new."""
+    def mark_account(presence: "Presence") -> Deferred[None]:
+        """The participant's nickname has just been made an account (it is in the store)."""
+
+    def join(presence: "Presence", room: str, at: float) -> Deferred[None]:
+        """Add the participant to the room, making the room (created C{at}) if it is new."""
 
     def leave(presence: "Presence", room: str, reason: str | None) -> Deferred[None]:
         """Take the participant out of the room."""
@@ -136,6 +139,12 @@ class IBackplane(Interface):
 
     def set_ban(presence: "Presence", room: str, nick: str, banned: bool) -> Deferred[None]:
         """Ban C{nick} from the room (kicking it if a member), or lift the ban."""
+
+    def set_voice(presence: "Presence", room: str, nick: str, voiced: bool) -> Deferred[None]:
+        """Give the member C{nick} a voice in the room, or take it away."""
+
+    def set_room_mode(presence: "Presence", room: str, mode: str, on: bool) -> Deferred[None]:
+        """Turn the room's mode C{mode} on or off (checked: the participant is an operator)."""
 
     def lock_mailbox(name: str) -> Deferred[str]:
         """

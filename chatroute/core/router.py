@@ -40,6 +40,7 @@ from chatroute.core.errors import (
     AlreadyInRoom,
     AlreadyOperator,
     AlreadyVoiced,
+    BackplaneUnavailable,
     BannedFromRoom,
     ChatError,
     InvalidNickname,
@@ -343,10 +344,35 @@ class Router:
             if backplane is not None and token is not None:
                 backplane.unlock_mailbox(name, token)
 
-    def mark_account(self, presence: Presence, name: str) -> None:
-        """The participant's nickname C{name} has just been made an account."""
-        if presence.nick is not None and name_key(presence.nick) == name_key(name):
-            presence.account = True
+    def mark_account(self, presence: Presence, name: str) -> Deferred[None] | None:
+        """
+        The participant's nickname C{name} has just been made an account
+        (it is in the store): the participant is logged in to it, and every
+        node knows the name as an account.
+
+        @return: None, or with a backplane a Deferred firing once this node
+            has applied it. Should the backplane not be reachable, this
+            node marks it at once, and tells the others once it is back.
+        """
+        if presence.nick is None or name_key(presence.nick) != name_key(name):
+            return None
+        if self._backplane is None:
+            self.apply_account(presence)
+            return None
+        return Deferred.fromCoroutine(self._mark_account_everywhere(presence))
+
+    async def _mark_account_everywhere(self, presence: Presence) -> None:
+        assert self._backplane is not None
+        try:
+            await self._backplane.mark_account(presence)
+        except BackplaneUnavailable:
+            # The account is stored whatever the backplane says; the node
+            # asserts its users again (accounts too) once Redis is back.
+            self.apply_account(presence)
+
+    def apply_account(self, presence: Presence) -> None:
+        """The participant's nickname is an account now, and the participant logged in to it."""
+        presence.account = True
 
     def send_direct(
         self, presence: Presence, to: str, text: str, action: bool = False, notice: bool = False
@@ -382,9 +408,10 @@ class Router:
 
     def keep_undelivered(self, sender: str, to: str, message: DirectMessage) -> None:
         """
-        This node's user C{sender} sent C{message} to C{to}, whose node is
-        gone: keep it as for an offline account (the sender is told), or
-        tell the sender there is no such user.
+        C{sender} sent C{message} to C{to}, who did not receive it (their
+        node is gone, or they left a moment ago): keep it as for an offline
+        account (the sender is told), or tell the sender there is no such
+        user. A sender of another node is not told either way.
         """
         presence = self._directory.holder(sender)
         if presence is None or presence.nick is None:
@@ -495,7 +522,9 @@ class Router:
         if room is not None and key in room.bans:
             raise BannedFromRoom(room.name)
         if self._backplane is not None:
-            return Deferred.fromCoroutine(self._join_everywhere(presence, room_name))
+            return Deferred.fromCoroutine(
+                self._join_everywhere(presence, room_name, self._clock.seconds())
+            )
         room = self.apply_join(presence, room_name, creator=room is None)
         if not self.settings.join_history:
             return None
@@ -503,25 +532,29 @@ class Router:
             self._replay(presence, room, self.settings.join_history, quiet_if_empty=True)
         )
 
-    async def _join_everywhere(self, presence: Presence, room_name: str) -> None:
+    async def _join_everywhere(self, presence: Presence, room_name: str, at: float) -> None:
         assert self._backplane is not None
-        await self._backplane.join(presence, room_name)
+        await self._backplane.join(presence, room_name, at)
         room = presence.rooms.get(name_key(room_name))
         if room is not None and self.settings.join_history:
             await self._replay(presence, room, self.settings.join_history, quiet_if_empty=True)
 
-    def apply_join(self, presence: Presence, room_name: str, creator: bool) -> Room:
+    def apply_join(
+        self, presence: Presence, room_name: str, creator: bool, created_at: float | None = None
+    ) -> Room:
         """
         The participant joins the room, made now if there is none; the
         C{creator} is its first operator. Every member is told; the joiner
         gets the member list and the topic.
+
+        @param created_at: when the room was made, if it is new (by default: now).
         """
         nick = self._nick(presence)
         key = name_key(nick)
         room = self._directory.room(room_name)
         if room is None:
             room = self._directory.open_room(room_name)
-            room.created_at = self._clock.seconds()
+            room.created_at = self._clock.seconds() if created_at is None else created_at
             log.info("room {room} created by {nick}", room=room_name, nick=nick)
         if creator:
             room.operators.add(key)
@@ -838,7 +871,9 @@ class Router:
         room = self._visible_room(room_name, asker)
         return BanList(room.name, _sorted_names(list(room.bans.values())))
 
-    def set_voice(self, presence: Presence, room_name: str, nick: str, voiced: bool) -> None:
+    def set_voice(
+        self, presence: Presence, room_name: str, nick: str, voiced: bool
+    ) -> Deferred[None] | None:
         """
         Give the member C{nick} a voice in the room (C{voiced}), or take it
         away; every member is told with L{VoiceChanged}. In a moderated
@@ -850,6 +885,8 @@ class Router:
         @raise NoSuchMember: C{nick} is online but not a member.
         @raise AlreadyVoiced: C{voiced}, and the member already has a voice.
         @raise NotVoiced: not C{voiced}, and the member has none.
+        @return: None, or with a backplane a Deferred firing once the change
+            is applied here (failing as above if another node's change came first).
         """
         by, room = self._operator(presence, room_name)
         member = self._nick(self._member(room, nick))
@@ -858,13 +895,22 @@ class Router:
             raise AlreadyVoiced(room.name, member)
         if not voiced and key not in room.voiced:
             raise NotVoiced(room.name, member)
+        if self._backplane is not None:
+            return self._backplane.set_voice(presence, room.name, member, voiced)
+        self.apply_voice(room, member, by, voiced)
+        return None
+
+    def apply_voice(self, room: Room, member: str, by: str, voiced: bool) -> None:
+        """C{by} gave the member a voice in the room, or took it away; every member is told."""
         if voiced:
-            room.voiced.add(key)
+            room.voiced.add(name_key(member))
         else:
-            room.voiced.discard(key)
+            room.voiced.discard(name_key(member))
         _deliver_all(list(room.members.values()), VoiceChanged(room.name, member, by, voiced))
 
-    def set_room_mode(self, presence: Presence, room_name: str, mode: str, on: bool) -> None:
+    def set_room_mode(
+        self, presence: Presence, room_name: str, mode: str, on: bool
+    ) -> Deferred[None] | None:
         """
         Turn the room's mode C{mode} (one of L{ROOM_MODES}) on (C{on}) or
         off; every member is told with L{RoomModeChanged}. Modes live as
@@ -874,12 +920,21 @@ class Router:
         @raise NotInRoom: the participant is not a member.
         @raise OperatorRequired: the participant is not an operator of the room.
         @raise ModeUnchanged: the mode already is as asked.
+        @return: None, or with a backplane a Deferred firing once the change
+            is applied here (failing as above if another node's change came first).
         """
         if mode not in ROOM_MODES:
             raise ValueError(f"not a room mode: {mode!r}")
         by, room = self._operator(presence, room_name)
         if (mode in room.modes) == on:
             raise ModeUnchanged(room.name, mode, on)
+        if self._backplane is not None:
+            return self._backplane.set_room_mode(presence, room.name, mode, on)
+        self.apply_room_mode(room, by, mode, on)
+        return None
+
+    def apply_room_mode(self, room: Room, by: str, mode: str, on: bool) -> None:
+        """C{by} turned the room's mode on or off; every member is told."""
         if on:
             room.modes.add(mode)
         else:

@@ -601,11 +601,11 @@ class ConnectionSession(TimeoutMixin):
     def _set_operator(self, presence: Presence, command: SetOperator) -> Deferred[None] | None:
         return self._router.set_operator(presence, command.room, command.nick, command.operator)
 
-    def _set_voice(self, presence: Presence, command: SetVoice) -> None:
-        self._router.set_voice(presence, command.room, command.nick, command.voiced)
+    def _set_voice(self, presence: Presence, command: SetVoice) -> Deferred[None] | None:
+        return self._router.set_voice(presence, command.room, command.nick, command.voiced)
 
-    def _set_room_mode(self, presence: Presence, command: SetRoomMode) -> None:
-        self._router.set_room_mode(presence, command.room, command.mode, command.on)
+    def _set_room_mode(self, presence: Presence, command: SetRoomMode) -> Deferred[None] | None:
+        return self._router.set_room_mode(presence, command.room, command.mode, command.on)
 
     def _show_room_modes(self, presence: Presence, command: ShowRoomModes) -> None:
         self.deliver(self._router.room_modes(command.room, presence))

@@ -284,6 +284,9 @@ class IRCConnection(LineReader):
             if (words[1] if line.startswith(":") else words[0]) == command:
                 return line
 
+    def close(self) -> None:
+        self.sock.close()
+
 
 STORED_FOR = "* {nick} is offline; message stored for delivery at login"
 """The reply to a direct message kept for an offline account (StoredForLater)."""
