@@ -643,6 +643,10 @@ class Router:
         )
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
+    def connected(self) -> list[Presence]:
+        """This node's connected participants, with a nickname or not (for monitoring)."""
+        return list(self._presences)
+
     def counts(self) -> Counts:
         """How many users are online, connections unregistered and rooms open; the peak of users."""
         users = len(self._holders)

@@ -14,7 +14,7 @@ L{Hub} is what every session shares, whatever its front end: one router,
 one connection count, one set of limits.
 """
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -114,14 +114,28 @@ class Outbox:
     holds data while collecting is in C{waiting}; L{flush} ends it. The
     sessions set these fields themselves rather than call methods, as they
     do it for every read and delivery.
+
+    As everything read and written passes here, the outbox also counts it,
+    for monitoring (L{chatroute.metrics} reads the counts when scraped):
+    plain integers, added to once per read rather than once per line or
+    delivery where that can be done, and never through a call.
+
+    @ivar received: lines received from clients, of every front end, since
+        the start (refused ones too: too long, flooding, malformed).
+    @ivar sent: events and errors sent to clients since the start. What a
+        client is sent while collecting is counted when it is written: one
+        for each client in C{waiting}, here, and the rest of a longer batch
+        by L{ConnectionSession.flush}.
     """
 
-    __slots__ = ("collecting", "reader", "waiting")
+    __slots__ = ("collecting", "reader", "received", "sent", "waiting")
 
     def __init__(self) -> None:
         self.collecting = False
         self.reader: ConnectionSession | None = None
         self.waiting: list[ConnectionSession] = []
+        self.received = 0
+        self.sent = 0
 
     def flush(self) -> None:
         """Write everything held, and stop holding."""
@@ -129,6 +143,7 @@ class Outbox:
         waiting = self.waiting
         if waiting:
             self.waiting = []
+            self.sent += len(waiting)
             for session in waiting:
                 session.flush()
         self.reader = None
@@ -145,6 +160,8 @@ class Hub:
     @ivar server_password: the password every connection must give
         (L{ServerPassword}) before anything but C{/help}, C{/ping},
         C{/limits} and C{/quit}; None: none needed.
+    @ivar errors: how many times each kind of L{ChatError} has been sent to
+        a client since the start, for monitoring.
     """
 
     def __init__(
@@ -168,6 +185,7 @@ class Hub:
         self.outbox = Outbox()
         self.deadlines = Deadlines(clock)
         self.seconds = clock.seconds
+        self.errors: Counter[type[ChatError]] = Counter()
 
 
 @implementer(IParticipant)
@@ -253,6 +271,8 @@ class ConnectionSession:
         refusal = hub.connections.admit(peer.host)
         if refusal is not None:
             self._log.info("refused {peer}: {reason}", peer=peer.shown, reason=refusal)
+            hub.errors[type(refusal)] += 1
+            hub.outbox.sent += 1
             self.closing = True
             self._link.write(self._format.encode_error(refusal))
             self._link.close()
@@ -267,6 +287,12 @@ class ConnectionSession:
         self._log.info("{peer} connected", peer=peer.shown)
         self.deliver(Notice(f"connected from {peer.shown} — register with #yourname"))
         return True
+
+    @property
+    def frontend(self) -> str:
+        """The name of the front end the connection came in on (L{ILink.frontend})."""
+        name: str = self._link.frontend
+        return name
 
     def connection_lost(self) -> None:
         """The connection is gone: leave every room and free the nickname."""
@@ -320,6 +346,7 @@ class ConnectionSession:
         if not lines:
             return
         outbox = self._outbox
+        outbox.received += len(lines)
         outbox.collecting = True
         outbox.reader = self
         try:
@@ -343,6 +370,7 @@ class ConnectionSession:
         The front end is discarding a line past the length limit, from its
         C{start}: it counts as a line, once, and is refused.
         """
+        self._outbox.received += 1
         bucket = self._bucket
         if bucket is None or self._within_flood_limit(bucket, start):
             self._take(LineTooLong(self._hub.max_line_length))
@@ -411,6 +439,7 @@ class ConnectionSession:
 
     def reply_error(self, error: ChatError) -> None:
         """Answer the client's request with an error (L{IParticipant})."""
+        self._hub.errors[type(error)] += 1
         self._send(self._format.encode_error(error))
 
     def close(self, reason: str) -> None:
@@ -435,6 +464,9 @@ class ConnectionSession:
             limit=limit,
         )
         self.closing = True
+        if self._held:
+            # Never to be written, though the outbox will count one (Outbox.sent).
+            self._outbox.sent -= 1
         self._held = None
         self._presence = None
         router = self._router
@@ -451,11 +483,14 @@ class ConnectionSession:
             if len(held) == 1:
                 self._link.write(held[0])
             else:
+                # The outbox counts the first (Outbox.sent).
+                self._outbox.sent += len(held) - 1
                 self._link.write_all(held)
 
     def _send(self, data: bytes) -> None:
         """Write to the client: now, or with the rest of this chunk's output."""
         if not self._outbox.collecting:
+            self._outbox.sent += 1
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
