@@ -22,6 +22,7 @@ from chatroute.core.limits import Limits
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
+from chatroute.eventloop import skip_log_context
 from chatroute.frontends.irc import SERVER as IRC_SERVER
 from chatroute.frontends.irc import IRCServerFactory
 from chatroute.frontends.line import ChatServerFactory
@@ -381,6 +382,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+        skip_log_context(reactor)
     storage = _storage(options["db"], reactor)
     backplane = None
     if options["redis"] is not None:
