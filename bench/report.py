@@ -1,9 +1,18 @@
-"""The bench's table, scaling table and floors, from the report that L{bench.run} builds."""
+"""
+The bench's table, scaling table and floors, from the report that L{bench.run} builds.
 
+    .venv/bin/python -m bench.report bench/results/<timestamp>.json
+
+prints them again from a saved report, judged by the floors of this checkout.
+"""
+
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.servers import CHATROUTE_RELAXED, CHATROUTE_VARIANTS
+from bench.servers import CHATROUTE_RELAXED, CHATROUTE_VARIANTS, PEERS
 
 Report = dict[str, Any]
 Figures = dict[str, Any]
@@ -107,7 +116,7 @@ def _cell(entry: dict[str, Any], show: Callable[[Figures], str]) -> str:
 
 def print_table(report: Report, peers: list[str]) -> None:
     """Scenario x server table of medians, then notes on failed or partial runs."""
-    width = 16
+    width = 17  # "chatroute-noidle" and a space
     print(f"\n{'scenario':<22}{'figure':<26}" + "".join(f"{p:>{width}}" for p in peers))
     notes = []
     for label, by_peer in report["results"].items():
@@ -380,7 +389,7 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
     )
     print("\nfloors of real traffic (chatroute at its defaults, medians, ratios from this run):")
     for v in verdicts:
-        print(f"  {v['verdict']:<5} {v['floor']:<42} {v['detail']}")
+        print(f"  {v['verdict']:<5} {v['floor']:<50} {v['detail']}")
     return verdicts
 
 
@@ -414,3 +423,33 @@ def print_default_costs(report: Report) -> None:
     if lines:
         print("\ndefaults measured separately (medians of this run):")
         print("\n".join(lines))
+
+
+def columns(peers: list[str], results: dict[str, Any]) -> list[str]:
+    """The table's columns: the peers, and the chatroute variants that ran right after it."""
+    ran = [name for name in CHATROUTE_VARIANTS if any(name in by for by in results.values())]
+    if "chatroute" not in peers or not ran:
+        return peers
+    at = peers.index("chatroute") + 1
+    return [*peers[:at], *ran, *peers[at:]]
+
+
+def main(path: str) -> int:
+    """Print the table, floors and costs of a saved report; 1 if a floor fails."""
+    report: Report = json.loads(Path(path).read_text())
+    results = report["results"]
+    peers = [peer for peer in PEERS if any(peer in by for by in results.values())]
+    if report["mode"].endswith("scaling"):
+        print_scaling(report)
+        return 0
+    print_table(report, columns(peers, results))
+    if report["mode"].startswith("traffic"):
+        verdicts = real_floors(report)
+    else:
+        verdicts = floors(report, big="idle-connections-10k" in results)
+    print_default_costs(report)
+    return 1 if any(v["verdict"] == "FAIL" for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -26,7 +26,14 @@ from types import FrameType
 from typing import Any
 
 from bench.loadgen import machine_busy_seconds
-from bench.report import floors, print_default_costs, print_scaling, print_table, real_floors
+from bench.report import (
+    columns,
+    floors,
+    print_default_costs,
+    print_scaling,
+    print_table,
+    real_floors,
+)
 from bench.servers import (
     BENCH,
     CHATROUTE_VARIANTS,
@@ -370,15 +377,6 @@ def _setups(args: argparse.Namespace) -> dict[str, Setup]:
     return QUICK_SETUPS if args.quick else SETUPS
 
 
-def _columns(peers: list[str], results: dict[str, Any]) -> list[str]:
-    """The table's columns: the peers, and the chatroute variants that ran right after it."""
-    ran = [name for name in CHATROUTE_VARIANTS if any(name in by for by in results.values())]
-    if "chatroute" not in peers or not ran:
-        return peers
-    at = peers.index("chatroute") + 1
-    return [*peers[:at], *ran, *peers[at:]]
-
-
 def _setup_report(setup: Setup, peers: list[str]) -> dict[str, Any]:
     """How a scenario ran the servers, for the report and the table's notes."""
     return {
@@ -442,7 +440,7 @@ def main() -> int:
         print_scaling(report)
         verdicts: list[dict[str, Any]] = []
     else:
-        print_table(report, _columns(peers, results))
+        print_table(report, columns(peers, results))
         verdicts = real_floors(report) if args.traffic else floors(report, big=args.big)
         print_default_costs(report)
     report["floors"] = verdicts
