@@ -86,6 +86,7 @@ QUICK: dict[str, Params] = {
 }
 QUIET_CPU = 0.15  # of one core, used by other processes before a run starts
 QUIET_WAIT_S = 15.0
+QUICK_QUIET_WAIT_S = 3.0
 STANDARD = ["dm-throughput", "dm-latency", "room-fanout", "idle-connections", "slow-reader"]
 # bench/run --traffic: the scenarios of real traffic and the batch ones their floors
 # compare with (issue 12).
@@ -344,8 +345,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=QUIET_WAIT_S,
-        help="seconds to wait before each run for other processes to go quiet (0: never)",
+        default=None,
+        help=f"seconds to wait before each run for other processes to go quiet (0: never; "
+        f"default {QUIET_WAIT_S:g}, {QUICK_QUIET_WAIT_S:g} with --quick)",
     )
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/<time>)")
     args = parser.parse_args()
@@ -354,6 +356,8 @@ def _parse() -> argparse.Namespace:
         parser.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
     if args.runs is None:
         args.runs = 5 if args.traffic and not args.quick else 3
+    if args.quiet_wait is None:
+        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else QUIET_WAIT_S
     return args
 
 
