@@ -74,7 +74,7 @@ def free_port() -> int:
 
 
 def _raise_nofile() -> None:
-    """In the child before exec: as many descriptors as the hard limit allows."""
+    """In the child before exec: as many descriptors as L{raise_nofile} can get."""
     raise_nofile()
 
 
