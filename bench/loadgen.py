@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -27,6 +28,20 @@ from bench.adapters import Adapter, ServerError, adapter_for
 from bench.servers import CLOCK_TICKS, cpu_seconds, rss_kib
 
 HOST = "127.0.0.1"
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2
+
+
+def client_tls() -> ssl.SSLContext:
+    """
+    TLS for the bench's clients. The server's certificate is a throwaway
+    self-signed one made for the run, so it is not checked: the handshake
+    happens before the measured phase either way.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
 
 OnMessage = Callable[["Client", int, int, int, int], None]
 
@@ -206,6 +221,11 @@ def _own_cpu() -> float:
 class LoadGen:
     """Shared state of one run: the loop, the adapter, the server, and the scenario's hooks."""
 
+    # How clients connect; a scenario may change them before it connects any.
+    tls: ssl.SSLContext | None = None  # speak TLS to the server
+    sources: tuple[str, ...] = ()  # local addresses to connect from, in turn
+    _opened = 0
+
     def __init__(
         self, adapter: Adapter, port: int, server_pid: int, node_pids: tuple[int, ...] = ()
     ) -> None:
@@ -271,8 +291,31 @@ class LoadGen:
         return clients, failures
 
     async def _register(self, client: Client) -> None:
-        await self.loop.create_connection(lambda: client, HOST, self.port)
+        if self.sources or self.tls is not None:
+            await self._open(client)
+        else:
+            await self.loop.create_connection(lambda: client, HOST, self.port)
         await client.registered
+
+    async def _open(self, client: Client) -> None:
+        """Connect C{client} from the next of L{sources} (if any), over TLS (if set)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if self.sources:
+                source = self.sources[self._opened % len(self.sources)]
+                self._opened += 1
+                # connect() picks the port then, needing only the 4-tuple to be unique,
+                # so each source address has the whole ephemeral range to itself.
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
+            await self.loop.sock_connect(sock, (HOST, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        await self.loop.create_connection(
+            lambda: client, sock=sock, ssl=self.tls, server_hostname=HOST if self.tls else None
+        )
 
     async def wait_for(
         self, done: Callable[[], bool], progress: Callable[[], int], stall: float, limit: float

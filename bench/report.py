@@ -1,9 +1,18 @@
-"""The bench's table, scaling table and floors, from the report that L{bench.run} builds."""
+"""
+The bench's table, scaling table and floors, from the report that L{bench.run} builds.
 
+    .venv/bin/python -m bench.report bench/results/<timestamp>.json
+
+prints them again from a saved report, judged by the floors of this checkout.
+"""
+
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.servers import CHATROUTE_RELAXED
+from bench.servers import CHATROUTE_RELAXED, CHATROUTE_VARIANTS, PEERS
 
 Report = dict[str, Any]
 Figures = dict[str, Any]
@@ -57,6 +66,18 @@ METRICS: dict[str, list[Metric]] = {
         LOSSES,
         LOADGEN,
     ],
+    "dm-trickle": [
+        ("messages / s", _num("msgs_per_s")),
+        CPU,
+        ("DMs per client read", _num("dms_per_read", digits=2)),
+        (
+            "p50 / p99 ms",
+            lambda f: f"{_num('p50_ms', digits=2)(f)} / {_num('p99_ms', digits=2)(f)}",
+        ),
+        ("server RSS MiB", _num("rss_kib", 1024, 1)),
+        LOSSES,
+        LOADGEN,
+    ],
     "room-fanout": [
         ("deliveries / s", _num("deliveries_per_s")),
         CPU,
@@ -95,7 +116,7 @@ def _cell(entry: dict[str, Any], show: Callable[[Figures], str]) -> str:
 
 def print_table(report: Report, peers: list[str]) -> None:
     """Scenario x server table of medians, then notes on failed or partial runs."""
-    width = 16
+    width = 17  # "chatroute-noidle" and a space
     print(f"\n{'scenario':<22}{'figure':<26}" + "".join(f"{p:>{width}}" for p in peers))
     notes = []
     for label, by_peer in report["results"].items():
@@ -125,6 +146,7 @@ def print_table(report: Report, peers: list[str]) -> None:
             "  chatroute runs with storage on (SQLite) and these limits lifted: "
             + " ".join(CHATROUTE_RELAXED)
         )
+        notes += _setup_notes(report)
     if notes:
         print("\nnotes:")
         print("\n".join(notes))
@@ -391,3 +413,223 @@ def nodes_floors(report: Report) -> list[dict[str, Any]]:
     for v in verdicts:
         print(f"  {v['verdict']:<5} {v['floor']:<58} {v['detail']}")
     return verdicts
+
+
+def _setup_notes(report: Report) -> list[str]:
+    """What the scenarios' setups changed: limits lifted, TLS, variants run beside chatroute."""
+    notes = ["  every other limit of chatroute stays at its default (the idle timeout on)"]
+    variants: dict[str, list[str]] = {}
+    for label, setup in report.get("setups", {}).items():
+        if setup["lifted"]:
+            notes.append(f"  {label}: chatroute also with {' '.join(setup['lifted'])}")
+        if setup["tls"]:
+            left_out = ", ".join(setup["without_tls"]) or "none"
+            notes.append(
+                f"  {label}: every server over TLS (peers without TLS left out: {left_out})"
+            )
+        for name, options in setup["variants"].items():
+            variants.setdefault(f"{name} = chatroute {' '.join(options)}", []).append(label)
+    for variant, labels in variants.items():
+        notes.append(f"  {variant} ({', '.join(labels)}): what that default costs")
+    for label, by_peer in report["results"].items():
+        for peer, entry in by_peer.items():
+            capped = _capped(entry)
+            if capped:
+                notes.append(f"  {label} / {peer}: {capped}")
+    return notes
+
+
+def _capped(entry: dict[str, Any]) -> str | None:
+    """Why a run opened fewer connections than asked, if it did."""
+    return next((run["capped"] for run in entry.get("runs", []) if run.get("capped")), None)
+
+
+# The batch scenarios must get no worse than they were when the floors of real
+# traffic were set: chatroute's CPU per message as a ratio to a peer's in the
+# same run, as measured then (bench/run --traffic at 9cb5b0d, medians of 5;
+# docs/performance.md, "Real traffic"), with a margin for the noise between runs.
+BATCH_BASELINE: dict[str, tuple[str, float]] = {
+    "dm-throughput": ("tutorial", 1.20),
+    "room-fanout": ("miniircd", 1.29),
+}
+BASELINE_MARGIN = 1.10
+
+LATENCY_P99_MS = 1.0
+LATENCY_MAX_MS = 10.0
+IDLE_KIB = 2.7  # ngircd's, measured when the floor was set
+IDLE_COUNT = 50_000
+
+
+def _judge(verdicts: list[dict[str, Any]], name: str, ok: bool | None, detail: str) -> None:
+    verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
+    verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or not theirs else round(ours / theirs, 2)
+
+
+def real_floors(report: Report) -> list[dict[str, Any]]:
+    """
+    Check chatroute against the floors of real traffic (issue 12): medians of
+    the interleaved runs, every ratio between figures of this same run.
+    """
+    verdicts: list[dict[str, Any]] = []
+
+    def fig(label: str, peer: str, key: str) -> Any:
+        return _figure(report, label, peer, key)
+
+    ours = fig("dm-trickle", "chatroute", "cpu_ms_per_1000")
+    for peer, factor in (("tutorial", 1.0), ("ngircd", 1.5)):
+        theirs = fig("dm-trickle", peer, "cpu_ms_per_1000")
+        times = "" if factor == 1.0 else f"{factor:g} x "
+        _judge(
+            verdicts,
+            f"dm-trickle CPU <= {times}{peer}",
+            None if ours is None or theirs is None else ours <= factor * theirs,
+            f"chatroute {ours} vs {times}{theirs} ms / 1000 DMs ({_ratio(ours, theirs)} x)",
+        )
+    for label, (peer, baseline) in BATCH_BASELINE.items():
+        ours, theirs = (
+            fig(label, "chatroute", "cpu_ms_per_1000"),
+            fig(label, peer, "cpu_ms_per_1000"),
+        )
+        ratio = _ratio(ours, theirs)
+        _judge(
+            verdicts,
+            f"{label} no worse than today (vs {peer})",
+            None if ratio is None else ratio <= baseline * BASELINE_MARGIN,
+            f"{ratio} x {peer} ({ours} vs {theirs} ms); today {baseline} x, "
+            f"+{BASELINE_MARGIN - 1:.0%} for noise",
+        )
+    ours, mini = (
+        fig("room-fanout", "chatroute", "cpu_ms_per_1000"),
+        fig("room-fanout", "miniircd", "cpu_ms_per_1000"),
+    )
+    _judge(
+        verdicts,
+        "room-fanout CPU <= miniircd",
+        None if ours is None or mini is None else ours <= mini,
+        f"chatroute {ours} vs {mini} ms / 1000 deliveries ({_ratio(ours, mini)} x)",
+    )
+    per_conn = fig("idle-50k", "chatroute", "kib_per_conn")
+    count = fig("idle-50k", "chatroute", "connections")
+    ngircd = fig("idle-50k", "ngircd", "kib_per_conn")
+    _judge(
+        verdicts,
+        f"idle-50k RSS / connection <= {IDLE_KIB} KiB",
+        None if per_conn is None else per_conn <= IDLE_KIB,
+        f"chatroute {per_conn} KiB at {count or 0:,.0f} connections "
+        f"(ngircd {ngircd} KiB in this run)",
+    )
+    registered = fig("idle-50k", "chatroute", "registered")
+    refused = fig("idle-50k", "chatroute", "refused")
+    dropped = fig("idle-50k", "chatroute", "lost_connections")
+    capped = _capped(report["results"].get("idle-50k", {}).get("chatroute", {}))
+    held = f"{registered} registered, {refused} refused, {dropped} dropped (worst run)"
+    _judge(
+        verdicts,
+        f"idle-50k: {IDLE_COUNT:,} held, none refused",
+        None
+        if registered is None or capped
+        else registered >= IDLE_COUNT and not refused and not dropped,
+        f"not measurable here: {capped}; {held}"
+        if capped
+        else f"{held}, in {fig('idle-50k', 'chatroute', 'accept_s')} s",
+    )
+    p99, worst = fig("dm-latency", "chatroute", "p99_ms"), fig("dm-latency", "chatroute", "max_ms")
+    _judge(
+        verdicts,
+        f"dm-latency 2,000/s: p99 <= {LATENCY_P99_MS:g} ms",
+        None if p99 is None else p99 <= LATENCY_P99_MS,
+        f"p99 {p99} ms",
+    )
+    _judge(
+        verdicts,
+        f"dm-latency 2,000/s: max <= {LATENCY_MAX_MS:g} ms",
+        None if worst is None else worst <= LATENCY_MAX_MS,
+        f"max {worst} ms (median of the runs' maxima)",
+    )
+    columns = ["chatroute", *CHATROUTE_VARIANTS]
+    lost = {
+        f"{label} / {peer} {key}": n
+        for label in report["results"]
+        for peer in columns
+        for key in ("losses", "lost_connections")
+        if (n := fig(label, peer, key))
+    }
+    _judge(
+        verdicts,
+        "0 losses in every scenario",
+        None if not report["results"] else not lost,
+        f"losses and dropped connections: {lost or 0}",
+    )
+    print("\nfloors of real traffic (chatroute at its defaults, medians, ratios from this run):")
+    for v in verdicts:
+        print(f"  {v['verdict']:<5} {v['floor']:<50} {v['detail']}")
+    return verdicts
+
+
+# The figure that says what a default costs, per scenario.
+_COST_FIGURE = {
+    "dm-trickle": ("cpu_ms_per_1000", "ms CPU / 1000 DMs"),
+    "dm-throughput": ("cpu_ms_per_1000", "ms CPU / 1000 DMs"),
+    "dm-latency": ("cpu_ms_per_1000", "ms CPU / 1000 DMs"),
+    "room-fanout": ("cpu_ms_per_1000", "ms CPU / 1000 deliveries"),
+    "idle-connections": ("kib_per_conn", "KiB / idle connection"),
+}
+
+
+def print_default_costs(report: Report) -> None:
+    """What each default measured on its own costs: chatroute against the variant without it."""
+    lines = []
+    for label, setup in report.get("setups", {}).items():
+        scenario = report["params"][label]["scenario"]
+        key, unit = _COST_FIGURE.get(scenario, ("cpu_ms_per_1000", "ms CPU / 1000"))
+        with_it = _figure(report, label, "chatroute", key)
+        for name, options in setup["variants"].items():
+            without = _figure(report, label, name, key)
+            if with_it is None or without is None:
+                lines.append(f"  {label}: {' '.join(options)}: no figures")
+                continue
+            share = f" ({(with_it - without) / without:+.0%})" if without else ""
+            lines.append(
+                f"  {label}: chatroute {with_it} vs {without} with {' '.join(options)}: "
+                f"the default costs {with_it - without:+.2f} {unit}{share}"
+            )
+    if lines:
+        print("\ndefaults measured separately (medians of this run):")
+        print("\n".join(lines))
+
+
+def columns(peers: list[str], results: dict[str, Any]) -> list[str]:
+    """The table's columns: the peers, and the chatroute variants that ran right after it."""
+    ran = [name for name in CHATROUTE_VARIANTS if any(name in by for by in results.values())]
+    if "chatroute" not in peers or not ran:
+        return peers
+    at = peers.index("chatroute") + 1
+    return [*peers[:at], *ran, *peers[at:]]
+
+
+def main(path: str) -> int:
+    """Print the table, floors and costs of a saved report; 1 if a floor fails."""
+    report: Report = json.loads(Path(path).read_text())
+    if report["mode"].startswith("nodes"):
+        print_nodes(report)
+        return 1 if any(v["verdict"] == "FAIL" for v in nodes_floors(report)) else 0
+    results = report["results"]
+    peers = [peer for peer in PEERS if any(peer in by for by in results.values())]
+    if report["mode"].endswith("scaling"):
+        print_scaling(report)
+        return 0
+    print_table(report, columns(peers, results))
+    if report["mode"].startswith("traffic"):
+        verdicts = real_floors(report)
+    else:
+        verdicts = floors(report, big="idle-connections-10k" in results)
+    print_default_costs(report)
+    return 1 if any(v["verdict"] == "FAIL" for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -2,14 +2,17 @@
 Run the benchmark suite: every scenario against chatroute and its peers.
 
     bench/run [--quick] [--big] [--scaling] [--only SCENARIO,...] [--peers NAME,...]
+    bench/run --traffic [--quick] [--only SCENARIO,...] [--peers NAME,...]
     bench/run --nodes [--quick] [--node-cpu SHARE]
 
-Each figure is the median of C{--runs} (3) runs; each run starts a fresh
-server on CPU 0 and a fresh load generator on CPU 1. Prints a table and the
-floors' PASS/FAIL lines for chatroute, and writes everything as JSON to
-C{bench/results/<timestamp>.json}. With C{--nodes} it measures chatroute
-alone, one node against two behind one C{--reuse-port} port (docs/performance.md,
-"Several nodes").
+Each figure is the median of C{--runs} interleaved runs (3; 5 with
+C{--traffic}, but 3 with C{--quick}); each run starts a fresh server on CPU 0
+and a fresh load generator on CPU 1. Prints a table and the floors' PASS/FAIL
+lines for chatroute, and writes everything as JSON to
+C{bench/results/<timestamp>.json}. With C{--traffic} it runs the scenarios of
+real traffic and their floors instead (docs/performance.md, "Real traffic");
+with C{--nodes}, chatroute alone, one node against two behind one
+C{--reuse-port} port (docs/performance.md, "Several nodes").
 """
 
 import argparse
@@ -26,20 +29,35 @@ from types import FrameType
 from typing import Any
 
 from bench.loadgen import machine_busy_seconds
-from bench.report import floors, nodes_floors, print_nodes, print_scaling, print_table
+from bench.report import (
+    columns,
+    floors,
+    nodes_floors,
+    print_default_costs,
+    print_nodes,
+    print_scaling,
+    print_table,
+    real_floors,
+)
 from bench.servers import (
     BENCH,
+    CHATROUTE_VARIANTS,
     LOADGEN_CPU,
     PEERS,
+    PLAIN,
     PYTHON,
     ROOT,
     Network,
+    Peer,
     Running,
+    Setup,
     Unavailable,
     budget_unavailable,
     install_missing,
     python_info,
+    servers_for,
     start_network,
+    without_tls,
 )
 
 Params = dict[str, Any]
@@ -50,6 +68,12 @@ FULL: dict[str, Params] = {
     "room-fanout": {"members": 200, "messages": 500, "window": 10},
     "idle-connections": {"connections": 2000},
     "idle-connections-10k": {"connections": 10000},
+    # Real traffic (--traffic): one line per write, so one line per read in the server.
+    "dm-trickle": {"pairs": 50, "messages": 2000, "window": 1},
+    "dm-trickle-1000": {"pairs": 1000, "messages": 100, "window": 1},
+    "dm-trickle-tls": {"pairs": 50, "messages": 2000, "window": 1, "tls": True},
+    "dm-latency-20k": {"pairs": 50, "rate": 20000, "duration": 3},
+    "idle-50k": {"connections": 50000, "sources": 10, "concurrency": 32},
     "slow-reader": {
         "pairs": 10,
         "rate": 500,
@@ -63,10 +87,55 @@ QUICK: dict[str, Params] = {
     **FULL,
     "dm-latency": {"pairs": 50, "rate": 2000, "duration": 3},
     "slow-reader": {**FULL["slow-reader"], "duration": 4, "flood_mib": 16},
+    "dm-trickle": {**FULL["dm-trickle"], "messages": 800},
+    "dm-trickle-1000": {**FULL["dm-trickle-1000"], "messages": 40},
+    "dm-trickle-tls": {**FULL["dm-trickle-tls"], "messages": 800},
+    "dm-latency-20k": {**FULL["dm-latency-20k"], "duration": 2},
 }
 QUIET_CPU = 0.15  # of one core, used by other processes before a run starts
 QUIET_WAIT_S = 15.0
+QUICK_QUIET_WAIT_S = 3.0
 STANDARD = ["dm-throughput", "dm-latency", "room-fanout", "idle-connections", "slow-reader"]
+# bench/run --traffic: the scenarios of real traffic and the batch ones their floors
+# compare with (issue 12).
+TRAFFIC = [
+    "dm-trickle",
+    "dm-trickle-1000",
+    "dm-trickle-tls",
+    "dm-latency",
+    "dm-latency-20k",
+    "dm-throughput",
+    "room-fanout",
+    "idle-connections",
+    "idle-50k",
+]
+SCENARIO_OF = {
+    "idle-connections-10k": "idle-connections",
+    "dm-trickle-1000": "dm-trickle",
+    "dm-trickle-tls": "dm-trickle",
+    "dm-latency-20k": "dm-latency",
+    "idle-50k": "idle-connections",
+}
+NOIDLE = ("chatroute-noidle",)
+SETUPS: dict[str, Setup] = {
+    # What each default costs: the same scenario with it off, beside chatroute.
+    "dm-trickle": Setup(variants=NOIDLE),
+    "idle-connections": Setup(variants=NOIDLE),
+    "dm-trickle-tls": Setup(tls=True),
+    # The select() peers cannot hold more than ~1,020 connections. ngircd's time to
+    # register grows with the square of the connections (minutes at 20,000), and its
+    # memory per connection is steady: one run of it is enough.
+    "idle-50k": Setup(
+        lifted=("--max-connections=0",),
+        variants=NOIDLE,
+        peers=("chatroute", "ngircd"),
+        once=("ngircd",),
+    ),
+}
+QUICK_SETUPS: dict[str, Setup] = {
+    **SETUPS,
+    "idle-50k": Setup(lifted=("--max-connections=0",), peers=("chatroute",)),
+}
 SCALE_POINTS = [10, 100, 1000]
 
 # bench/run --nodes: configurations (nodes, backplane) and what each runs.
@@ -140,18 +209,30 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     def measure(
-        self, label: str, scenario: str, params: Params, peers: list[str]
+        self,
+        label: str,
+        scenario: str,
+        params: Params,
+        peers: list[str],
+        servers: dict[str, Peer] | None = None,
+        once: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """All runs of one scenario: C{peer -> {"median": ..., "runs": [...]}}."""
-        results: dict[str, list[dict[str, Any]]] = {peer: [] for peer in peers}
+        """
+        All runs of one scenario: C{peer -> {"median": ..., "runs": [...]}}.
+
+        @param servers: what to run, by column (L{servers_for}); by default the C{peers}.
+        @param once: columns run in the first round only.
+        """
+        servers = servers if servers is not None else {peer: PEERS[peer] for peer in peers}
+        results: dict[str, list[dict[str, Any]]] = {peer: [] for peer in servers}
         for number in range(1, self.runs + 1):
-            for peer in peers:  # interleaved, so drift in the machine hits every peer alike
-                if peer in self.unavailable:
+            for peer, server in servers.items():  # interleaved: drift hits every peer alike
+                if peer in self.unavailable or (number > 1 and peer in once):
                     continue
-                if scenario == "room-fanout" and not PEERS[peer].has_rooms:
+                if scenario == "room-fanout" and not server.has_rooms:
                     continue
                 self.log(f"{label} run {number}/{self.runs}: {peer}")
-                results[peer].append(self.one_run(peer, scenario, params))
+                results[peer].append(self.one_run(peer, scenario, params, server))
         summary: dict[str, Any] = {}
         for peer, runs in results.items():
             if peer in self.unavailable:
@@ -162,11 +243,13 @@ class Bench:
                 summary[peer] = {"status": _status(runs), "median": _median(runs), "runs": runs}
         return summary
 
-    def one_run(self, peer: str, scenario: str, params: Params) -> dict[str, Any]:
-        """Start the server, run the load generator once, stop the server."""
+    def one_run(
+        self, peer: str, scenario: str, params: Params, how: Peer | None = None
+    ) -> dict[str, Any]:
+        """Start the server (C{how}, by default the peer as it is), run the load generator once."""
         self.wait_quiet()
         try:
-            self._server = server = PEERS[peer].start()
+            self._server = server = (how or PEERS[peer]).start()
         except Unavailable as reason:
             self.unavailable[peer] = str(reason)
             self.log(f"{peer} skipped: {reason}")
@@ -356,14 +439,20 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="shorter timed phases")
     parser.add_argument("--big", action="store_true", help="also 10,000 idle connections")
     parser.add_argument("--scaling", action="store_true", help="measure cost against work size")
+    parser.add_argument(
+        "--traffic", action="store_true", help="the scenarios of real traffic and their floors"
+    )
     parser.add_argument("--only", default="", help="comma-separated scenarios")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated servers")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per figure (median; 3, 5 with --traffic)"
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=QUIET_WAIT_S,
-        help="seconds to wait before each run for other processes to go quiet (0: never)",
+        default=None,
+        help=f"seconds to wait before each run for other processes to go quiet (0: never; "
+        f"default {QUIET_WAIT_S:g}, {QUICK_QUIET_WAIT_S:g} with --quick)",
     )
     parser.add_argument(
         "--nodes",
@@ -381,6 +470,10 @@ def _parse() -> argparse.Namespace:
     unknown = [peer for peer in args.peers.split(",") if peer not in PEERS]
     if unknown:
         parser.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
+    if args.runs is None:
+        args.runs = 5 if args.traffic and not args.quick else 3
+    if args.quiet_wait is None:
+        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else QUIET_WAIT_S
     return args
 
 
@@ -389,12 +482,31 @@ def _plan(args: argparse.Namespace) -> dict[str, tuple[str, Params]]:
         plan = scaling_params(args.quick)
     else:
         table = QUICK if args.quick else FULL
-        names = STANDARD + (["idle-connections-10k"] if args.big else [])
-        plan = {name: (name.removesuffix("-10k"), table[name]) for name in names}
+        if args.traffic:
+            names = TRAFFIC
+        else:
+            names = STANDARD + (["idle-connections-10k"] if args.big else [])
+        plan = {name: (SCENARIO_OF.get(name, name), table[name]) for name in names}
     if args.only:
         wanted = args.only.split(",")
         plan = {label: run for label, run in plan.items() if label in wanted or run[0] in wanted}
     return plan
+
+
+def _setups(args: argparse.Namespace) -> dict[str, Setup]:
+    return QUICK_SETUPS if args.quick else SETUPS
+
+
+def _setup_report(setup: Setup, peers: list[str]) -> dict[str, Any]:
+    """How a scenario ran the servers, for the report and the table's notes."""
+    return {
+        "lifted": list(setup.lifted),
+        "tls": setup.tls,
+        "variants": {name: list(CHATROUTE_VARIANTS[name]) for name in setup.variants},
+        "without_tls": without_tls(peers) if setup.tls else [],
+        "peers": list(setup.peers) if setup.peers is not None else None,
+        "once": list(setup.once),
+    }
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -419,7 +531,9 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         for label, (scenario, params) in plan.items():
-            results[label] = bench.measure(label, scenario, params, peers)
+            setup = _setups(args).get(label, PLAIN)
+            servers = servers_for(setup, peers)
+            results[label] = bench.measure(label, scenario, params, peers, servers, setup.once)
     except KeyboardInterrupt:
         bench.log("interrupted; stopping servers")
         return 2
@@ -428,20 +542,23 @@ def main() -> int:
     report = {
         "started": stamp,
         "duration_s": round(time.monotonic() - started, 1),
-        "mode": "scaling" if args.scaling else "quick" if args.quick else "full",
+        "mode": ("traffic " if args.traffic else "")
+        + ("scaling" if args.scaling else "quick" if args.quick else "full"),
         "runs": args.runs,
         "machine": _machine(),
         # The code measured: others may change it while the bench runs.
         "commit": commit if commit == _commit() else f"{commit} (then {_commit()})",
         "params": {label: {"scenario": s, **p} for label, (s, p) in plan.items()},
+        "setups": {label: _setup_report(_setups(args).get(label, PLAIN), peers) for label in plan},
         "results": results,
     }
     if args.scaling:
         print_scaling(report)
         verdicts: list[dict[str, Any]] = []
     else:
-        print_table(report, peers)
-        verdicts = floors(report, big=args.big)
+        print_table(report, columns(peers, results))
+        verdicts = real_floors(report) if args.traffic else floors(report, big=args.big)
+        print_default_costs(report)
     report["floors"] = verdicts
     output.write_text(json.dumps(report, indent=1))
     print(f"\nchatroute at {report['commit']}; results: {_shown(output)}", end="")

@@ -13,7 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.loadgen import Client, LoadGen, Meter, OnMessage, Tracker, payload
+from bench.loadgen import Client, LoadGen, Meter, OnMessage, Tracker, client_tls, payload
+from bench.servers import raise_nofile
 
 Params = dict[str, Any]
 Result = dict[str, Any]
@@ -21,6 +22,7 @@ Result = dict[str, Any]
 MESSAGE_SIZE = 64
 _VICTIM = re.compile(r"\bvictim\b")
 STALL_S = 10.0
+NOFILE_RESERVE = 100  # descriptors a server or the load generator needs besides its clients
 
 
 class Flow:
@@ -112,6 +114,66 @@ async def dm_throughput(gen: LoadGen, params: Params) -> Result:
         "disorder": tracker.disorder,
         "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
         "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
+def _connect_as(gen: LoadGen, params: Params) -> None:
+    """How the clients connect: with C{"tls"}, over TLS; from C{"sources"} addresses in turn."""
+    if params.get("tls"):
+        gen.tls = client_tls()
+    sources = params.get("sources", 0)
+    if sources:
+        # 127.0.0.2, .3, ...: all loopback, each with the ephemeral port range to itself.
+        gen.sources = tuple(f"127.0.0.{2 + n}" for n in range(sources))
+
+
+async def dm_trickle(gen: LoadGen, params: Params) -> Result:
+    """
+    C{pairs} pairs each send C{messages} DMs as people do: one line per
+    write, at most C{window} in flight, the next one written as soon as an
+    earlier one arrives, so the server reads one or two lines at a time.
+    """
+    pairs, quota, window = params["pairs"], params["messages"], params["window"]
+    _connect_as(gen, params)
+    flows, failures = await _pairs(gen, pairs, quota, window)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    tracker = Tracker()
+    reads = 0
+
+    def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
+        tracker.record(client, flow, seq, sent, now)
+        trickle = flows[flow]
+        trickle.done += 1
+        if trickle.sent < trickle.quota:
+            trickle.send_one()
+
+    def after_data() -> None:
+        nonlocal reads
+        reads += 1
+
+    gen.on_message, gen.after_data = on_message, after_data
+    expected = pairs * quota
+    meter = Meter(gen.server_pid)
+    for _ in range(min(window, quota)):
+        for flow in flows:  # round robin, so that one sender's lines start out apart
+            flow.send_one()
+    await gen.wait_for(
+        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
+    )
+    measured = meter.read()
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": expected,
+        "losses": _losses(expected, tracker),
+        "disorder": tracker.disorder,
+        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        # How many DMs a receiver got per read: the server's writes, as the clients saw them.
+        "dms_per_read": round(tracker.delivered / reads, 2) if reads else None,
         "rss_kib": gen.server_rss_kib(),
         **tracker.latency_ms(),
     }
@@ -213,26 +275,49 @@ async def room_fanout(gen: LoadGen, params: Params) -> Result:
 
 
 async def idle_connections(gen: LoadGen, params: Params) -> Result:
-    """Open and register C{connections} clients that then stay idle; RSS per connection."""
-    count = params["connections"]
+    """
+    Open and register C{connections} clients that then stay idle; RSS per
+    connection, and the time and server CPU it took to register them all.
+
+    Each client is a descriptor here and one in the server: where the hard
+    RLIMIT_NOFILE cannot be raised that far, fewer are opened, and the
+    result says so (C{capped}).
+    """
+    wanted = params["connections"]
+    _connect_as(gen, params)
+    limit = raise_nofile()  # the server raised its own the same way (bench.servers)
+    count = min(wanted, limit - NOFILE_RESERVE)
     rss_before = gen.server_rss_kib()
+    meter = Meter(gen.server_pid)
     start = time.perf_counter()
-    _, failures = await gen.connect([(f"i{i}", False) for i in range(count)], timeout=60)
+    _, failures = await gen.connect(
+        [(f"i{i}", False) for i in range(count)],
+        concurrency=params.get("concurrency", 8),
+        timeout=60,
+    )
     accept_s = time.perf_counter() - start
+    measured = meter.read()
     await asyncio.sleep(1.0)
     rss_after = gen.server_rss_kib()
     registered = count - len(failures)
     result: Result = {
+        **measured,
         "connections": count,
         "registered": registered,
         "refused": len(failures),
         "losses": len(failures),
         "accept_s": round(accept_s, 3),
+        "register_cpu_us": round(measured["server_cpu_s"] * 1e6 / count, 1) if count else None,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "rss_kib": rss_after,
         "kib_per_conn": None,
     }
+    if count < wanted:
+        result["capped"] = (
+            f"{count:,} of {wanted:,}: RLIMIT_NOFILE is {limit:,} here and cannot be raised "
+            f"(raising the hard limit needs CAP_SYS_RESOURCE)"
+        )
     if rss_before is not None and rss_after is not None and registered:
         result["kib_per_conn"] = round((rss_after - rss_before) / registered, 2)
     if failures:
@@ -498,6 +583,7 @@ SCENARIOS: dict[str, Callable[[LoadGen, Params], Awaitable[Result]]] = {
     "nodes-dm-latency": nodes_dm_latency,
     "dm-throughput": dm_throughput,
     "dm-latency": dm_latency,
+    "dm-trickle": dm_trickle,
     "room-fanout": room_fanout,
     "idle-connections": idle_connections,
     "slow-reader": slow_reader,

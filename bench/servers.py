@@ -3,11 +3,14 @@ The servers under test: installing, starting and stopping them, and reading
 their CPU time and memory from C{/proc}.
 
 Every server runs as its own process, pinned with C{taskset} to the server
-CPU, listening on a free loopback port, with RLIMIT_NOFILE raised to the hard
-limit so that the idle-connection scenario measures the server, not the
-default limit of 1,024 descriptors.
+CPU, listening on a free loopback port, with RLIMIT_NOFILE raised (to
+131,072 where the bench may raise the hard limit, else to the hard limit) so
+that the idle-connection scenarios measure the server, not the default limit
+of 1,024 descriptors.
 """
 
+import contextlib
+import ipaddress
 import os
 import resource
 import shutil
@@ -17,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,9 +78,34 @@ def free_port() -> int:
 
 
 def _raise_nofile() -> None:
-    """In the child before exec: as many descriptors as the hard limit allows."""
+    """In the child before exec: as many descriptors as L{raise_nofile} can get."""
+    raise_nofile()
+
+
+NOFILE_WANTED = 131_072
+"""Descriptors the bench's processes ask for: 50,000 idle connections and room to spare."""
+
+
+def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
+    """
+    Raise this process's RLIMIT_NOFILE: the hard limit to C{wanted} (at most
+    C{/proc/sys/fs/nr_open}) where we may (root), the soft limit to the hard.
+
+    @return: the soft limit now in force.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        with open("/proc/sys/fs/nr_open") as nr_open:
+            ceiling = int(nr_open.read())
+    except (OSError, ValueError):
+        ceiling = hard
+    if hard != resource.RLIM_INFINITY and hard < min(wanted, ceiling):
+        # Not allowed to raise the hard limit (not root): keep it.
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, ceiling),) * 2)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 @dataclass
@@ -170,15 +199,16 @@ def _wait_listening(running: Running, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{running.name} did not listen within {timeout:.0f} s")
 
 
-# The limits of chatroute that the bench lifts, as it relaxes ngircd's flood
-# limits; the run prints them. The slow-consumer limit (--max-send-buffer)
-# stays on: the slow-reader scenario measures it. Storage stays on too: the
-# server keeps accounts and room history in an SQLite file in its directory.
+# The limits of chatroute that the bench lifts in every scenario, as it relaxes
+# ngircd's flood limits; the run prints them. Everything else runs at its
+# production defaults: the idle timeout (900 s), the connection cap (10,000;
+# a scenario that needs more lifts it, see Setup) and the slow-consumer limit
+# (--max-send-buffer, which the slow-reader scenario measures). Storage stays
+# on too: the server keeps accounts and room history in an SQLite file in its
+# directory.
 CHATROUTE_RELAXED = [
-    "--max-per-address=0",  # every bench client comes from 127.0.0.1
-    "--max-connections=0",  # idle-connections-10k opens 10,000
+    "--max-per-address=0",  # every bench client comes from 127.0.0.1 (or a few 127.0.0.x)
     "--flood-rate=0",  # bench senders go far beyond a person's lines per second
-    "--idle-timeout=0",  # idle clients are the point of idle-connections
 ]
 
 
@@ -498,3 +528,130 @@ def _wait_node(process: subprocess.Popen[bytes], log: Path, number: int, backpla
             return
         time.sleep(0.05)
     raise RuntimeError(f"node {number} was not ready within 30 s")
+
+
+# How a scenario runs its servers beyond the above: TLS listeners, more of
+# chatroute's limits lifted, chatroute variants beside it (docs/performance.md,
+# "Real traffic").
+
+CHATROUTE_VARIANTS: dict[str, tuple[str, ...]] = {
+    # chatroute with one default turned off, run beside it to measure that default's cost.
+    "chatroute-noidle": ("--idle-timeout=0",),
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """
+    How one scenario runs the servers.
+
+    @ivar lifted: chatroute options lifting more limits than L{CHATROUTE_RELAXED}
+        (e.g. C{--max-connections=0} for 50,000 connections); printed with the table.
+    @ivar tls: every server listens with TLS (a fresh self-signed certificate
+        per run); peers that cannot are left out.
+    @ivar variants: names from L{CHATROUTE_VARIANTS} to run beside chatroute.
+    @ivar peers: the only peers this scenario runs (default: all that were asked for).
+    @ivar once: peers run in the first of the interleaved rounds only.
+    """
+
+    lifted: tuple[str, ...] = ()
+    tls: bool = False
+    variants: tuple[str, ...] = ()
+    peers: tuple[str, ...] | None = None
+    once: tuple[str, ...] = ()
+
+
+PLAIN = Setup()
+
+
+def servers_for(setup: Setup, peers: Sequence[str]) -> dict[str, Peer]:
+    """
+    The servers of one scenario, by column name: the C{peers} asked for that
+    the setup runs (with TLS, those that have it), each chatroute variant
+    after chatroute.
+    """
+    servers: dict[str, Peer] = {}
+    for name in peers:
+        if setup.peers is not None and name not in setup.peers:
+            continue
+        peer = PEERS[name]
+        if setup.tls:
+            tls_command = _TLS_COMMANDS.get(name)
+            if tls_command is None:
+                continue
+            peer = replace(peer, command=tls_command)
+        if name == "chatroute":
+            servers[name] = _with_options(peer, setup.lifted)
+            for variant in setup.variants:
+                options = (*setup.lifted, *CHATROUTE_VARIANTS[variant])
+                servers[variant] = _with_options(peer, options, f"chatroute {' '.join(options)}")
+        else:
+            servers[name] = peer
+    return servers
+
+
+def without_tls(peers: Sequence[str]) -> list[str]:
+    """The peers among C{peers} that the bench cannot run with TLS."""
+    return [name for name in peers if name not in _TLS_COMMANDS]
+
+
+def _with_options(peer: Peer, options: Sequence[str], description: str | None = None) -> Peer:
+    """chatroute with more options after L{CHATROUTE_RELAXED} (the last of each one counts)."""
+    if not options:
+        return peer
+    command = peer.command
+    return replace(
+        peer,
+        command=lambda port, workdir: [*command(port, workdir), *options],
+        description=description or peer.description,
+    )
+
+
+def tls_files(workdir: Path) -> tuple[Path, Path]:
+    """A new private key and self-signed certificate for 127.0.0.1 in C{workdir}: their paths."""
+    from chatroute.certs import make_certificate
+
+    hosts = ["localhost", ipaddress.ip_address("127.0.0.1")]
+    key_pem, cert_pem = make_certificate(hosts, 1, datetime.now(UTC))
+    key, cert = workdir / "key.pem", workdir / "cert.pem"
+    key.write_bytes(key_pem)
+    cert.write_bytes(cert_pem)
+    return key, cert
+
+
+def _chatroute_tls(port: int, workdir: Path) -> list[str]:
+    from chatroute.certs import listen_description
+
+    argv = _chatroute(port, workdir)
+    key, cert = tls_files(workdir)
+    argv[argv.index("--listen") + 1] = listen_description(key, cert, port, "127.0.0.1")
+    return argv
+
+
+def _miniircd_tls(port: int, workdir: Path) -> list[str]:
+    key, cert = tls_files(workdir)
+    return [*_miniircd(port, workdir), "--ssl-cert-file", str(cert), "--ssl-key-file", str(key)]
+
+
+NGIRCD_TLS_CONF = """\
+[SSL]
+\tCertFile = {cert}
+\tKeyFile = {key}
+\tPorts = {port}
+"""
+
+
+def _ngircd_tls(port: int, workdir: Path) -> list[str]:
+    # Its plain listener goes to another port, which the bench leaves alone.
+    argv = _ngircd(free_port(), workdir)
+    key, cert = tls_files(workdir)
+    with (workdir / "ngircd.conf").open("a") as conf:
+        conf.write(NGIRCD_TLS_CONF.format(cert=cert, key=key, port=port))
+    return argv
+
+
+_TLS_COMMANDS: dict[str, Callable[[int, Path], list[str]]] = {
+    "chatroute": _chatroute_tls,
+    "miniircd": _miniircd_tls,
+    "ngircd": _ngircd_tls,
+}

@@ -10,9 +10,10 @@ they share every listening port and the kernel spreads the connections over
 them, and one database file (by default C{chatroute.db} here: SQLite locks
 it between processes; see docs/deploy.md). The first node starts alone,
 so that it creates or upgrades the database, the others once it listens.
-Each node's log lines come to standard output with its number in front. Ctrl-C (or SIGTERM) stops the
-nodes, each leaving the network, then Redis; so does any node that exits on
-its own (a port it cannot have, a database it cannot use), with its status.
+Each node's log lines come to standard output with its number in front.
+Ctrl-C (or SIGTERM) stops the nodes, each leaving the network, then Redis;
+so does any node that exits on its own (a port it cannot have, a database
+it cannot use), with its status.
 
 This is a tool that starts processes and waits for them; the server itself
 never runs this code. L{PrivateRedis} is also what the bench starts Redis

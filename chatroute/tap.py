@@ -17,15 +17,17 @@ from chatroute.backplane.connection import parse_redis_url
 from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.accounts import Accounts
 from chatroute.core.auth import LoginThrottle, login_portal
-from chatroute.core.interfaces import IStorage
+from chatroute.core.interfaces import IBackplane, IStorage
 from chatroute.core.limits import Limits
 from chatroute.core.passwords import PasswordHashing
 from chatroute.core.router import Router, RouterSettings
 from chatroute.core.session import DEFAULT_MAX_LINE_LENGTH, Hub
+from chatroute.eventloop import skip_log_context
 from chatroute.frontends.irc import SERVER as IRC_SERVER
 from chatroute.frontends.irc import IRCServerFactory
 from chatroute.frontends.line import ChatServerFactory
 from chatroute.frontends.web import ChatWebSite, origin_of
+from chatroute.metrics import ServerMetrics
 from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
 from chatroute.reuseport import reuse_port
 from chatroute.storage.batch import SERVER_LINGER
@@ -215,6 +217,7 @@ class Options(CommandOptions):
         self["listen"] = []
         self["listen-web"] = []
         self["listen-irc"] = []
+        self["listen-metrics"] = []
         self["web-origin"] = []
         self["redis-address"] = None
 
@@ -231,6 +234,10 @@ class Options(CommandOptions):
     def opt_listen_irc(self, description: str) -> None:
         """Speak IRC on an endpoint, e.g. tcp:6667 or ssl:6697:privateKey=...:... (repeatable)."""
         self["listen-irc"].append(description)
+
+    def opt_listen_metrics(self, description: str) -> None:
+        """Serve Prometheus metrics at /metrics on an endpoint, e.g. tcp:9150 (repeatable)."""
+        self["listen-metrics"].append(description)
 
     def opt_web_origin(self, origin: str) -> None:
         """Let pages of this origin, e.g. https://chat.example.org, use the chat (repeatable)."""
@@ -260,7 +267,7 @@ class Options(CommandOptions):
             self["listen"].append(f"tcp:{self['port']}")
         if not self["listen"]:
             self["listen"].append(f"tcp:{DEFAULT_PORT}")
-        for option in ("listen", "listen-web", "listen-irc"):
+        for option in ("listen", "listen-web", "listen-irc", "listen-metrics"):
             for description in self[option]:
                 try:
                     serverFromString(reactor, self.endpoint(description))
@@ -397,14 +404,27 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+        skip_log_context(reactor)
     storage = _storage(options["db"], reactor)
     backplane = None
     if options["redis"] is not None:
         backplane = RedisBackplane(reactor, options["redis-address"])
-    router = Router(storage, reactor, options.router_settings(), backplane=backplane)
+    # What the chat uses: with metrics, the same storage and backplane, timed.
+    metrics = ServerMetrics(reactor) if options["listen-metrics"] else None
+    used_storage: IStorage = storage
+    used_backplane: IBackplane | None = backplane
+    if metrics is not None:
+        used_storage = metrics.timed_storage(storage)
+        if backplane is not None:
+            used_backplane = metrics.timed_backplane(backplane)
+    router = Router(used_storage, reactor, options.router_settings(), backplane=used_backplane)
     hashing = PasswordHashing(reactor)
     accounts = Accounts(
-        router, storage, hashing, login_portal(storage, hashing), LoginThrottle(reactor)
+        router,
+        used_storage,
+        hashing,
+        login_portal(used_storage, hashing),
+        LoginThrottle(reactor),
     )
     hub = Hub(
         router,
@@ -433,6 +453,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         site = ChatWebSite(hub, options["web-origin"])
         for description in options["listen-web"]:
             listener = _Listener(description, options.endpoint(description), reactor, site, reuse)
+            listener.setServiceParent(service)
+    if metrics is not None:
+        metrics.watch(hub, backplane)
+        metrics_site = metrics.site()
+        for description in options["listen-metrics"]:
+            listener = _Listener(description, options.endpoint(description), reactor, metrics_site)
             listener.setServiceParent(service)
     return service
 

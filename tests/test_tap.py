@@ -16,6 +16,7 @@ from chatroute.backplane.redis import RedisBackplane
 from chatroute.core.limits import Limits
 from chatroute.core.router import RouterSettings
 from chatroute.frontends.irc import IRCServerFactory
+from chatroute.metrics import MetricsSite, TimedBackplane, TimedStorage
 from chatroute.reuseport import ReusePortEndpoint
 from chatroute.tap import DEFAULT_BACKLOG, DEFAULT_PORT, Options, makeService, with_backlog
 from tests.conftest import Person
@@ -308,7 +309,7 @@ def test_router_settings_from_options():
     )
 
 
-@pytest.mark.parametrize("option", ["--listen", "--listen-web"])
+@pytest.mark.parametrize("option", ["--listen", "--listen-web", "--listen-metrics"])
 def test_a_bad_endpoint_names_its_option_and_what_it_wants(option):
     with pytest.raises(UsageError) as raised:
         parse(option, "tcp:abc")
@@ -408,3 +409,40 @@ async def test_two_services_with_reuse_port_share_one_port():
         await second.stopService()
     finally:
         await first.stopService()
+
+
+def test_no_metrics_means_nothing_timed():
+    service = makeService(parse("--db", ":memory:", "--redis", "redis://127.0.0.1:7000"), reactor)
+    assert not [
+        child for child in service if isinstance(getattr(child, "factory", None), MetricsSite)
+    ]
+    router = service.hub.router
+    assert isinstance(router._backplane, RedisBackplane)
+    assert not isinstance(router._storage, TimedStorage)
+
+
+def test_listen_metrics_is_repeatable_with_the_backlog():
+    options = parse(
+        "--db", ":memory:", "--listen-metrics", "tcp:9100", "--listen-metrics", "tcp:9101"
+    )
+    assert options["listen-metrics"] == ["tcp:9100", "tcp:9101"]
+    service = makeService(options, reactor)
+    metrics = [
+        child for child in service if isinstance(getattr(child, "factory", None), MetricsSite)
+    ]
+    assert [listener.description for listener in metrics] == ["tcp:9100", "tcp:9101"]
+    assert all(listener.endpoint._backlog == DEFAULT_BACKLOG for listener in metrics)
+    assert metrics[0].factory is metrics[1].factory, "one registry for the server"
+
+
+def test_metrics_time_the_storage_and_the_backplane_the_chat_uses():
+    options = parse(
+        "--db", ":memory:", "--redis", "redis://127.0.0.1:7000", "--listen-metrics", "tcp:0"
+    )
+    service = makeService(options, reactor)
+    router = service.hub.router
+    (backplane,) = [child for child in service if isinstance(child, RedisBackplane)]
+    assert isinstance(router._storage, TimedStorage)
+    assert isinstance(router._backplane, TimedBackplane)
+    assert router._backplane._backplane is backplane
+    assert service.hub.accounts._storage is router._storage

@@ -155,6 +155,8 @@ class RedisLink:
     @ivar on_down: called with no arguments each time a ready connection is lost.
     @ivar on_message: for a subscriber link, called with the channel and
         the message of each published message.
+    @ivar reconnects: how many times a connection has been ready again
+        after the first one (each after a loss), for monitoring.
     """
 
     log = Logger()
@@ -186,6 +188,8 @@ class RedisLink:
         self._down_since: float | None = None
         self._stopping = False
         self._waiting: list[Deferred[None]] = []
+        self._connected_before = False
+        self.reconnects = 0
         endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)
         self._service = ClientService(
             endpoint,
@@ -231,6 +235,9 @@ class RedisLink:
         if not protocol.connected:
             return
         self._protocol = protocol
+        if self._connected_before:
+            self.reconnects += 1
+        self._connected_before = True
         down_since, self._down_since = self._down_since, None
         if down_since is not None and self._service.running:
             outage = self._clock.seconds() - down_since

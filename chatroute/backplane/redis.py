@@ -242,6 +242,11 @@ class RedisBackplane(Service):
         self._beat.clock = reactor
         self._beat_interval = beat
 
+    @property
+    def links(self) -> dict[str, RedisLink]:
+        """The connections to Redis, by what they carry: C{commands} and C{events}."""
+        return {"commands": self._commands, "events": self._events}
+
     # The service.
 
     def startService(self) -> None:

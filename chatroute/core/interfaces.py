@@ -163,6 +163,8 @@ class ILink(Interface):
     What is written is the front end's own encoding (L{IWireFormat}).
     """
 
+    frontend = Attribute("The front end's name (C{str}: C{line}, C{web}, C{irc}), for monitoring.")
+
     def write(data: bytes) -> None:
         """Send C{data}: one or more encoded events or errors."""
 

@@ -645,9 +645,13 @@ class Router:
         )
         return RoomList(tuple((room.name, len(room.members)) for room in listed))
 
+    def connected(self) -> list[Presence]:
+        """This node's connected participants, with a nickname or not (for monitoring)."""
+        return list(self._presences)
+
     def counts(self) -> Counts:
         """How many users are online, connections unregistered and rooms open; the peak of users."""
-        users = sum(1 for presence in self._directory.online())
+        users = len(self._holders)
         unregistered = sum(1 for presence in self._presences if presence.nick is None)
         rooms = sum(1 for room in self._directory.rooms())
         return Counts(users, unregistered, rooms, max(self._peak_users, users))
@@ -1027,7 +1031,7 @@ class Router:
         self._directory.claim(presence, nick)
         presence.nick = nick
         if old is None:
-            self._peak_users = max(self._peak_users, sum(1 for _ in self._directory.online()))
+            self._peak_users = max(self._peak_users, len(self._holders))
         presence.account = account
         if old != nick:
             log.info("{peer} is {nick}", peer=presence.peer, nick=nick)

@@ -14,7 +14,7 @@ L{Hub} is what every session shares, whatever its front end: one router,
 one connection count, one set of limits.
 """
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -23,7 +23,6 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -57,6 +56,7 @@ from chatroute.core.commands import (
     Who,
     Whois,
 )
+from chatroute.core.deadlines import Deadlines, Entry
 from chatroute.core.directory import Presence
 from chatroute.core.errors import (
     ChatError,
@@ -114,14 +114,28 @@ class Outbox:
     holds data while collecting is in C{waiting}; L{flush} ends it. The
     sessions set these fields themselves rather than call methods, as they
     do it for every read and delivery.
+
+    As everything read and written passes here, the outbox also counts it,
+    for monitoring (L{chatroute.metrics} reads the counts when scraped):
+    plain integers, added to once per read rather than once per line or
+    delivery where that can be done, and never through a call.
+
+    @ivar received: lines received from clients, of every front end, since
+        the start (refused ones too: too long, flooding, malformed).
+    @ivar sent: events and errors sent to clients since the start. What a
+        client is sent while collecting is counted when it is written: one
+        for each client in C{waiting}, here, and the rest of a longer batch
+        by L{ConnectionSession.flush}.
     """
 
-    __slots__ = ("collecting", "reader", "waiting")
+    __slots__ = ("collecting", "reader", "received", "sent", "waiting")
 
     def __init__(self) -> None:
         self.collecting = False
         self.reader: ConnectionSession | None = None
         self.waiting: list[ConnectionSession] = []
+        self.received = 0
+        self.sent = 0
 
     def flush(self) -> None:
         """Write everything held, and stop holding."""
@@ -129,6 +143,7 @@ class Outbox:
         waiting = self.waiting
         if waiting:
             self.waiting = []
+            self.sent += len(waiting)
             for session in waiting:
                 session.flush()
         self.reader = None
@@ -145,6 +160,8 @@ class Hub:
     @ivar server_password: the password every connection must give
         (L{ServerPassword}) before anything but C{/help}, C{/ping},
         C{/limits} and C{/quit}; None: none needed.
+    @ivar errors: how many times each kind of L{ChatError} has been sent to
+        a client since the start, for monitoring.
     """
 
     def __init__(
@@ -166,10 +183,13 @@ class Hub:
         self.server_password = server_password
         self.connections = ConnectionCounter(self.limits)
         self.outbox = Outbox()
+        self.deadlines = Deadlines(clock)
+        self.seconds = clock.seconds
+        self.errors: Counter[type[ChatError]] = Counter()
 
 
 @implementer(IParticipant)
-class ConnectionSession(TimeoutMixin):
+class ConnectionSession:
     """
     One client connection's session: what it may do, and in what order.
 
@@ -185,15 +205,16 @@ class ConnectionSession(TimeoutMixin):
 
     _log = Logger()
 
-    # Slots keep an idle connection small; TimeoutMixin's attributes too.
+    # Slots keep an idle connection small.
     __slots__ = (
-        "_TimeoutMixin__timeoutCall",
         "_abort_later",
         "_admitted",
         "_awaiting_nick",
         "_bucket",
+        "_deadline",
         "_format",
         "_handlers",
+        "_heard",
         "_held",
         "_hub",
         "_link",
@@ -203,9 +224,7 @@ class ConnectionSession(TimeoutMixin):
         "_queued",
         "_router",
         "_waiting",
-        "callLater",
         "closing",
-        "timeOut",
     )
 
     def __init__(self, hub: Hub, link: ILink, wire: IWireFormat, peer: Peer) -> None:
@@ -222,10 +241,10 @@ class ConnectionSession(TimeoutMixin):
         self._link = link
         self._format = wire
         self._peer = peer
-        self.callLater = hub.clock.callLater  # type: ignore[method-assign,assignment]
-        # TimeoutMixin's state, in slots rather than an instance dict.
-        self.timeOut = None
-        self._TimeoutMixin__timeoutCall: IDelayedCall | None = None
+        # When the timeout counts from: the client's last read once it has a
+        # nickname, the connection's start until then.
+        self._heard = 0.0
+        self._deadline: Entry | None = None
         self._held: list[bytes] | None = None
         self._bucket: TokenBucket | None = None
         self._admitted = False
@@ -252,6 +271,8 @@ class ConnectionSession(TimeoutMixin):
         refusal = hub.connections.admit(peer.host)
         if refusal is not None:
             self._log.info("refused {peer}: {reason}", peer=peer.shown, reason=refusal)
+            hub.errors[type(refusal)] += 1
+            hub.outbox.sent += 1
             self.closing = True
             self._link.write(self._format.encode_error(refusal))
             self._link.close()
@@ -260,15 +281,24 @@ class ConnectionSession(TimeoutMixin):
         limits = hub.limits
         if limits.flood_rate:
             self._bucket = TokenBucket(limits.flood_rate, limits.flood_burst, hub.clock)
-        self.setTimeout(limits.register_timeout or None)
+        self._heard = hub.seconds()
+        self._watch_deadline()
         self._presence = hub.router.connect(self, peer.shown)
         self._log.info("{peer} connected", peer=peer.shown)
         self.deliver(Notice(f"connected from {peer.shown} — register with #yourname"))
         return True
 
+    @property
+    def frontend(self) -> str:
+        """The name of the front end the connection came in on (L{ILink.frontend})."""
+        name: str = self._link.frontend
+        return name
+
     def connection_lost(self) -> None:
         """The connection is gone: leave every room and free the nickname."""
-        self.setTimeout(None)
+        if self._deadline is not None:
+            self._hub.deadlines.cancel(self._deadline)
+            self._deadline = None
         if self._abort_later is not None:
             self._abort_later.cancel()
             self._abort_later = None
@@ -283,8 +313,21 @@ class ConnectionSession(TimeoutMixin):
             self._router.disconnect(presence)
             self._presence = None
 
-    def timeoutConnection(self) -> None:
-        """No nickname in time, or silent for too long (L{TimeoutMixin}): say so and close."""
+    def due_at(self) -> float | None:
+        """
+        When the connection times out as it stands now (L{Deadlines}): so
+        long after it started without a nickname, or after its last read
+        with one; None for no timeout.
+        """
+        limits = self._hub.limits
+        timeout = limits.register_timeout if self._awaiting_nick else limits.idle_timeout
+        if not timeout or self.closing:
+            return None
+        return self._heard + timeout
+
+    def timed_out(self) -> None:
+        """No nickname in time, or silent for too long (L{Deadlines}): say so and close."""
+        self._deadline = None
         limits = self._hub.limits
         if self._awaiting_nick:
             reason = f"no nickname after {limits.register_timeout:g} s"
@@ -299,10 +342,11 @@ class ConnectionSession(TimeoutMixin):
         order, holding what is written meanwhile (L{Outbox}).
         """
         if not self._awaiting_nick:
-            self.resetTimeout()
+            self._heard = self._hub.seconds()
         if not lines:
             return
         outbox = self._outbox
+        outbox.received += len(lines)
         outbox.collecting = True
         outbox.reader = self
         try:
@@ -326,6 +370,7 @@ class ConnectionSession(TimeoutMixin):
         The front end is discarding a line past the length limit, from its
         C{start}: it counts as a line, once, and is refused.
         """
+        self._outbox.received += 1
         bucket = self._bucket
         if bucket is None or self._within_flood_limit(bucket, start):
             self._take(LineTooLong(self._hub.max_line_length))
@@ -354,7 +399,17 @@ class ConnectionSession(TimeoutMixin):
         """Once the client has a nickname, the idle timeout replaces the nickname timeout."""
         if self._presence is not None and self._presence.nick is not None:
             self._awaiting_nick = False
-            self.setTimeout(self._hub.limits.idle_timeout or None)
+            self._heard = self._hub.seconds()
+            self._watch_deadline()
+
+    def _watch_deadline(self) -> None:
+        """Have the hub's L{Deadlines} watch the connection, in time for its deadline."""
+        due, entry = self.due_at(), self._deadline
+        if entry is not None and (due is None or due < entry.at):
+            self._hub.deadlines.cancel(entry)
+            entry = self._deadline = None
+        if entry is None and due is not None:
+            self._deadline = self._hub.deadlines.watch(self, due)
 
     def line_received(self, line: bytes) -> None:
         """Carry out one line, answering any error."""
@@ -384,6 +439,7 @@ class ConnectionSession(TimeoutMixin):
 
     def reply_error(self, error: ChatError) -> None:
         """Answer the client's request with an error (L{IParticipant})."""
+        self._hub.errors[type(error)] += 1
         self._send(self._format.encode_error(error))
 
     def close(self, reason: str) -> None:
@@ -408,6 +464,9 @@ class ConnectionSession(TimeoutMixin):
             limit=limit,
         )
         self.closing = True
+        if self._held:
+            # Never to be written, though the outbox will count one (Outbox.sent).
+            self._outbox.sent -= 1
         self._held = None
         self._presence = None
         router = self._router
@@ -424,11 +483,14 @@ class ConnectionSession(TimeoutMixin):
             if len(held) == 1:
                 self._link.write(held[0])
             else:
+                # The outbox counts the first (Outbox.sent).
+                self._outbox.sent += len(held) - 1
                 self._link.write_all(held)
 
     def _send(self, data: bytes) -> None:
         """Write to the client: now, or with the rest of this chunk's output."""
         if not self._outbox.collecting:
+            self._outbox.sent += 1
             self._link.write(data)
         elif self._held is None:
             self._held = [data]
@@ -459,7 +521,7 @@ class ConnectionSession(TimeoutMixin):
             self._router.disconnect(presence, reason=reason)
         self._link.resume_reading()
         self._link.close()
-        self._abort_later = self.callLater(CLOSE_GRACE, self._abort)
+        self._abort_later = self._hub.clock.callLater(CLOSE_GRACE, self._abort)
 
     def _abort(self) -> None:
         self._abort_later = None

@@ -1568,6 +1568,7 @@ class IRCProtocol(ChatProtocol):
     several targets split into one line each, and a format of its own.
     """
 
+    frontend = "irc"
     telnet = False
     expands = True
 

@@ -65,6 +65,9 @@ class ChatProtocol(LineReceiver):
 
     delimiter = b"\r\n"
 
+    frontend = "line"
+    """The front end's name (L{ILink})."""
+
     telnet = True
     """Whether telnet commands are taken out of the stream (line protocol clients use telnet)."""
 

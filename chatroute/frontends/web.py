@@ -70,6 +70,9 @@ class WebChatProtocol(WebSocketServerProtocol):
     _log = Logger()
     factory: "ChatWebSocketFactory"
 
+    frontend = "web"
+    """The front end's name (L{ILink})."""
+
     def __init__(self) -> None:
         super().__init__()
         self._session: ConnectionSession | None = None

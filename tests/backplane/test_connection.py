@@ -82,18 +82,20 @@ async def test_commands_fail_at_once_while_there_is_no_connection(redis_server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_restarted_redis_is_reconnected_and_logged(redis_server):
+async def test_a_restarted_redis_is_reconnected_logged_and_counted(redis_server):
     link = RedisLink(reactor, parse_redis_url(redis_server.url), "test")
     down: Deferred[None] = Deferred()
     link.on_down = lambda: down.callback(None)
     link.start()
     try:
         await _ready(link)
+        assert link.reconnects == 0
         with capturedLogs() as events:
             redis_server.restart()
             await down.addTimeout(WAIT, reactor)
             await _ready(link)
             assert await link.execute("PING") == "PONG"
+        assert link.reconnects == 1
         texts = [event.get("log_format", "") for event in events]
         assert any("lost the connection" in text for text in texts)
         assert any("connected to" in text for text in texts)

@@ -39,6 +39,8 @@ TLS_STARTED = re.compile(r"ChatServerFactory \(TLS\) starting on (\d+)")
 WEB_STARTED = re.compile(r"ChatWebSite starting on (\d+)")
 # A --listen-irc listener.
 IRC_STARTED = re.compile(r"IRCServerFactory starting on (\d+)")
+# A --listen-metrics listener.
+METRICS_STARTED = re.compile(r"MetricsSite starting on (\d+)")
 
 
 def client_command() -> list[str]:

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.logger import capturedLogs
 
 from chatroute.core.interfaces import HistoryEntry
 from chatroute.storage import sql
+from chatroute.storage import sqlite as sqlite_storage
 from chatroute.storage.sql import Schema
 from chatroute.storage.sqlite import CURRENT_SCHEMA, SQLiteStorage, open_sqlite
 
@@ -181,3 +183,31 @@ async def test_kill_9_loses_nothing_acknowledged(db):
     kept = {entry.text for entry in await storage.recent_history("#room", 10_000)}
     await storage.close()
     assert acknowledged <= kept
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_locked_database_fails_its_writes_logged_and_later_writes_succeed(db, monkeypatch):
+    # Another process (a backup, say) holding the write lock past the busy timeout.
+    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT", 0.05)
+    storage = reopen(db)
+    try:
+        await storage.append_history("#lobby", "alice", "before", 1.0)
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with (
+                capturedLogs() as events,
+                pytest.raises(sqlite3.OperationalError, match="locked"),
+            ):
+                await storage.append_history("#lobby", "alice", "refused", 2.0)
+            # Reads go on meanwhile (WAL).
+            assert len(await storage.recent_history("#lobby", 10)) == 1
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert any(event.get("log_failure") for event in events), "logged with its traceback"
+        await storage.append_history("#lobby", "alice", "after", 3.0)
+        history = await storage.recent_history("#lobby", 10)
+        assert [entry.text for entry in history] == ["before", "after"]
+    finally:
+        await storage.close()
