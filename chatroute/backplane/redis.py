@@ -31,7 +31,8 @@ are refused meanwhile (L{BackplaneUnavailable}). When both links are back,
 the node asserts its users and their rooms again (Redis may have restarted
 empty, or forgotten the node), then reads the whole state afresh. What
 happened meanwhile elsewhere is then in its copy, but its users were not
-told of it event by event. Asserting them again publishes what was written,
+told of it event by event (room messages published while it got in step
+are delivered, though). Asserting them again publishes what was written,
 and the nodes already in step take it in its place among the events, as
 they take any change: once a node is in step, it refuses nothing until it
 is cut off again. A change asked for while the node reads the state afresh
@@ -810,8 +811,12 @@ class RedisBackplane(Service):
         self._rebuild(snapshot, lost)
         buffered, self._buffer = self._buffer or [], None
         self.synced = True
+        in_snapshot = self._seq
         for event in buffered:
-            self._apply(event)
+            if int(event["seq"]) <= in_snapshot:
+                self._deliver_folded(event)
+            else:
+                self._apply(event)
         self._wake(everyone=True)
         self._done_getting_in_step()
         log.info(
@@ -821,6 +826,19 @@ class RedisBackplane(Service):
             users=sum(1 for _ in self.directory.online()),
             rooms=sum(1 for _ in self.directory.rooms()),
         )
+
+    def _deliver_folded(self, event: dict[str, Any]) -> None:
+        """
+        An event that came while getting in step, already in the snapshot:
+        what it changed is in the copy, but a room message changes nothing
+        and would never reach the members here: deliver it now, in order.
+        """
+        if event.get("op") != "say":
+            return
+        try:
+            self._on_say(event)
+        except Exception:
+            log.failure("backplane: delivering event {seq} failed", seq=event.get("seq"))
 
     def _restoration(self) -> list[dict[str, Any]]:
         """What this node's users hold, to assert again in Redis."""

@@ -530,6 +530,37 @@ def test_events_published_while_getting_in_step_are_applied_after_the_snapshot()
     assert node.router.whois("bob").away == "lunch"
 
 
+def test_a_room_message_already_in_the_snapshot_still_reaches_the_members_here():
+    node = Node()
+    node.start()
+    alice, participant = node.local("alice")
+    node.room_with("#lobby", alice)
+    participant.take()
+    said = node.router.send_room(alice, "#lobby", "in flight")
+    node.events.subscribed = Deferred()
+    node.redis.seq = 9
+    node.publish("away", seq=9, key="alice", message=None)  # events missed: read afresh
+    # Published while the node reads the state afresh: in the snapshot, yet
+    # a message changes nothing there and must still be delivered.
+    node.publish("say", seq=10, room="#lobby", nick="alice", text="in flight", action=False,
+                 notice=False)  # fmt: skip
+    node.redis.seq = 10
+    node.redis.users = [
+        {"nick": "alice", "node": node.backplane.node, "sid": node.redis.last("claim")[1],
+         "account": False, "user": "", "real_name": "", "away": None,
+         "rooms": {"#lobby": True}},
+    ]  # fmt: skip
+    node.redis.rooms = [
+        {"name": "#lobby", "topic": None, "topic_by": None, "topic_at": None,
+         "created_at": 1_700_000_000.0, "members": {"alice": "alice"}, "ops": {"alice": True},
+         "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
+    ]  # fmt: skip
+    node.events.subscribed.callback(None)
+    assert node.backplane.synced
+    assert settled(said) is None
+    assert participant.take() == [RoomMessage("#lobby", "alice", "in flight")]
+
+
 def test_a_node_asserts_its_users_rooms_whole_when_getting_in_step_again(node):
     alice, _ = node.local("alice")
     node.remote("bob")
