@@ -879,7 +879,7 @@ class RedisBackplane(Service):
             "backplane: node {node} in step at event {seq}: {users} users, {rooms} rooms",
             node=self.node,
             seq=self._seq,
-            users=sum(1 for _ in self.directory.online()),
+            users=len(self.directory.holders),
             rooms=sum(1 for _ in self.directory.rooms()),
         )
 
