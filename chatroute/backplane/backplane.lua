@@ -370,10 +370,14 @@ elseif op == "snapshot" then
 elseif op == "restore" then
   -- ARGV: node, then a json list of {key, user: {...}, rooms: {room key: room}}: what the
   -- node's users had, asserted again after Redis lost it (a restart) or forgot the node.
-  -- A nickname someone else took meanwhile stays theirs. Reply: the keys lost.
+  -- A nickname someone else took meanwhile stays theirs. Reply: the keys lost. If anything
+  -- changed, the event says what was written (users and rooms, whole, by key), so that nodes
+  -- in step apply it in order like any other event; a node that does not read them (an
+  -- older one) reads the whole state afresh instead.
   local node = ARGV[3]
   local now = now_ms()
   local lost, changed = {}, false
+  local written_users, written_rooms = {}, {}
   for _, entry in ipairs(cjson.decode(ARGV[4])) do
     local key, user = entry.key, entry.user
     local holder = get_json(K_USERS, key)
@@ -401,12 +405,21 @@ elseif op == "restore" then
           if (wanted.voiced or {})[key] then room.voiced[key] = true end
         end
         put_room(room_key, room)
+        written_rooms[room_key] = true
         user.rooms[room_key] = true
       end
       put_user(key, user)
+      written_users[key] = true
     end
   end
-  if changed then publish({op = "resync"}) end
+  if changed then
+    -- Read back once all is written: a later entry may have taken a dead holder out of a
+    -- room an earlier one wrote.
+    local users, rooms = {}, {}
+    for key, _ in pairs(written_users) do users[key] = get_json(K_USERS, key) end
+    for room_key, _ in pairs(written_rooms) do rooms[room_key] = get_room(room_key) end
+    publish({op = "resync", users = users, rooms = rooms})
+  end
   return cjson.encode({lost = lost})
 
 elseif op == "lock" then

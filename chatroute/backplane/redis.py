@@ -35,7 +35,12 @@ are refused meanwhile (L{BackplaneUnavailable}). When both links are back,
 the node asserts its users and their rooms again (Redis may have restarted
 empty, or forgotten the node), then reads the whole state afresh. What
 happened meanwhile elsewhere is then in its copy, but its users were not
-told of it event by event.
+told of it event by event (room messages published while it got in step
+are delivered, though). Asserting them again publishes what was written,
+and the nodes already in step take it in its place among the events, as
+they take any change: once a node is in step, it refuses nothing until it
+is cut off again. A change asked for while the node reads the state afresh
+with both links up (it missed events, say) waits until it is done.
 """
 
 import json
@@ -46,7 +51,7 @@ from uuid import uuid4
 
 import txredisapi
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -233,6 +238,7 @@ class RedisBackplane(Service):
         self._seq = 0
         self._buffer: list[dict[str, Any]] | None = None
         self._waiters: list[tuple[int, Deferred[None]]] = []
+        self._getting_in_step: list[Deferred[None]] = []
         self._syncing = False
         self._sync_again = False
         self.outbox: Outbox | None = None
@@ -527,9 +533,13 @@ class RedisBackplane(Service):
         return Deferred.fromCoroutine(self._change(context, op, *arguments))
 
     async def _change(self, context: dict[str, str], op: str, *arguments: Any) -> None:
-        """Run C{op}; return once its event has been applied here, or raise its refusal."""
+        """
+        Run C{op}; return once its event has been applied here, or raise its
+        refusal. While the node gets in step with both links up, C{op} waits
+        for it; only a node cut off from Redis refuses at once.
+        """
         if not self.synced:
-            raise BackplaneUnavailable()
+            await self._in_step()
         reply = await self._eval(op, *arguments)
         if "error" in reply:
             raise _refusal(reply, context)
@@ -558,6 +568,27 @@ class RedisBackplane(Service):
                 "backplane: {op} not done: {why}", op=op, why=failure.getErrorMessage()
             )
         )
+
+    def _in_step(self) -> Deferred[None]:
+        """
+        Deferred firing once the node is in step, if it is getting in step
+        now with both links up; failing with L{BackplaneUnavailable} at once
+        if not, or once a link is lost or getting in step gave up.
+        """
+        if not (self._syncing and self._commands.ready and self._events.ready):
+            return fail(BackplaneUnavailable())
+        waiting: Deferred[None] = Deferred()
+        self._getting_in_step.append(waiting)
+        return waiting
+
+    def _done_getting_in_step(self) -> None:
+        """Let the changes waiting for L{_in_step} go on: in step, or refused if not."""
+        waiting, self._getting_in_step = self._getting_in_step, []
+        for each in waiting:
+            if self.synced:
+                each.callback(None)
+            else:
+                each.errback(BackplaneUnavailable())
 
     def _applied(self, seq: int) -> Deferred[None]:
         if self.synced and self._seq >= seq:
@@ -748,7 +779,25 @@ class RedisBackplane(Service):
         self._router.apply_ban(room, event["shown"], by, bool(event["on"]))
 
     def _on_resync(self, event: dict[str, Any]) -> None:
-        self._start_sync()
+        """
+        A node asserted its users and their rooms again (C{restore}): take
+        what it wrote, in its place among the events. An event without it
+        (from an older node) leaves nothing to do but read the state afresh.
+        """
+        users, rooms = event.get("users"), event.get("rooms")
+        if not isinstance(users, dict) or not isinstance(rooms, dict):
+            self._start_sync()
+            return
+        for user in users.values():
+            if user["node"] != self.node:  # this node's own are in its copy already
+                self._hold(self._remote_user(user, self._remote), user)
+        for shared in rooms.values():
+            self._take_room(shared)
+        log.info(
+            "backplane: another node asserted {users} users and {rooms} rooms again; taken in turn",
+            users=len(users),
+            rooms=len(rooms),
+        )
 
     _APPLY: ClassVar[dict[str, Callable[["RedisBackplane", dict[str, Any]], None]]] = {
         "claim": _on_claim,
@@ -779,6 +828,7 @@ class RedisBackplane(Service):
         self.synced = False
         self._buffer = None
         self._fail_waiters()
+        self._done_getting_in_step()
 
     def _start_sync(self) -> None:
         if self._syncing:
@@ -805,6 +855,7 @@ class RedisBackplane(Service):
                     return
         finally:
             self._syncing = False
+            self._done_getting_in_step()
 
     async def _sync_once(self) -> None:
         self._buffer = []
@@ -816,9 +867,14 @@ class RedisBackplane(Service):
         self._rebuild(snapshot, lost)
         buffered, self._buffer = self._buffer or [], None
         self.synced = True
+        in_snapshot = self._seq
         for event in buffered:
-            self._apply(event)
+            if int(event["seq"]) <= in_snapshot:
+                self._deliver_folded(event)
+            else:
+                self._apply(event)
         self._wake(everyone=True)
+        self._done_getting_in_step()
         log.info(
             "backplane: node {node} in step at event {seq}: {users} users, {rooms} rooms",
             node=self.node,
@@ -826,6 +882,19 @@ class RedisBackplane(Service):
             users=sum(1 for _ in self.directory.online()),
             rooms=sum(1 for _ in self.directory.rooms()),
         )
+
+    def _deliver_folded(self, event: dict[str, Any]) -> None:
+        """
+        An event that came while getting in step, already in the snapshot:
+        what it changed is in the copy, but a room message changes nothing
+        and would never reach the members here: deliver it now, in order.
+        """
+        if event.get("op") != "say":
+            return
+        try:
+            self._on_say(event)
+        except Exception:
+            log.failure("backplane: delivering event {seq} failed", seq=event.get("seq"))
 
     def _restoration(self) -> list[dict[str, Any]]:
         """What this node's users hold, to assert again in Redis."""
@@ -875,41 +944,19 @@ class RedisBackplane(Service):
         stale: list[tuple[str, str]] = []
         for raw in snapshot["users"]:
             user = json.loads(raw)
-            sid, key = user["sid"], name_key(user["nick"])
+            sid = user["sid"]
             if user["node"] == self.node:
                 found = self._local.get(sid)
                 if found is None or isinstance(found.participant, _Departed):
-                    stale.append((key, sid))
+                    stale.append((name_key(user["nick"]), sid))
                     continue
-                presence = found
                 held.add(sid)
             else:
-                presence = previous_remote.get(sid) or self._remote_presence(user["node"], sid)
-                self._remote[sid] = presence
-                presence.user = user.get("user") or None
-                presence.real_name = user.get("real_name") or None
-            presence.nick = user["nick"]
-            presence.account = bool(user["account"])
-            presence.away = user.get("away")
-            presence.rooms = {}
-            directory.claim(presence, user["nick"])
+                found = self._remote_user(user, previous_remote)
+            found.rooms = {}
+            self._hold(found, user)
         for raw in snapshot["rooms"]:
-            shared = json.loads(raw)
-            room = directory.open_room(shared["name"])
-            room.topic = shared.get("topic")
-            room.topic_by = shared.get("topic_by")
-            room.topic_at = shared.get("topic_at")
-            room.created_at = shared.get("created_at") or 0.0
-            room.bans = dict(shared.get("bans") or {})
-            modes = shared.get("modes")
-            room.modes = {TOPIC_LOCK} if modes is None else set(modes or ())
-            for key in shared.get("members") or {}:
-                member = directory.holder(key)
-                if member is not None:
-                    room.members[key] = member
-                    member.rooms[name_key(room.name)] = room
-            room.operators = {key for key in shared.get("ops") or {} if key in room.members}
-            room.voiced = {key for key in shared.get("voiced") or {} if key in room.members}
+            self._take_room(json.loads(raw))
         self._seq = int(snapshot["seq"])
         for key, sid in stale:
             self._fire("gone", key, sid, "")
@@ -927,6 +974,57 @@ class RedisBackplane(Service):
             )
             self._router.disconnect(presence)
             participant.close("your nickname was taken while this server was cut off")
+
+    def _remote_user(self, user: dict[str, Any], known: dict[str, Presence]) -> Presence:
+        """The presence here of C{user} (a record from Redis) of another node, with its names."""
+        sid = user["sid"]
+        presence = known.get(sid) or self._remote_presence(user["node"], sid)
+        self._remote[sid] = presence
+        presence.user = user.get("user") or None
+        presence.real_name = user.get("real_name") or None
+        return presence
+
+    def _hold(self, presence: Presence, user: dict[str, Any]) -> None:
+        """
+        C{presence} is C{user} (a record from Redis), holding its nickname here.
+
+        @raise LookupError: someone else holds that nickname here: the copy is
+            not what Redis had before this (read it afresh).
+        """
+        directory = self.directory
+        nick = user["nick"]
+        holder = directory.holder(nick)
+        if holder is not None and holder is not presence:
+            raise LookupError(f"{nick} is held by someone else here")
+        if presence.nick is not None and directory.holder(presence.nick) is presence:
+            directory.release(presence.nick)
+        presence.nick = nick
+        presence.account = bool(user["account"])
+        presence.away = user.get("away")
+        directory.claim(presence, nick)
+
+    def _take_room(self, shared: dict[str, Any]) -> None:
+        """Make the room of C{shared} (a record from Redis) here what it is there, whole."""
+        directory = self.directory
+        room = directory.room(shared["name"]) or directory.open_room(shared["name"])
+        room_key = name_key(room.name)
+        for former in room.members.values():
+            former.rooms.pop(room_key, None)
+        room.members = {}
+        room.topic = shared.get("topic")
+        room.topic_by = shared.get("topic_by")
+        room.topic_at = shared.get("topic_at")
+        room.created_at = shared.get("created_at") or 0.0
+        room.bans = dict(shared.get("bans") or {})
+        modes = shared.get("modes")
+        room.modes = {TOPIC_LOCK} if modes is None else set(modes or ())
+        for key in shared.get("members") or {}:
+            member = directory.holder(key)
+            if member is not None:
+                room.members[key] = member
+                member.rooms[room_key] = room
+        room.operators = {key for key in shared.get("ops") or {} if key in room.members}
+        room.voiced = {key for key in shared.get("voiced") or {} if key in room.members}
 
     def _heartbeat(self) -> Deferred[None] | None:
         if not self.synced:

@@ -254,11 +254,28 @@ class ChatProtocol(LineReceiver):
             paused.resumeProducing()
 
     def close(self) -> None:
-        """Close once the queue is sent, no longer watching it (L{ILink})."""
+        """
+        Close once the queue is sent, no longer watching it (L{ILink}).
+
+        On plain TCP the close lingers: once the queue is sent, only the
+        sending side is shut, so the client reads every last line and then
+        the end, while what it still sends is read and dropped until it
+        closes its side (or the session aborts the connection after
+        L{chatroute.core.session.CLOSE_GRACE}). A socket closed at once
+        would answer the client's next bytes with a reset, which fails its
+        next write and may discard the last lines before the client reads
+        them: an IRC client still sending USER after a wrong PASS would never
+        see why it was refused. TLS lingers by itself: its close waits for
+        the client's.
+        """
         if self._guarded:
             self._guarded = False
             IConsumer(self._out).unregisterProducer()
-        self._out.loseConnection()
+        out = self._out
+        if ITCPTransport.providedBy(out) and not ISSLTransport.providedBy(out):
+            out.loseWriteConnection()
+        else:
+            out.loseConnection()
 
     def abort(self) -> None:
         """Close at once, dropping what waits to be sent (L{ILink})."""

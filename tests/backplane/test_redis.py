@@ -524,6 +524,80 @@ def test_the_state_read_afresh_has_each_room_whole(node):
     assert router.bans("#lobby").nicks == ("Dave",)
 
 
+def test_users_asserted_again_elsewhere_are_taken_in_order_without_reading_afresh(node):
+    # Redis restarted empty: this node got in step first; the other node's
+    # restore then publishes what it wrote, and this node takes it as an event.
+    alice, participant = node.local("alice")
+    node.room_with("#lobby", alice)
+    participant.take()
+    snapshots = node.redis.calls.count(("snapshot",))
+    bob = {"nick": "Bob", "node": OTHER, "sid": f"{OTHER}.1", "account": True,
+           "user": "b", "real_name": "B", "away": None, "rooms": {"#lobby": True}}  # fmt: skip
+    lobby = {"name": "#lobby", "topic": "plans", "topic_by": "Bob", "topic_at": 1_700_000_001.0,
+             "created_at": 1_700_000_000.0, "members": {"alice": "alice", "bob": "Bob"},
+             "ops": {"alice": True}, "voiced": {"bob": True}, "bans": {},
+             "modes": {MODERATED: True}}  # fmt: skip
+    node.publish("resync", users={"bob": bob}, rooms={"#lobby": lobby})
+    assert node.backplane.synced
+    assert node.redis.calls.count(("snapshot",)) == snapshots
+    assert node.router.whois("bob") == UserInfo("Bob", "b", "B", None, "Bob")
+    assert node.router.who("#lobby") == UserList(
+        "#lobby", ("alice", "Bob"), ("alice",), voiced=("Bob",)
+    )
+    assert node.router.room_modes("#lobby").modes == (MODERATED,)
+    assert participant.take() == []  # as when read afresh: nobody is told
+    # The next change is neither refused nor lost.
+    said = node.router.send_room(alice, "#lobby", "after")
+    node.publish("say", room="#lobby", nick="alice", text="after", action=False, notice=False)
+    assert settled(said) is None
+    assert participant.take() == [RoomMessage("#lobby", "alice", "after")]
+
+
+def test_a_change_asked_for_while_reading_afresh_waits_and_is_done():
+    node = Node()
+    node.start()
+    alice, participant = node.local("alice")
+    node.room_with("#lobby", alice)
+    participant.take()
+    node.events.subscribed = Deferred()
+    node.redis.seq = 7
+    node.publish("away", seq=8, key="alice", message=None)  # 4 to 7 never came
+    assert not node.backplane.synced
+    said = node.router.send_room(alice, "#lobby", "meanwhile")
+    assert not said.called
+    assert "say" not in {call[0] for call in node.redis.calls[-3:]}
+    node.redis.users = [
+        {"nick": "alice", "node": node.backplane.node, "sid": node.redis.last("claim")[1],
+         "account": False, "user": "", "real_name": "", "away": None,
+         "rooms": {"#lobby": True}},
+    ]  # fmt: skip
+    node.redis.rooms = [
+        {"name": "#lobby", "topic": None, "topic_by": None, "topic_at": None,
+         "created_at": 1_700_000_000.0, "members": {"alice": "alice"}, "ops": {"alice": True},
+         "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
+    ]  # fmt: skip
+    node.events.subscribed.callback(None)
+    assert node.backplane.synced
+    assert node.redis.last("say") == ("#lobby", "alice", "meanwhile", 0, 0)
+    node.publish("say", room="#lobby", nick="alice", text="meanwhile", action=False, notice=False)
+    assert settled(said) is None
+    assert participant.take() == [RoomMessage("#lobby", "alice", "meanwhile")]
+
+
+def test_a_change_waiting_for_the_node_to_get_in_step_is_refused_if_redis_is_lost():
+    node = Node()
+    node.start()
+    alice, _ = node.local("alice")
+    node.events.subscribed = Deferred()
+    node.publish("resync")
+    joined = node.router.join(alice, "#lobby")
+    assert not joined.called
+    node.events.ready = False
+    node.events.on_down()
+    with pytest.raises(BackplaneUnavailable):
+        settled(joined)
+
+
 def test_events_published_while_getting_in_step_are_applied_after_the_snapshot():
     node = Node()
     node.events.subscribed = Deferred()
@@ -541,6 +615,37 @@ def test_events_published_while_getting_in_step_are_applied_after_the_snapshot()
     node.events.subscribed.callback(None)
     assert node.backplane.synced
     assert node.router.whois("bob").away == "lunch"
+
+
+def test_a_room_message_already_in_the_snapshot_still_reaches_the_members_here():
+    node = Node()
+    node.start()
+    alice, participant = node.local("alice")
+    node.room_with("#lobby", alice)
+    participant.take()
+    said = node.router.send_room(alice, "#lobby", "in flight")
+    node.events.subscribed = Deferred()
+    node.redis.seq = 9
+    node.publish("away", seq=9, key="alice", message=None)  # events missed: read afresh
+    # Published while the node reads the state afresh: in the snapshot, yet
+    # a message changes nothing there and must still be delivered.
+    node.publish("say", seq=10, room="#lobby", nick="alice", text="in flight", action=False,
+                 notice=False)  # fmt: skip
+    node.redis.seq = 10
+    node.redis.users = [
+        {"nick": "alice", "node": node.backplane.node, "sid": node.redis.last("claim")[1],
+         "account": False, "user": "", "real_name": "", "away": None,
+         "rooms": {"#lobby": True}},
+    ]  # fmt: skip
+    node.redis.rooms = [
+        {"name": "#lobby", "topic": None, "topic_by": None, "topic_at": None,
+         "created_at": 1_700_000_000.0, "members": {"alice": "alice"}, "ops": {"alice": True},
+         "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
+    ]  # fmt: skip
+    node.events.subscribed.callback(None)
+    assert node.backplane.synced
+    assert settled(said) is None
+    assert participant.take() == [RoomMessage("#lobby", "alice", "in flight")]
 
 
 def test_a_node_asserts_its_users_rooms_whole_when_getting_in_step_again(node):

@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ISSLTransport, ITCPTransport
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.core.limits import Limits
@@ -762,6 +764,57 @@ def test_a_close_the_client_does_not_complete_is_aborted(factory, chat):
     protocol.dataReceived(b"#alice\n/quit\n")
     assert transport.disconnecting
     assert chat.router.who().nicks == (), "the name is free before the close completes"
+    chat.clock.advance(CLOSE_GRACE)
+    assert transport.disconnected
+
+
+@implementer(ITCPTransport)
+class TCPTransport(StringTransport):
+    """A TCP connection in memory, which can shut its sending side alone."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+    def getTcpNoDelay(self) -> bool:
+        return True
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        pass
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
+
+def test_a_close_on_tcp_shuts_the_sending_side_and_reads_on_until_the_client_closes(factory, chat):
+    protocol = factory.buildProtocol(None)
+    transport = TCPTransport()
+    protocol.makeConnection(transport)
+    transport.clear()
+    protocol.dataReceived(b"#alice\n/quit\n")
+    assert transport.value() == b"* registered as alice\r\n* bye\r\n"
+    # The client reads the last lines, then the end; it is not reset.
+    assert transport.write_closed
+    assert not transport.disconnecting
+    assert transport.producerState == "producing", "what the client still sends is read"
+    transport.clear()
+    protocol.dataReceived(b"/who\n")
+    assert transport.value() == b"", "and dropped"
+    protocol.connectionLost(Failure(ConnectionDone()))
+    chat.clock.advance(CLOSE_GRACE)
+    assert not transport.disconnected, "closed by the client, nothing to abort"
+
+
+def test_a_lingering_close_the_client_does_not_complete_is_aborted(factory, chat):
+    protocol = factory.buildProtocol(None)
+    transport = TCPTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"/quit\n")
+    assert transport.write_closed
     chat.clock.advance(CLOSE_GRACE)
     assert transport.disconnected
 

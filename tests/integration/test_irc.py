@@ -64,3 +64,20 @@ def test_irc_and_line_users_talk_both_ways(server, irc_port, connect):
         bob.expect("* alice left #lobby (disconnected: done)")
     finally:
         alice.sock.close()
+
+
+def test_a_client_still_writing_after_the_error_reads_it_and_the_end(irc_port):
+    # A client writes on before it reads the ERROR (an IRC client sends NICK
+    # and USER right after a PASS the server refuses): the server reads and
+    # drops it until the client closes, rather than answering it with a reset,
+    # which would fail the client's next write and could discard the ERROR.
+    alice = IRCConnection(irc_port, "alice (IRC)")
+    try:
+        alice.send("QUIT :done")
+        alice.expect_command("ERROR")
+        alice.expect_eof()
+        for _ in range(3):
+            alice.send("NICK alice")
+        alice.expect_eof()
+    finally:
+        alice.sock.close()
