@@ -5,6 +5,7 @@ N real nodes on one port, one chat, all stopped by one Ctrl-C.
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,8 +54,13 @@ class Launcher:
             time.sleep(_POLL)
 
     def stop(self) -> int | None:
+        """Stop it as Ctrl-C would, so that it stops its nodes and Redis; kill it if it hangs."""
         if self.process.poll() is None:
-            self.process.kill()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                return self.process.wait(STOP_TIMEOUT * 3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # its nodes and Redis get SIGTERM from the kernel
         return self.process.wait(STOP_TIMEOUT)
 
 
@@ -92,3 +98,32 @@ def test_two_nodes_on_one_port_one_chat_and_one_ctrl_c_stops_everything(tmp_path
         for user in users:
             user.close()
         launcher.stop()
+
+
+def test_a_launcher_killed_outright_takes_its_nodes_and_redis_with_it(tmp_path):
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (scripts/setup-test-packages installs it)")
+    port = free_port()
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    launcher = Launcher(
+        tmp_path, "--nodes", "2", "--listen", listen, "--db", str(tmp_path / "c.db")
+    )
+    try:
+        (redis,) = launcher.wait_for(_REDIS)
+        launcher.wait_for(_IN_STEP, 2)
+        launcher.process.kill()
+        launcher.process.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + _WITHIN
+        while ping(int(redis.group(1)), timeout=0.2) or _listening(port):
+            assert time.monotonic() < deadline, "a node or Redis outlived the launcher"
+            time.sleep(_POLL)
+    finally:
+        launcher.stop()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
