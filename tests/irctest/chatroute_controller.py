@@ -223,10 +223,11 @@ class ChatrouteController(BaseServerController, DirectoryBasedController):
 
 def _reserve(port: int) -> socket.socket:
     """
-    Hold C{port} on the loopback until twistd listens on it: a socket bound
-    to it (not listening) keeps every other binding and outgoing connection
-    off it, while twistd, which binds with C{SO_REUSEADDR} as this one does,
-    may still listen there.
+    Hold C{port} on the loopback until twistd listens on it: while a socket
+    is bound to it (not listening), the system hands it to no one else (a
+    bind to port 0, an outgoing connection) and a bind without
+    C{SO_REUSEADDR} fails, while twistd, which binds with C{SO_REUSEADDR}
+    as this one does, may still listen there.
     """
     reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
