@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from chatroute.core.session import ConnectionSession
 
-_QUEUE_FIELDS = ("_tempDataLen", "dataBuffer", "offset")
+_QUEUE_FIELDS = ("_tempDataLen", "dataBuffer")
 """The fields of Twisted's Connection that tell whether its write queue is empty."""
 
 
@@ -49,11 +49,11 @@ def sender(transport: ITransport) -> Callable[[bytes], None]:
 
     def write(data: bytes) -> None:
         # The transport's queue (dataBuffer and the list _tempDataBuffer) is
-        # empty exactly when both lengths are 0: then nothing sent now can
-        # overtake queued data.
+        # empty exactly when both are: Twisted empties dataBuffer once it is
+        # all sent. Then nothing sent now can overtake queued data.
         if (
             connection._tempDataLen
-            or len(connection.dataBuffer) > connection.offset
+            or connection.dataBuffer
             or not connection.connected
             or connection.disconnecting
         ):
