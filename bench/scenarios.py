@@ -68,6 +68,37 @@ def _cost(measured: dict[str, float], count: int) -> float | None:
     return round(measured["server_cpu_s"] * 1e6 / count, 2)
 
 
+async def _delivered(
+    gen: LoadGen,
+    meter: Meter,
+    tracker: Tracker,
+    expected: int,
+    stall: float = STALL_S,
+    limit: float = 600,
+    rate: str = "msgs_per_s",
+) -> Result:
+    """
+    Wait until C{expected} messages have come (see L{LoadGen.wait_for} for
+    C{stall} and C{limit}), then read C{meter}: the figures of a phase of
+    deliveries, its throughput under the name C{rate}.
+    """
+    await gen.wait_for(
+        lambda: tracker.delivered >= expected, lambda: tracker.delivered, stall, limit
+    )
+    measured = meter.read()
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": expected,
+        "losses": _losses(expected, tracker),
+        "disorder": tracker.disorder,
+        rate: round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
 async def _pairs(gen: LoadGen, pairs: int, quota: int, window: int) -> tuple[list[Flow], list[str]]:
     """Connect C{pairs} sender/receiver pairs; flow i goes from C{s<i>} to C{r<i>}."""
     nicks = [(f"s{i}", True) for i in range(pairs)] + [(f"r{i}", False) for i in range(pairs)]
@@ -102,21 +133,7 @@ async def dm_throughput(gen: LoadGen, params: Params) -> Result:
     meter = Meter(gen.server_pid)
     for flow in flows:
         flow.pump()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    return await _delivered(gen, meter, tracker, expected)
 
 
 def _connect_as(gen: LoadGen, params: Params) -> None:
@@ -160,23 +177,10 @@ async def dm_trickle(gen: LoadGen, params: Params) -> Result:
     for _ in range(min(window, quota)):
         for flow in flows:  # round robin, so that one sender's lines start out apart
             flow.send_one()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        # How many DMs a receiver got per read: the server's writes, as the clients saw them.
-        "dms_per_read": round(tracker.delivered / reads, 2) if reads else None,
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    figures = await _delivered(gen, meter, tracker, expected)
+    # How many DMs a receiver got per read: the server's writes, as the clients saw them.
+    figures["dms_per_read"] = round(tracker.delivered / reads, 2) if reads else None
+    return figures
 
 
 async def _paced(flows: list[Flow], rate: float, duration: float) -> int:
@@ -203,19 +207,7 @@ async def dm_latency(gen: LoadGen, params: Params) -> Result:
     gen.on_message = tracker.record
     meter = Meter(gen.server_pid)
     sent = await _paced(flows, rate, duration)
-    await gen.wait_for(lambda: tracker.delivered >= sent, lambda: tracker.delivered, 5.0, 5.0)
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": sent,
-        "losses": _losses(sent, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    return await _delivered(gen, meter, tracker, sent, stall=5.0, limit=5.0)
 
 
 async def room_fanout(gen: LoadGen, params: Params) -> Result:
@@ -255,23 +247,8 @@ async def room_fanout(gen: LoadGen, params: Params) -> Result:
     expected = messages * receivers
     meter = Meter(gen.server_pid)
     flow.pump()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "members": members,
-        "receivers_per_message": receivers,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "deliveries_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    figures = await _delivered(gen, meter, tracker, expected, rate="deliveries_per_s")
+    return {**figures, "members": members, "receivers_per_message": receivers}
 
 
 async def idle_connections(gen: LoadGen, params: Params) -> Result:
