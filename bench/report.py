@@ -114,17 +114,35 @@ def _cell(entry: dict[str, Any], show: Callable[[Figures], str]) -> str:
     return shown
 
 
+def _print_medians(
+    report: Report,
+    metrics: dict[str, list[Metric]],
+    heads: list[str],
+    widths: tuple[int, int, int],
+) -> None:
+    """
+    The table of medians: a block of rows per scenario (its C{metrics}), a
+    column per peer or configuration named in C{heads}. C{widths}: of the
+    scenario, the figure's name, and each column.
+    """
+    label_width, name_width, width = widths
+    print(
+        f"\n{'scenario':<{label_width}}{'figure':<{name_width}}"
+        + "".join(f"{c:>{width}}" for c in heads)
+    )
+    for label, by_column in report["results"].items():
+        scenario = report["params"][label]["scenario"]
+        print("-" * (label_width + name_width + width * len(heads)))
+        for row, (name, show) in enumerate(metrics[scenario]):
+            cells = "".join(f"{_cell(by_column.get(c, {}), show):>{width}}" for c in heads)
+            print(f"{label if row == 0 else '':<{label_width}}{name:<{name_width}}{cells}")
+
+
 def print_table(report: Report, peers: list[str]) -> None:
     """Scenario x server table of medians, then notes on failed or partial runs."""
-    width = 17  # "chatroute-noidle" and a space
-    print(f"\n{'scenario':<22}{'figure':<26}" + "".join(f"{p:>{width}}" for p in peers))
+    _print_medians(report, METRICS, peers, (22, 26, 17))  # 17: "chatroute-noidle" and a space
     notes = []
     for label, by_peer in report["results"].items():
-        scenario = report["params"][label]["scenario"]
-        print("-" * (48 + width * len(peers)))
-        for row, (name, show) in enumerate(METRICS[scenario]):
-            cells = "".join(f"{_cell(by_peer.get(p, {}), show):>{width}}" for p in peers)
-            print(f"{label if row == 0 else '':<22}{name:<26}{cells}")
         for peer in peers:
             entry = by_peer.get(peer, {})
             status = entry.get("status", "ok")
@@ -301,15 +319,9 @@ def print_nodes(report: Report) -> None:
     configs: list[str] = []
     for by_config in report["results"].values():
         configs += [config for config in by_config if config not in configs]
-    width = 21
-    print(f"\n{'scenario':<18}{'figure':<29}" + "".join(f"{c:>{width}}" for c in configs))
+    _print_medians(report, NODES_METRICS, configs, (18, 29, 21))
     notes = []
     for label, by_config in report["results"].items():
-        scenario = report["params"][label]["scenario"]
-        print("-" * (47 + width * len(configs)))
-        for row, (name, show) in enumerate(NODES_METRICS[scenario]):
-            cells = "".join(f"{_cell(by_config.get(c, {}), show):>{width}}" for c in configs)
-            print(f"{label if row == 0 else '':<18}{name:<29}{cells}")
         for config in configs:
             entry = by_config.get(config, {})
             if entry.get("status", "ok") != "ok":
