@@ -109,17 +109,15 @@ async def _pairs(gen: LoadGen, pairs: int, quota: int, window: int) -> tuple[lis
     return flows, failures
 
 
-async def dm_throughput(gen: LoadGen, params: Params) -> Result:
-    """C{pairs} pairs each send C{messages} DMs, at most C{window} in flight per pair."""
-    pairs, quota, window = params["pairs"], params["messages"], params["window"]
-    flows, failures = await _pairs(gen, pairs, quota, window)
-    if failures:
-        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
-    tracker = Tracker()
+def _refill_windows(gen: LoadGen, flows: list[Flow], record: OnMessage) -> None:
+    """
+    Have C{gen} C{record} each message of C{flows} as it comes, and after each
+    read send what the windows of the flows that got messages allow again.
+    """
     dirty: set[Flow] = set()
 
     def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
-        tracker.record(client, flow, seq, sent, now)
+        record(client, flow, seq, sent, now)
         flows[flow].done += 1
         dirty.add(flows[flow])
 
@@ -129,6 +127,16 @@ async def dm_throughput(gen: LoadGen, params: Params) -> Result:
         dirty.clear()
 
     gen.on_message, gen.after_data = on_message, after_data
+
+
+async def dm_throughput(gen: LoadGen, params: Params) -> Result:
+    """C{pairs} pairs each send C{messages} DMs, at most C{window} in flight per pair."""
+    pairs, quota, window = params["pairs"], params["messages"], params["window"]
+    flows, failures = await _pairs(gen, pairs, quota, window)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    tracker = Tracker()
+    _refill_windows(gen, flows, tracker.record)
     expected = pairs * quota
     meter = Meter(gen.server_pid)
     for flow in flows:
@@ -506,21 +514,8 @@ async def nodes_dm_throughput(gen: LoadGen, params: Params) -> Result:
     if isinstance(placed, str):
         return {"error": placed}
     trackers = (Tracker(), Tracker())
-    record = _recorder(placed, trackers)
     flows = placed.flows
-    dirty: set[Flow] = set()
-
-    def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
-        record(client, flow, seq, sent, now)
-        flows[flow].done += 1
-        dirty.add(flows[flow])
-
-    def after_data() -> None:
-        for flow in dirty:
-            flow.pump()
-        dirty.clear()
-
-    gen.on_message, gen.after_data = on_message, after_data
+    _refill_windows(gen, flows, _recorder(placed, trackers))
     expected = len(flows) * params["messages"]
     meter = _meter(gen)
     for flow in flows:
