@@ -30,7 +30,7 @@ from chatroute.frontends.web import ChatWebSite, origin_of
 from chatroute.metrics import ServerMetrics
 from chatroute.options import CommandOptions, non_negative_number, port_number, whole_number
 from chatroute.reuseport import reuse_port
-from chatroute.storage.batch import SERVER_LINGER
+from chatroute.storage.batch import SERVER_BACKGROUND_LINGER, SERVER_LINGER
 from chatroute.storage.memory import MemoryStorage
 from chatroute.storage.sql import SchemaError
 from chatroute.storage.sqlite import MEMORY, open_sqlite
@@ -469,7 +469,9 @@ def _storage(database: str, reactor: Any) -> IStorage:
     if database.startswith(POSTGRES_URL_SCHEMES):
         return _postgres(database, reactor)
     try:
-        return open_sqlite(database, reactor, linger=SERVER_LINGER)
+        return open_sqlite(
+            database, reactor, linger=SERVER_LINGER, background_linger=SERVER_BACKGROUND_LINGER
+        )
     except (sqlite3.Error, SchemaError) as error:
         raise SystemExit(f"chatroute: cannot use --db {database}: {error}") from None
 
@@ -486,6 +488,8 @@ def _postgres(url: str, reactor: Any) -> IStorage:
             f"({error})"
         ) from None
     try:
-        return open_postgres(url, reactor, linger=SERVER_LINGER)
+        return open_postgres(
+            url, reactor, linger=SERVER_LINGER, background_linger=SERVER_BACKGROUND_LINGER
+        )
     except (psycopg.Error, SchemaError) as error:
         raise SystemExit(f"chatroute: cannot use --db {redact(url)}: {error}") from None

@@ -187,6 +187,13 @@ class ILink(Interface):
 class IWireFormat(Interface):
     """How a front end's lines become commands, and events and errors its bytes."""
 
+    last_event = Attribute(
+        "The event L{encode} gave last, if the format keeps it (else None): a"
+        " session reuses C{last_encoding} for it without a call, as a room"
+        " message reaches every member of a room in turn."
+    )
+    last_encoding = Attribute("What L{encode} gave for C{last_event} (C{bytes}).")
+
     def parse(line: bytes) -> Command | None:
         """
         The command in one line from the client; None for a line that asks

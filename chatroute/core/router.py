@@ -480,17 +480,19 @@ class Router:
                 presence, RoomMessage(room.name, sender, text, action, notice)
             )
             return said.addCallback(
-                lambda _: self._storage.append_history(
-                    room.name, sender, text, self._clock.seconds(), action
-                ).addErrback(_log_failure, "keeping a room message in history")
+                lambda _: self._keep_in_history(room.name, sender, text, action)
             )
         _deliver_all(
             list(room.members.values()), RoomMessage(room.name, sender, text, action, notice)
         )
-        self._storage.append_history(
-            room.name, sender, text, self._clock.seconds(), action
-        ).addErrback(_log_failure, "keeping a room message in history")
+        self._keep_in_history(room.name, sender, text, action)
         return None
+
+    def _keep_in_history(self, room_name: str, sender: str, text: str, action: bool) -> None:
+        """Add a room message to the room's history, in the background (nobody waits for it)."""
+        self._storage.append_history(
+            room_name, sender, text, self._clock.seconds(), action
+        ).addErrback(_log_failure, "keeping a room message in history")
 
     def apply_say(self, room_name: str, message: RoomMessage) -> None:
         """The network's room C{room_name} got C{message}: its members here are given it."""

@@ -438,15 +438,18 @@ class ConnectionSession:
 
     def deliver(self, event: Event) -> None:
         """Send one event to the client (L{IParticipant})."""
-        data = self._format.encode(event)
+        wire = self._format
+        data = wire.last_encoding if event is wire.last_event else wire.encode(event)
+        # _send spelled out: this runs for every recipient of every message.
         outbox = self._outbox
-        if outbox.collecting:
-            self._send(data)
-        else:
-            # _send's first case spelled out: it runs for every recipient of
-            # every message sent a line at a time.
+        if not outbox.collecting:
             outbox.sent += 1
             self._link.write(data)
+        elif self._held is None:
+            self._held = [data]
+            outbox.waiting.append(self)
+        else:
+            self._held.append(data)
 
     def reply_error(self, error: ChatError) -> None:
         """Answer the client's request with an error (L{IParticipant})."""

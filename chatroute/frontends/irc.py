@@ -607,6 +607,10 @@ class IRCFormat:
     @ivar nick: the nickname the core knows the client by; None until it has one.
     """
 
+    # Each event is encoded for this client alone (its nickname, its state).
+    last_event = None
+    last_encoding = b""
+
     def __init__(
         self,
         server: str = SERVER,

@@ -694,21 +694,21 @@ class LineFormat:
     every member is formatted and encoded once, not once per member.
     """
 
-    __slots__ = ("_data", "_event")
+    __slots__ = ("last_encoding", "last_event")
 
     def __init__(self) -> None:
-        self._event: Event | None = None
-        self._data = b""
+        self.last_event: Event | None = None
+        self.last_encoding = b""
 
     parse = staticmethod(parse_line)
     """The command a line (without its ending) asks for; None for a blank line."""
 
     def encode(self, event: Event) -> bytes:
         """The event as UTF-8 lines, each ending in CR LF."""
-        if event is not self._event:
-            self._data = (format_event(event) + "\r\n").encode()
-            self._event = event
-        return self._data
+        if event is not self.last_event:
+            self.last_encoding = (format_event(event) + "\r\n").encode()
+            self.last_event = event
+        return self.last_encoding
 
     def encode_error(self, error: ChatError) -> bytes:
         """The error as a C{! ...} line."""

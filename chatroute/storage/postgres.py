@@ -155,6 +155,7 @@ def open_postgres(
     schema: Schema = CURRENT_SCHEMA,
     linger: float = 0.0,
     retry_for: float = RETRY_FOR,
+    background_linger: float | None = None,
 ) -> "PostgresStorage":
     """
     Connect to the database at C{url}, creating or upgrading its schema.
@@ -169,6 +170,7 @@ def open_postgres(
         and C{IReactorThreads} too.
     @param schema: the schema to create or upgrade to; tests give their own.
     @param linger: seconds a batch of writes waits for more.
+    @param background_linger: the same for room history alone (by default C{linger}).
     @param retry_for: seconds a request is retried while PostgreSQL is away.
     @raise chatroute.storage.sql.SchemaError: the database is not
         chatroute's, is newer than C{schema}, or cannot be upgraded.
@@ -177,7 +179,9 @@ def open_postgres(
     """
     conninfo = _conninfo(url)
     _prepare_database(conninfo, schema, redact(url))
-    storage = PostgresStorage(_pool(conninfo, reactor), reactor, linger=linger)
+    storage = PostgresStorage(
+        _pool(conninfo, reactor), reactor, linger=linger, background_linger=background_linger
+    )
     storage.retry_for = retry_for
     return storage
 

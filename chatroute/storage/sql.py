@@ -19,6 +19,7 @@ applied in order, in one transaction that also records the new version.
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
@@ -32,7 +33,7 @@ from zope.interface import implementer
 from chatroute.core.errors import AccountExists, MailboxFull, NoSuchAccount
 from chatroute.core.interfaces import Account, HistoryEntry, IStorage, StoredMessage
 from chatroute.storage import name_key
-from chatroute.storage.batch import MAX_BATCH, BatchWriter, Operation
+from chatroute.storage.batch import MAX_BATCH, BatchWriter, Insert, Operation
 
 SCHEMA_VERSION = 2
 """The schema version this code reads and writes, in every database."""
@@ -268,6 +269,7 @@ class SQLStorage:
         clock: IReactorTime,
         max_batch: int = MAX_BATCH,
         linger: float = 0.0,
+        background_linger: float | None = None,
     ) -> None:
         """
         @param pool: the adbapi pool of connections to a database with the
@@ -275,10 +277,12 @@ class SQLStorage:
         @param clock: schedules the start of each batch.
         @param max_batch: the most writes committed in one transaction.
         @param linger: seconds a batch waits for more writes before it starts.
+        @param background_linger: the same for a batch of room history alone
+            (by default C{linger}).
         """
         self._pool = pool
         self._clock = clock
-        self._writer = BatchWriter(self._commit_batch, clock, max_batch, linger)
+        self._writer = BatchWriter(self._commit_batch, clock, max_batch, linger, background_linger)
         self._closed = False
 
     @property
@@ -315,11 +319,13 @@ class SQLStorage:
     def append_history(
         self, room: str, sender: str, text: str, sent_at: float, action: bool = False
     ) -> Deferred[None]:
-        """See L{IStorage.append_history}."""
-        return self._write(_append_history_txn, room, sender, text, sent_at, action)
+        """See L{IStorage.append_history}: a background write (nobody waits for it)."""
+        entry = history_insert(room, sender, text, sent_at, action)
+        return self._unless_closed(partial(self._writer.submit, background=True), entry)
 
     def recent_history(self, room: str, limit: int) -> Deferred[list[HistoryEntry]]:
-        """See L{IStorage.recent_history}."""
+        """See L{IStorage.recent_history}; it sees the history waiting to be written too."""
+        self._writer.hurry()
         return self._read(_recent_history_txn, room, limit)
 
     def close(self) -> Deferred[None]:
@@ -436,10 +442,11 @@ def _delete_messages_txn(txn: Txn, ids: list[int]) -> None:
     txn.executemany("DELETE FROM messages WHERE id = ?", [(message_id,) for message_id in ids])
 
 
-def _append_history_txn(
-    txn: Txn, room: str, sender: str, text: str, sent_at: float, action: bool = False
-) -> None:
-    txn.execute(
+def history_insert(
+    room: str, sender: str, text: str, sent_at: float, action: bool = False
+) -> Insert:
+    """The write adding one message to a room's history."""
+    return Insert(
         "INSERT INTO history (room_key, room, sender, text, sent_at, action)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (name_key(room), room, sender, text, sent_at, action),

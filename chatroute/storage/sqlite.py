@@ -55,7 +55,11 @@ Cursor = sqlite3.Cursor
 
 
 def open_sqlite(
-    path: str, reactor: IReactorTime, schema: Schema = CURRENT_SCHEMA, linger: float = 0.0
+    path: str,
+    reactor: IReactorTime,
+    schema: Schema = CURRENT_SCHEMA,
+    linger: float = 0.0,
+    background_linger: float | None = None,
 ) -> "SQLiteStorage":
     """
     Open the database at C{path}, creating or upgrading it as needed.
@@ -72,6 +76,8 @@ def open_sqlite(
     @param schema: the schema to create or upgrade to; tests give their own.
     @param linger: seconds a batch of writes waits for more (the server's
         is L{chatroute.storage.batch.SERVER_LINGER}).
+    @param background_linger: the same for room history alone (by default
+        C{linger}; the server's is L{chatroute.storage.batch.SERVER_BACKGROUND_LINGER}).
     @raise chatroute.storage.sql.SchemaError: the database is not
         chatroute's, is newer than C{schema}, or cannot be upgraded.
     @raise sqlite3.Error: the file cannot be opened or written.
@@ -84,7 +90,9 @@ def open_sqlite(
         if path == MEMORY:
             _prepare_schema(connection, schema, path)
 
-    return SQLiteStorage(_pool(path, reactor, prepare), reactor, linger=linger)
+    return SQLiteStorage(
+        _pool(path, reactor, prepare), reactor, linger=linger, background_linger=background_linger
+    )
 
 
 def _prepare_file(path: str, schema: Schema) -> None:

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from chatroute.core import errors
 from chatroute.storage.batch import run_batch
-from chatroute.storage.sql import StorageClosed, Txn, _append_history_txn
+from chatroute.storage.sql import StorageClosed, Txn, history_insert
 from chatroute.storage.sqlite import CURRENT_SCHEMA, SQLITE, SQLiteStorage
 
 
@@ -119,6 +119,58 @@ def test_a_lingering_writer_gathers_the_writes_of_several_turns(pool, clock):
     assert storage.commits == 2
 
 
+def test_history_alone_waits_longer_for_its_batch(pool, clock):
+    storage = SQLiteStorage(pool, clock, linger=0.01, background_linger=0.1)
+    storage.append_history("#room", "alice", "a", 1.0)
+    clock.advance(0.05)
+    storage.append_history("#room", "alice", "b", 1.0)
+    assert pool.batch_sizes() == []
+    clock.advance(0.05)
+    assert pool.batch_sizes() == [2]
+
+
+def test_a_write_someone_waits_for_takes_waiting_history_along_sooner(pool, clock):
+    storage = SQLiteStorage(pool, clock, linger=0.01, background_linger=0.1)
+    storage.append_history("#room", "alice", "a", 1.0)
+    clock.advance(0.001)
+    stored = storage.store_message("bob", "alice", "hi", 1.0, 10)
+    clock.advance(0.01)
+    assert pool.batch_sizes() == [2]
+    pool.run_next()
+    assert stored.called
+
+
+def test_reading_history_starts_the_waiting_history_first(pool, clock):
+    storage = SQLiteStorage(pool, clock, linger=0.01, background_linger=0.1)
+    storage.append_history("#room", "alice", "a", 1.0)
+    storage.recent_history("#room", 10)
+    (_, (batch,), _), _read = pool.waiting
+    assert len(batch) == 1, "the batch goes first, the read after it"
+
+
+def test_a_run_of_history_is_one_executemany_and_a_failure_falls_back_to_each_alone(pool):
+    class Counting(Txn):
+        many = 0
+
+        def executemany(self, sql, parameters):
+            Counting.many += 1
+            super().executemany(sql, parameters)
+
+    txn = Counting(pool.connection.cursor(), SQLITE)
+    entries = [history_insert("#room", "alice", str(n), 1.0) for n in range(3)]
+    assert run_batch(txn, entries) == [None] * 3
+    pool.connection.commit()
+    assert Counting.many == 1
+
+    broken = history_insert("#room", "alice", "no such column", 1.0)
+    broken.sql = broken.sql.replace("action)", "nonsense)")
+    results = run_batch(txn, [history_insert("#room", "alice", "x", 1.0), broken])
+    pool.connection.commit()
+    assert results[0] is None and isinstance(results[1], Failure)
+    rows = pool.connection.execute("SELECT text FROM history ORDER BY id").fetchall()
+    assert rows == [("0",), ("1",), ("2",), ("x",)]
+
+
 def test_batches_are_bounded(pool, clock):
     storage = stepped(pool, clock, max_batch=2)
     for n in range(5):
@@ -149,11 +201,11 @@ def test_a_failed_commit_fails_its_writes_and_not_the_next_batch(pool, clock):
 
 def test_a_failing_write_is_undone_back_to_its_savepoint(pool):
     def half_done(txn):
-        _append_history_txn(txn, "#room", "alice", "half", 2.0)
+        history_insert("#room", "alice", "half", 2.0)(txn)
         raise errors.MailboxFull("bob")
 
     def whole(text):
-        return lambda txn: _append_history_txn(txn, "#room", "alice", text, 1.0)
+        return history_insert("#room", "alice", text, 1.0)
 
     txn = Txn(pool.connection.cursor(), SQLITE)
     results = run_batch(txn, [whole("before"), half_done, whole("after")])
