@@ -75,6 +75,7 @@ from chatroute.core.errors import (
     ChatError,
     ControlCharacters,
     EmptyMessage,
+    Flooding,
     InvalidEncoding,
     InvalidNickname,
     InvalidRoomName,
@@ -1319,12 +1320,23 @@ class IRCFormat:
         return self._notice(f"*** {text}")
 
     def encode_error(self, error: ChatError) -> bytes:
-        """The error as IRC numerics (or FAIL, ERROR) for the command being carried out."""
-        if not self._welcomed:
-            self._registering = False
-        if self._command == "NOTICE" and not isinstance(error, LineTooLong | InvalidEncoding):
-            return b""  # NOTICE is never answered automatically
-        lines = self._error_lines(error)
+        """
+        The error as IRC numerics (or FAIL, ERROR) for the command being
+        carried out; nothing for a NOTICE (never answered automatically),
+        except that its line is too long or not UTF-8. A flood refusal is of
+        a line never parsed: whether that line is a NOTICE is its own command
+        (the first word of its quote, L{quote}), not the last line parsed.
+        """
+        if isinstance(error, Flooding):
+            if error.line_start.partition(" ")[0].upper() == "NOTICE":
+                return b""
+            lines = self._notice(f"*** {format_error(error)}")
+        else:
+            if not self._welcomed:
+                self._registering = False
+            if self._command == "NOTICE" and not isinstance(error, LineTooLong | InvalidEncoding):
+                return b""
+            lines = self._error_lines(error)
         return "".join(f"{line}\r\n" for line in lines).encode()
 
     def _error_lines(self, error: ChatError) -> list[str]:
@@ -1422,11 +1434,17 @@ class IRCFormat:
         return ("IRC: " + " ".join(sorted(_COMMANDS)),)
 
     def quote(self, line: bytes) -> str:
-        """The start of a line, for the flood limit's error."""
-        text = line[:160].decode(errors="replace")
-        if text.upper().startswith(("PASS ", "AUTHENTICATE ")):
-            text = text.split(" ", 1)[0] + " ********"
-        text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+        """
+        The start of a line, for the flood limit's error: from its command
+        on (tags and a prefix left out), the command and the rest one space
+        apart, so the command is the quote's first word (L{encode_error}
+        looks at it); a password masked, control characters replaced, at
+        most 40 characters.
+        """
+        words = _without_tags_or_prefix(line)[:160].decode(errors="replace").split(None, 1)
+        if len(words) == 2 and words[0].upper() in ("PASS", "AUTHENTICATE"):
+            words[1] = "********"
+        text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", " ".join(words))
         return text if len(text) <= 40 else text[:39] + "…"
 
 
@@ -1436,6 +1454,16 @@ _MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
 # channels: all but the last have no 366; the last's names them all.
 _NAMES_MORE = b"chatroute/names-more"
 _NAMES_END = b"chatroute/names-end"
+
+
+def _without_tags_or_prefix(line: bytes) -> bytes:
+    """C{line} from its command on: IRCv3 tags and a prefix left out, as L{parse_message} does."""
+    rest = line.lstrip(b" ")
+    if rest.startswith(b"@"):
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    if rest.startswith(b":"):
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    return rest
 
 
 def _tagged(head: bytes, tag: bytes) -> bytes:

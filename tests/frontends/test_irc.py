@@ -975,3 +975,40 @@ def test_history_on_join_has_time_tags_with_server_time(irc, chat):
         "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby "
         ":\x01ACTION waves\x01",
     ]
+
+
+def test_flood_refusals_are_answered_per_line_and_never_for_a_notice(chat):
+    hub = Hub(chat.router, chat.accounts, chat.clock, Limits(10, 20, 0, 0, 0, 0, 0), 4096)
+    client = Client(IRCServerFactory(hub), 40000)
+    client.lines()
+    client.say("NICK floody2", "USER f 0 * :f")
+    notices = [f"NOTICE floody2 :n{n}" for n in range(20)]
+    messages = [f"PRIVMSG floody2 :p{n}" for n in range(5)]
+    client.send("".join(f"{line}\r\n" for line in notices + messages).encode())
+    refusal = (
+        ":chatroute NOTICE floody2 :*** flood limit: at most 10 lines a second (bursts of 20); "
+        "line discarded: "
+    )
+    # NICK and USER took two of the 20 tokens: the last two NOTICEs are
+    # refused unanswered, the PRIVMSGs after them each get their refusal.
+    assert client.lines() == [
+        *(f":floody2!floody2@chatroute {notice}" for notice in notices[:18]),
+        *(refusal + message for message in messages),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "quoted"),
+    [
+        (b"PRIVMSG bob :hi", "PRIVMSG bob :hi"),
+        (b"@label=1;time=2 :me!u@h NOTICE bob :hi", "NOTICE bob :hi"),
+        (b"PASS :correct horse", "PASS ********"),
+        (b"@label=1 pass secret", "pass ********"),
+        (b"PASS\tsecret", "PASS ********"),
+        (b"  AUTHENTICATE   AGFsaWNl", "AUTHENTICATE ********"),
+        (b"PRIVMSG bob :\x1b[2J", "PRIVMSG bob :\N{REPLACEMENT CHARACTER}[2J"),
+        (b"PRIVMSG bob :" + b"x" * 60, "PRIVMSG bob :" + "x" * 26 + "…"),
+    ],
+)
+def test_a_flood_refusal_quotes_the_line_from_its_command_on(line, quoted):
+    assert IRCFormat().quote(line) == quoted
