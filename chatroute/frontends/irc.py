@@ -1146,7 +1146,7 @@ class IRCFormat:
         elif self._welcomed and old is not None and old != event.nick:
             lines.insert(0, f":{mask(old)} NICK :{event.nick}")
         if event.waiting:
-            lines.extend(self._notice(f"*** {event.waiting} waiting messages follow"))
+            lines.extend(self._notice(f"*** {_follow(event.waiting, 'waiting message')}"))
         return lines
 
     def _joined(self, event: Joined) -> list[str]:
@@ -1313,8 +1313,9 @@ class IRCFormat:
         ]
 
     def _history_start(self, event: HistoryStart) -> list[str]:
-        noun = "message follows" if event.count == 1 else "messages follow"
-        return self._notice(f"*** history of {event.room}: {event.count} {noun}", event.room)
+        return self._notice(
+            f"*** history of {event.room}: {_follow(event.count, 'message')}", event.room
+        )
 
     def _text_notice(self, text: str) -> list[str]:
         return self._notice(f"*** {text}")
@@ -1454,6 +1455,11 @@ _MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
 # channels: all but the last have no 366; the last's names them all.
 _NAMES_MORE = b"chatroute/names-more"
 _NAMES_END = b"chatroute/names-end"
+
+
+def _follow(number: int, noun: str) -> str:
+    """C{1 message follows}, C{2 messages follow}: the count of what comes next, in its number."""
+    return f"1 {noun} follows" if number == 1 else f"{number} {noun}s follow"
 
 
 def _without_tags_or_prefix(line: bytes) -> bytes:

@@ -441,6 +441,20 @@ def test_pass_logs_in(irc, account):
     assert replies[1].split()[1] == "001"
 
 
+@pytest.mark.parametrize(
+    ("count", "notice"), [(1, "1 waiting message follows"), (2, "2 waiting messages follow")]
+)
+def test_login_counts_the_waiting_messages_in_words_that_agree(irc, account, count, notice):
+    bob = irc("bob")
+    for n in range(count):
+        bob.say(f"PRIVMSG alice :note {n}")
+    replies = irc().say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    assert replies[-count - 1] == f":chatroute NOTICE alice :*** {notice}"
+    assert (
+        replies[-1] == f":bob!bob@chatroute PRIVMSG alice :[2027-01-15T08:00:00Z] note {count - 1}"
+    )
+
+
 def test_pass_wrong(irc, account):
     client = irc()
     assert client.commands("PASS wrongpassword", "NICK alice", "USER a 0 * :A") == ["464"]
