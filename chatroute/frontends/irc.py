@@ -179,7 +179,9 @@ RPL_UNAWAY = numerics.RPL_UNAWAY
 RPL_NOWAWAY = numerics.RPL_NOWAWAY
 RPL_WHOISUSER = numerics.RPL_WHOISUSER
 RPL_WHOISSERVER = numerics.RPL_WHOISSERVER
+RPL_WHOISCHANNELS = numerics.RPL_WHOISCHANNELS
 RPL_ENDOFWHOIS = numerics.RPL_ENDOFWHOIS
+RPL_ENDOFWHOWAS = numerics.RPL_ENDOFWHOWAS
 RPL_ENDOFWHO = numerics.RPL_ENDOFWHO
 RPL_LISTSTART = numerics.RPL_LISTSTART
 RPL_LIST = numerics.RPL_LIST
@@ -198,6 +200,7 @@ RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
 ERR_NOSUCHCHANNEL = numerics.ERR_NOSUCHCHANNEL
+ERR_WASNOSUCHNICK = numerics.ERR_WASNOSUCHNICK
 ERR_CANNOTSENDTOCHAN = numerics.ERR_CANNOTSENDTOCHAN
 ERR_NOORIGIN = numerics.ERR_NOORIGIN
 ERR_NORECIPIENT = numerics.ERR_NORECIPIENT
@@ -934,6 +937,21 @@ class IRCFormat:
             raise NoNickname()
         return Whois(params[-1])
 
+    def _whowas(self, params: list[str]) -> None:
+        # No history of nicknames is kept: each one asked for (WHOWAS a,b
+        # [count [server]]) was no such nickname, then one 369 for them all.
+        if not params or not params[0]:
+            raise NoNickname()
+        nicks = params[0]
+        self._reply(
+            *(
+                self._numeric(ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+                for nick in nicks.split(",")
+                if nick
+            ),
+            self._numeric(RPL_ENDOFWHOWAS, nicks, "End of WHOWAS"),
+        )
+
     def _userhost(self, params: list[str]) -> Command:
         # One nickname: the core answers one user at a time.
         if not params or not params[0]:
@@ -1512,6 +1530,7 @@ _COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
     "USERHOST": IRCFormat._userhost,
     "WHO": IRCFormat._who,
     "WHOIS": IRCFormat._whois,
+    "WHOWAS": IRCFormat._whowas,
 }
 """What each IRC command does: a core command to carry out, or None when answered here."""
 

@@ -1026,3 +1026,18 @@ def test_flood_refusals_are_answered_per_line_and_never_for_a_notice(chat):
 )
 def test_a_flood_refusal_quotes_the_line_from_its_command_on(line, quoted):
     assert IRCFormat().quote(line) == quoted
+
+
+def test_whowas_keeps_no_history_so_every_nickname_was_no_such_nickname(irc):
+    alice, _ = irc("alice"), irc("bob")
+    assert alice.say("WHOWAS nosuchuser") == [
+        ":chatroute 406 alice nosuchuser :There was no such nickname",
+        ":chatroute 369 alice nosuchuser :End of WHOWAS",
+    ]
+    assert alice.say("WHOWAS bob,carol 5 chatroute") == [
+        ":chatroute 406 alice bob :There was no such nickname",
+        ":chatroute 406 alice carol :There was no such nickname",
+        ":chatroute 369 alice bob,carol :End of WHOWAS",
+    ]
+    assert alice.say("WHOWAS") == [":chatroute 431 alice :No nickname given"]
+    assert irc().say("WHOWAS bob") == [":chatroute 451 * :You have not registered"]
