@@ -1100,8 +1100,12 @@ class IRCFormat:
         ]
 
     def _prefixes(self, nick: str, operators: set[str], voiced: set[str]) -> str:
-        """C{@} and C{+} as the member has them: both with multi-prefix, else the higher."""
-        marks = ("@" if nick in operators else "") + ("+" if nick in voiced else "")
+        """C{@} and C{+} as the member has them (L{_marks})."""
+        return self._marks(nick in operators, nick in voiced)
+
+    def _marks(self, operator: bool, voiced: bool) -> str:
+        """C{@} for an operator, C{+} for a voice: both with multi-prefix, else the higher."""
+        marks = ("@" if operator else "") + ("+" if voiced else "")
         return marks if "multi-prefix" in self._caps else marks[:1]
 
     def _kicked(self, event: Kicked) -> list[str]:
@@ -1280,10 +1284,28 @@ class IRCFormat:
             )
         return [
             self._numeric(RPL_WHOISUSER, event.nick, event.user, HOST, "*", event.real_name),
+            *self._whois_channels(event),
             self._numeric(RPL_WHOISSERVER, event.nick, self.server, "chatroute"),
             *extra,
             self._numeric(RPL_ENDOFWHOIS, event.nick, "End of /WHOIS list"),
         ]
+
+    def _whois_channels(self, event: UserInfo) -> list[str]:
+        """
+        319s: the rooms the router says the asker may see (secret ones only
+        if it shares them), C{@} and C{+} as in NAMES; none if there are none.
+        """
+        names = [
+            self._marks(member.operator, member.voiced) + member.room for member in event.rooms
+        ]
+        head = self._numeric(RPL_WHOISCHANNELS, event.nick, "x")[:-1] + ":"
+        lines: list[str] = []
+        for name in names:
+            if lines and len((lines[-1] + " " + name).encode()) <= IRC_LINE - 2:
+                lines[-1] += " " + name
+            else:
+                lines.append(head + name)
+        return lines
 
     def _is_away(self, event: IsAway) -> list[str]:
         return [self._numeric(RPL_AWAY, event.nick, event.message)]

@@ -268,7 +268,7 @@ def test_names_list_who_whois_mode(irc):
         ":chatroute 323 alice :End of /LIST",
     ]
     assert alice.commands("WHO #lobby") == ["352", "352", "315"]
-    assert alice.commands("WHOIS bob") == ["311", "312", "318"]
+    assert alice.commands("WHOIS bob") == ["311", "319", "312", "318"]
     assert alice.commands("WHOIS carol") == ["401", "318"]
     assert alice.say("MODE #lobby") == [
         ":chatroute 324 alice #lobby +nt",
@@ -299,12 +299,14 @@ def test_who_and_whois_tell_user_name_real_name_and_away(irc, line):
     assert alice.say("WHO nobody") == [":chatroute 315 alice nobody :End of WHO list"]
     assert alice.say("WHOIS chatroute BOB") == [
         ":chatroute 311 alice bob bob chatroute * :Real bob",
+        ":chatroute 319 alice bob :#lobby",
         ":chatroute 312 alice bob chatroute chatroute",
         ":chatroute 301 alice bob :gone fishing",
         ":chatroute 318 alice bob :End of /WHOIS list",
     ]
     assert alice.say("WHOIS carol") == [
         ":chatroute 311 alice carol carol chatroute * carol",
+        ":chatroute 319 alice carol :#lobby",
         ":chatroute 312 alice carol chatroute chatroute",
         ":chatroute 318 alice carol :End of /WHOIS list",
     ]
@@ -1041,3 +1043,28 @@ def test_whowas_keeps_no_history_so_every_nickname_was_no_such_nickname(irc):
     ]
     assert alice.say("WHOWAS") == [":chatroute 431 alice :No nickname given"]
     assert irc().say("WHOWAS bob") == [":chatroute 451 * :You have not registered"]
+
+
+def test_whois_lists_the_channels_with_prefixes_and_secret_ones_only_to_members(room, irc):
+    alice, bob = room()
+    carol = irc("carol")
+    alice.say("JOIN #hideout", "MODE #hideout +s", "JOIN #quiet", "MODE #quiet +v alice")
+    bob.say("JOIN #hideout")
+    carol.say("JOIN #quiet")
+    assert carol.say("WHOIS alice")[1] == ":chatroute 319 carol alice :@#lobby @#quiet"
+    assert bob.say("WHOIS alice")[1] == ":chatroute 319 bob alice :@#lobby @#hideout @#quiet"
+    assert carol.say("CAP REQ multi-prefix") == [":chatroute CAP carol ACK multi-prefix"]
+    assert carol.say("WHOIS alice")[1] == ":chatroute 319 carol alice :@#lobby @+#quiet"
+    assert carol.say("WHOIS bob")[1] == ":chatroute 319 carol bob :#lobby"
+    assert carol.commands("PART #quiet", "WHOIS carol")[1:] == ["311", "312", "318"]
+
+
+def test_whois_channels_are_cut_into_irc_lines(irc):
+    alice, bob = irc("alice"), irc("bob")
+    rooms = [f"#room-{n:02}-" + "x" * 24 for n in range(30)]
+    alice.say(*(f"JOIN {room}" for room in rooms))
+    replies = [reply for reply in bob.say("WHOIS alice") if reply.split()[1] == "319"]
+    assert len(replies) > 1
+    assert all(len(reply.encode()) <= 510 for reply in replies)
+    shown = [name for reply in replies for name in reply.split(" :", 1)[1].split()]
+    assert shown == [f"@{room}" for room in rooms]
