@@ -82,6 +82,7 @@ from chatroute.core.errors import (
     LineTooLong,
     LoginFailed,
     LoginThrottled,
+    MailboxFull,
     Moderated,
     ModeUnchanged,
     NameRegistered,
@@ -1357,6 +1358,13 @@ class IRCFormat:
             f"*** history of {event.room}: {_follow(event.count, 'message')}", event.room
         )
 
+    def _stored_for_later(self, event: StoredForLater) -> list[str]:
+        # A server NOTICE addressed to the recipient, as history's is to its
+        # room: clients (irssi) show it in the query with them, where the
+        # message was written, and it is still the server's, not theirs.
+        text = f"*** {event.recipient} is offline; message stored for delivery at login"
+        return self._notice(text, event.recipient)
+
     def _text_notice(self, text: str) -> list[str]:
         return self._notice(f"*** {text}")
 
@@ -1450,6 +1458,8 @@ class IRCFormat:
             if error.other:
                 return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
             return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
+        if isinstance(error, MailboxFull):  # as StoredForLater: in the query with them
+            return self._notice(f"*** {format_error(error)}", error.nick)
         if isinstance(error, Moderated):
             return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel (+m)")]
         if isinstance(
@@ -1567,9 +1577,7 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     AccountCreated: IRCFormat._account_created,
     PasswordChanged: lambda self, e: self._text_notice("password changed"),
     PasswordAccepted: lambda self, e: [],  # IRC servers say nothing to a right PASS
-    StoredForLater: lambda self, e: self._text_notice(
-        f"{e.recipient} is offline; message stored for delivery at login"
-    ),
+    StoredForLater: IRCFormat._stored_for_later,
     HistoryStart: IRCFormat._history_start,
     Joined: IRCFormat._joined,
     Left: IRCFormat._left,

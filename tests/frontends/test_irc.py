@@ -10,6 +10,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 
 from chatroute.core.errors import NotRegistered
 from chatroute.core.limits import Limits
+from chatroute.core.router import RouterSettings
 from chatroute.core.session import Hub
 from chatroute.frontends.irc import (
     IRCFormat,
@@ -22,6 +23,7 @@ from chatroute.frontends.irc import (
     split_kick,
 )
 from chatroute.frontends.line import ChatServerFactory
+from tests.conftest import Chat
 
 NO_LIMITS = Limits(0, 1, 0, 0, 0, 0, 0)
 
@@ -1068,3 +1070,24 @@ def test_whois_channels_are_cut_into_irc_lines(irc):
     assert all(len(reply.encode()) <= 510 for reply in replies)
     shown = [name for reply in replies for name in reply.split(" :", 1)[1].split()]
     assert shown == [f"@{room}" for room in rooms]
+
+
+def test_a_message_kept_for_an_offline_account_is_told_in_the_query_with_them(irc, account):
+    bob = irc("bob")
+    assert bob.say("PRIVMSG alice :are you there?") == [
+        ":chatroute NOTICE alice :*** alice is offline; message stored for delivery at login"
+    ]
+
+
+def test_a_full_mailbox_is_told_in_the_query_with_them():
+    chat = Chat(RouterSettings(offline_cap=1))
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 4096)
+    factory = IRCServerFactory(hub)
+    owner = Client(factory, 40000)
+    owner.say("NICK alice", "USER a 0 * :A", "REGISTER * * :correct horse", "QUIT")
+    bob = Client(factory, 40001)
+    bob.say("NICK bob", "USER b 0 * :B", "PRIVMSG alice :one")
+    assert bob.say("PRIVMSG alice :two") == [
+        ":chatroute NOTICE alice :*** alice is offline and has too many waiting messages; "
+        "not stored"
+    ]
