@@ -235,6 +235,20 @@ ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
 ERR_INVALIDMODEPARAM = "696"
 
+USER_MODES = "r"
+"""
+The user modes (004): C{r}, set by the server while the client is logged in
+to the account of its nickname. No C{i}: invisibility would hide a user from
+IRC's WHO masks only, while anyone's C{/who} on the line protocol or the web
+lists everyone online, so it would promise what it cannot keep.
+"""
+_QUIET_USER_MODES = frozenset("+-ir")
+"""
+The letters of a user mode change answered with the modes as they stand
+(221), not refused (501): C{i}, which clients ask for at every connect, and
+C{r}, which is the server's to set.
+"""
+
 AWAYLEN = 200
 """The longest away message kept; a longer one is cut."""
 
@@ -581,7 +595,10 @@ def split_modes(line: bytes) -> list[bytes]:
 
 @dataclass(frozen=True)
 class UserModeNotSupported(ChatError):
-    """A user mode change (501), or another user's modes (502, C{other})."""
+    """
+    A change of a user mode there is not (501; C{i} and C{r} are answered
+    with 221 instead), or of another user's modes (502, C{other}).
+    """
 
     other: bool
     summary: ClassVar[str] = "no user modes"
@@ -870,10 +887,19 @@ class IRCFormat:
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
-            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bmnostv", "bov"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, USER_MODES, "bmnostv", "bov"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
+            *([self._user_mode_change("+r")] if self._account is not None else []),
         ]
+
+    def _user_modes(self) -> str:
+        """The client's user modes (221): C{+r} when logged in to its account, else C{+}."""
+        return "+r" if self._account is not None else "+"
+
+    def _user_mode_change(self, change: str) -> str:
+        """The server's C{MODE nick :+r} (C{-r}): the client's account changed."""
+        return format_message(self.server, "MODE", self.nick or "*", change)
 
     def _ping(self, params: list[str]) -> None:
         if not params or not params[0]:
@@ -977,8 +1003,10 @@ class IRCFormat:
             return self._channel_mode(target, params[1:])
         if name_key(target) != name_key(self.nick or ""):
             raise UserModeNotSupported(other=True)
-        if len(params) == 1:
-            self._reply(self._numeric(RPL_UMODEIS, "+"))
+        if len(params) == 1 or set(params[1]) <= _QUIET_USER_MODES:
+            # Asked, or a change of i or r (irssi asks +i at every connect):
+            # the modes as they stand, no error.
+            self._reply(self._numeric(RPL_UMODEIS, self._user_modes()))
             return None
         raise UserModeNotSupported(other=False)
 
@@ -1149,13 +1177,15 @@ class IRCFormat:
         old, self.nick = self.nick, event.nick
         if not self._welcomed:
             return self._welcome()
+        lines = [f":{mask(old or event.nick)} NICK :{event.nick}"]
         if self._account is not None and name_key(self._account) != name_key(event.nick):
             self._account = None  # another name leaves the account
-        return [f":{mask(old or event.nick)} NICK :{event.nick}"]
+            lines.append(self._user_mode_change("-r"))
+        return lines
 
     def _logged_in(self, event: LoggedIn) -> list[str]:
         old, self.nick = self.nick, event.nick
-        self._account = event.nick
+        was_logged_in, self._account = self._account is not None, event.nick
         lines = [
             self._numeric(
                 RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
@@ -1166,8 +1196,11 @@ class IRCFormat:
             lines.append(self._numeric(RPL_SASLSUCCESS, "SASL authentication successful"))
         if self._registering:
             lines.extend(self._welcome())
-        elif self._welcomed and old is not None and old != event.nick:
-            lines.insert(0, f":{mask(old)} NICK :{event.nick}")
+        elif self._welcomed:
+            if old is not None and old != event.nick:
+                lines.insert(0, f":{mask(old)} NICK :{event.nick}")
+            if not was_logged_in:
+                lines.append(self._user_mode_change("+r"))
         if event.waiting:
             lines.extend(self._notice(f"*** {_follow(event.waiting, 'waiting message')}"))
         return lines
@@ -1351,6 +1384,7 @@ class IRCFormat:
             self._numeric(
                 RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
             ),
+            self._user_mode_change("+r"),
         ]
 
     def _history_start(self, event: HistoryStart) -> list[str]:

@@ -183,7 +183,7 @@ def test_invalid_nickname(irc):
 
 def test_account_nickname_refused_to_a_guest(irc):
     owner = irc("alice")
-    assert owner.commands("REGISTER * * :correct horse") == ["REGISTER", "900"]
+    assert owner.commands("REGISTER * * :correct horse") == ["REGISTER", "900", "MODE"]
     owner.say("QUIT")
     guest = irc()
     assert guest.say("NICK alice", "USER a 0 * :A") == [
@@ -1090,4 +1090,34 @@ def test_a_full_mailbox_is_told_in_the_query_with_them():
     assert bob.say("PRIVMSG alice :two") == [
         ":chatroute NOTICE alice :*** alice is offline and has too many waiting messages; "
         "not stored"
+    ]
+
+
+def test_user_mode_r_is_being_logged_in_and_i_or_r_changes_get_the_modes_quietly(irc, account):
+    bob = irc("bob")
+    for line in ("MODE bob", "MODE bob +i", "MODE bob -i", "MODE BOB +r", "MODE bob +i-r"):
+        assert bob.say(line) == [":chatroute 221 bob +"], line
+    assert bob.say("MODE bob +iw") == [":chatroute 501 bob :Unknown MODE flag"]
+    assert bob.say("MODE alice +i") == [":chatroute 502 bob :Can't change mode for other users"]
+    alice = irc()
+    welcome = alice.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    (my_info,) = (reply for reply in welcome if reply.split()[1] == "004")
+    assert my_info == ":chatroute 004 alice chatroute chatroute-0.1.0 r bmnostv bov"
+    assert welcome[-1] == ":chatroute MODE alice +r"
+    assert alice.say("MODE alice +i") == [":chatroute 221 alice +r"]
+    assert alice.say("NICK alicia") == [
+        ":alice!alice@chatroute NICK :alicia",
+        ":chatroute MODE alicia -r",
+    ]
+    assert alice.say("MODE alicia") == [":chatroute 221 alicia +"]
+
+
+def test_logging_in_after_registration_sets_user_mode_r(irc, account):
+    client = irc("guest")
+    assert client.say("AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
+        ":guest!guest@chatroute NICK :alice",
+        ":chatroute 900 alice alice!alice@chatroute alice :You are now logged in as alice",
+        ":chatroute 903 alice :SASL authentication successful",
+        ":chatroute MODE alice +r",
     ]
