@@ -80,11 +80,22 @@ class Registered:
 
 
 @dataclass(slots=True)
+class Membership:
+    """One room a user is in, as a whois tells it: whether they are its operator, have a voice."""
+
+    room: str
+    operator: bool = False
+    voiced: bool = False
+
+
+@dataclass(slots=True)
 class UserInfo:
     """
     What is known of the online user C{nick}: the user name and real name
     its client gave (the nickname if it gave none), its away message
-    (None: not away), and the account it is logged in to (None: a guest).
+    (None: not away), the account it is logged in to (None: a guest), and
+    for a whois, the rooms it is in that the asker may see, in the order it
+    joined them (empty in a user list).
     """
 
     nick: str
@@ -92,6 +103,7 @@ class UserInfo:
     real_name: str
     away: str | None = None
     account: str | None = None
+    rooms: tuple[Membership, ...] = ()
 
 
 @dataclass(slots=True)

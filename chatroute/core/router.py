@@ -74,6 +74,7 @@ from chatroute.core.events import (
     Kicked,
     Left,
     LoggedIn,
+    Membership,
     OperatorChanged,
     Registered,
     Renamed,
@@ -682,16 +683,26 @@ class Router:
         voiced = tuple(nick for nick in nicks if name_key(nick) in room.voiced)
         return UserList(room.name, nicks, operators, users, voiced, SECRET in room.modes)
 
-    def whois(self, nick: str) -> UserInfo:
+    def whois(self, nick: str, asker: Presence | None = None) -> UserInfo:
         """
         What is known of the online user C{nick} (in any letter case).
 
+        @param asker: who asks: then the rooms C{nick} is in that C{asker}
+            may see (not the secret ones it is not in) are told too.
         @raise NoSuchUser: no one online has the nickname.
         """
         holder = self._directory.holder(nick)
         if holder is None or holder.nick is None:
             raise NoSuchUser(nick)
-        return _user_info(holder)
+        info = _user_info(holder)
+        if asker is not None:
+            key = name_key(holder.nick)
+            info.rooms = tuple(
+                Membership(room.name, key in room.operators, key in room.voiced)
+                for room in holder.rooms.values()
+                if self._visible(room, asker)
+            )
+        return info
 
     def set_client_info(self, presence: Presence, user: str | None, real_name: str | None) -> None:
         """

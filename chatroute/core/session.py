@@ -667,7 +667,7 @@ class ConnectionSession:
         self.deliver(self._router.who(command.room, command.details, presence))
 
     def _whois(self, presence: Presence, command: Whois) -> None:
-        self.deliver(self._router.whois(command.nick))
+        self.deliver(self._router.whois(command.nick, presence))
 
     def _set_away(self, presence: Presence, command: SetAway) -> Deferred[None] | None:
         return self._router.set_away(presence, command.message)

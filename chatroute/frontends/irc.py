@@ -75,12 +75,14 @@ from chatroute.core.errors import (
     ChatError,
     ControlCharacters,
     EmptyMessage,
+    Flooding,
     InvalidEncoding,
     InvalidNickname,
     InvalidRoomName,
     LineTooLong,
     LoginFailed,
     LoginThrottled,
+    MailboxFull,
     Moderated,
     ModeUnchanged,
     NameRegistered,
@@ -178,7 +180,9 @@ RPL_UNAWAY = numerics.RPL_UNAWAY
 RPL_NOWAWAY = numerics.RPL_NOWAWAY
 RPL_WHOISUSER = numerics.RPL_WHOISUSER
 RPL_WHOISSERVER = numerics.RPL_WHOISSERVER
+RPL_WHOISCHANNELS = numerics.RPL_WHOISCHANNELS
 RPL_ENDOFWHOIS = numerics.RPL_ENDOFWHOIS
+RPL_ENDOFWHOWAS = numerics.RPL_ENDOFWHOWAS
 RPL_ENDOFWHO = numerics.RPL_ENDOFWHO
 RPL_LISTSTART = numerics.RPL_LISTSTART
 RPL_LIST = numerics.RPL_LIST
@@ -197,6 +201,7 @@ RPL_BANLIST = numerics.RPL_BANLIST
 RPL_ENDOFBANLIST = numerics.RPL_ENDOFBANLIST
 ERR_NOSUCHNICK = numerics.ERR_NOSUCHNICK
 ERR_NOSUCHCHANNEL = numerics.ERR_NOSUCHCHANNEL
+ERR_WASNOSUCHNICK = numerics.ERR_WASNOSUCHNICK
 ERR_CANNOTSENDTOCHAN = numerics.ERR_CANNOTSENDTOCHAN
 ERR_NOORIGIN = numerics.ERR_NOORIGIN
 ERR_NORECIPIENT = numerics.ERR_NORECIPIENT
@@ -229,6 +234,20 @@ ERR_SASLABORTED = "906"
 ERR_SASLALREADY = "907"
 RPL_SASLMECHS = "908"
 ERR_INVALIDMODEPARAM = "696"
+
+USER_MODES = "r"
+"""
+The user modes (004): C{r}, set by the server while the client is logged in
+to the account of its nickname. No C{i}: invisibility would hide a user from
+IRC's WHO masks only, while anyone's C{/who} on the line protocol or the web
+lists everyone online, so it would promise what it cannot keep.
+"""
+_QUIET_USER_MODES = frozenset("+-ir")
+"""
+The letters of a user mode change answered with the modes as they stand
+(221), not refused (501): C{i}, which clients ask for at every connect, and
+C{r}, which is the server's to set.
+"""
 
 AWAYLEN = 200
 """The longest away message kept; a longer one is cut."""
@@ -576,7 +595,10 @@ def split_modes(line: bytes) -> list[bytes]:
 
 @dataclass(frozen=True)
 class UserModeNotSupported(ChatError):
-    """A user mode change (501), or another user's modes (502, C{other})."""
+    """
+    A change of a user mode there is not (501; C{i} and C{r} are answered
+    with 221 instead), or of another user's modes (502, C{other}).
+    """
 
     other: bool
     summary: ClassVar[str] = "no user modes"
@@ -869,10 +891,19 @@ class IRCFormat:
             self._numeric(RPL_WELCOME, f"Welcome to the chatroute IRC network, {mask(nick)}"),
             self._numeric(RPL_YOURHOST, f"Your host is {self.server}, running version {VERSION}"),
             self._numeric(RPL_CREATED, f"This server was created {created}"),
-            self._numeric(RPL_MYINFO, self.server, VERSION, "i", "bmnostv", "bov"),
+            self._numeric(RPL_MYINFO, self.server, VERSION, USER_MODES, "bmnostv", "bov"),
             *isupport,
             self._numeric(ERR_NOMOTD, "MOTD File is missing"),
+            *([self._user_mode_change("+r")] if self._account is not None else []),
         ]
+
+    def _user_modes(self) -> str:
+        """The client's user modes (221): C{+r} when logged in to its account, else C{+}."""
+        return "+r" if self._account is not None else "+"
+
+    def _user_mode_change(self, change: str) -> str:
+        """The server's C{MODE nick :+r} (C{-r}): the client's account changed."""
+        return format_message(self.server, "MODE", self.nick or "*", change)
 
     def _ping(self, params: list[str]) -> None:
         if not params or not params[0]:
@@ -937,6 +968,21 @@ class IRCFormat:
             raise NoNickname()
         return Whois(params[-1])
 
+    def _whowas(self, params: list[str]) -> None:
+        # No history of nicknames is kept: each one asked for (WHOWAS a,b
+        # [count [server]]) was no such nickname, then one 369 for them all.
+        if not params or not params[0]:
+            raise NoNickname()
+        nicks = params[0]
+        self._reply(
+            *(
+                self._numeric(ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+                for nick in nicks.split(",")
+                if nick
+            ),
+            self._numeric(RPL_ENDOFWHOWAS, nicks, "End of WHOWAS"),
+        )
+
     def _userhost(self, params: list[str]) -> Command:
         # One nickname: the core answers one user at a time.
         if not params or not params[0]:
@@ -961,8 +1007,10 @@ class IRCFormat:
             return self._channel_mode(target, params[1:])
         if name_key(target) != name_key(self.nick or ""):
             raise UserModeNotSupported(other=True)
-        if len(params) == 1:
-            self._reply(self._numeric(RPL_UMODEIS, "+"))
+        if len(params) == 1 or set(params[1]) <= _QUIET_USER_MODES:
+            # Asked, or a change of i or r (irssi asks +i at every connect):
+            # the modes as they stand, no error.
+            self._reply(self._numeric(RPL_UMODEIS, self._user_modes()))
             return None
         raise UserModeNotSupported(other=False)
 
@@ -1085,8 +1133,12 @@ class IRCFormat:
         ]
 
     def _prefixes(self, nick: str, operators: set[str], voiced: set[str]) -> str:
-        """C{@} and C{+} as the member has them: both with multi-prefix, else the higher."""
-        marks = ("@" if nick in operators else "") + ("+" if nick in voiced else "")
+        """C{@} and C{+} as the member has them (L{_marks})."""
+        return self._marks(nick in operators, nick in voiced)
+
+    def _marks(self, operator: bool, voiced: bool) -> str:
+        """C{@} for an operator, C{+} for a voice: both with multi-prefix, else the higher."""
+        marks = ("@" if operator else "") + ("+" if voiced else "")
         return marks if "multi-prefix" in self._caps else marks[:1]
 
     def _kicked(self, event: Kicked) -> list[str]:
@@ -1129,13 +1181,15 @@ class IRCFormat:
         old, self.nick = self.nick, event.nick
         if not self._welcomed:
             return self._welcome()
+        lines = [f":{mask(old or event.nick)} NICK :{event.nick}"]
         if self._account is not None and name_key(self._account) != name_key(event.nick):
             self._account = None  # another name leaves the account
-        return [f":{mask(old or event.nick)} NICK :{event.nick}"]
+            lines.append(self._user_mode_change("-r"))
+        return lines
 
     def _logged_in(self, event: LoggedIn) -> list[str]:
         old, self.nick = self.nick, event.nick
-        self._account = event.nick
+        was_logged_in, self._account = self._account is not None, event.nick
         lines = [
             self._numeric(
                 RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
@@ -1146,10 +1200,13 @@ class IRCFormat:
             lines.append(self._numeric(RPL_SASLSUCCESS, "SASL authentication successful"))
         if self._registering:
             lines.extend(self._welcome())
-        elif self._welcomed and old is not None and old != event.nick:
-            lines.insert(0, f":{mask(old)} NICK :{event.nick}")
+        elif self._welcomed:
+            if old is not None and old != event.nick:
+                lines.insert(0, f":{mask(old)} NICK :{event.nick}")
+            if not was_logged_in:
+                lines.append(self._user_mode_change("+r"))
         if event.waiting:
-            lines.extend(self._notice(f"*** {event.waiting} waiting messages follow"))
+            lines.extend(self._notice(f"*** {_follow(event.waiting, 'waiting message')}"))
         return lines
 
     def _joined(self, event: Joined) -> list[str]:
@@ -1265,10 +1322,28 @@ class IRCFormat:
             )
         return [
             self._numeric(RPL_WHOISUSER, event.nick, event.user, HOST, "*", event.real_name),
+            *self._whois_channels(event),
             self._numeric(RPL_WHOISSERVER, event.nick, self.server, "chatroute"),
             *extra,
             self._numeric(RPL_ENDOFWHOIS, event.nick, "End of /WHOIS list"),
         ]
+
+    def _whois_channels(self, event: UserInfo) -> list[str]:
+        """
+        319s: the rooms the router says the asker may see (secret ones only
+        if it shares them), C{@} and C{+} as in NAMES; none if there are none.
+        """
+        names = [
+            self._marks(member.operator, member.voiced) + member.room for member in event.rooms
+        ]
+        head = self._numeric(RPL_WHOISCHANNELS, event.nick, "x")[:-1] + ":"
+        lines: list[str] = []
+        for name in names:
+            if lines and len((lines[-1] + " " + name).encode()) <= IRC_LINE - 2:
+                lines[-1] += " " + name
+            else:
+                lines.append(head + name)
+        return lines
 
     def _is_away(self, event: IsAway) -> list[str]:
         return [self._numeric(RPL_AWAY, event.nick, event.message)]
@@ -1313,22 +1388,42 @@ class IRCFormat:
             self._numeric(
                 RPL_LOGGEDIN, mask(event.nick), event.nick, f"You are now logged in as {event.nick}"
             ),
+            self._user_mode_change("+r"),
         ]
 
     def _history_start(self, event: HistoryStart) -> list[str]:
-        noun = "message follows" if event.count == 1 else "messages follow"
-        return self._notice(f"*** history of {event.room}: {event.count} {noun}", event.room)
+        return self._notice(
+            f"*** history of {event.room}: {_follow(event.count, 'message')}", event.room
+        )
+
+    def _stored_for_later(self, event: StoredForLater) -> list[str]:
+        # A server NOTICE addressed to the recipient, as history's is to its
+        # room: clients (irssi) show it in the query with them, where the
+        # message was written, and it is still the server's, not theirs.
+        text = f"*** {event.recipient} is offline; message stored for delivery at login"
+        return self._notice(text, event.recipient)
 
     def _text_notice(self, text: str) -> list[str]:
         return self._notice(f"*** {text}")
 
     def encode_error(self, error: ChatError) -> bytes:
-        """The error as IRC numerics (or FAIL, ERROR) for the command being carried out."""
-        if not self._welcomed:
-            self._registering = False
-        if self._command == "NOTICE" and not isinstance(error, LineTooLong | InvalidEncoding):
-            return b""  # NOTICE is never answered automatically
-        lines = self._error_lines(error)
+        """
+        The error as IRC numerics (or FAIL, ERROR) for the command being
+        carried out; nothing for a NOTICE (never answered automatically),
+        except that its line is too long or not UTF-8. A flood refusal is of
+        a line never parsed: whether that line is a NOTICE is its own command
+        (the first word of its quote, L{quote}), not the last line parsed.
+        """
+        if isinstance(error, Flooding):
+            if error.line_start.partition(" ")[0].upper() == "NOTICE":
+                return b""
+            lines = self._notice(f"*** {format_error(error)}")
+        else:
+            if not self._welcomed:
+                self._registering = False
+            if self._command == "NOTICE" and not isinstance(error, LineTooLong | InvalidEncoding):
+                return b""
+            lines = self._error_lines(error)
         return "".join(f"{line}\r\n" for line in lines).encode()
 
     def _error_lines(self, error: ChatError) -> list[str]:
@@ -1401,6 +1496,8 @@ class IRCFormat:
             if error.other:
                 return [self._numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")]
             return [self._numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
+        if isinstance(error, MailboxFull):  # as StoredForLater: in the query with them
+            return self._notice(f"*** {format_error(error)}", error.nick)
         if isinstance(error, Moderated):
             return [self._numeric(ERR_CANNOTSENDTOCHAN, error.room, "Cannot send to channel (+m)")]
         if isinstance(
@@ -1426,11 +1523,17 @@ class IRCFormat:
         return ("IRC: " + " ".join(sorted(_COMMANDS)),)
 
     def quote(self, line: bytes) -> str:
-        """The start of a line, for the flood limit's error."""
-        text = line[:160].decode(errors="replace")
-        if text.upper().startswith(("PASS ", "AUTHENTICATE ")):
-            text = text.split(" ", 1)[0] + " ********"
-        text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+        """
+        The start of a line, for the flood limit's error: from its command
+        on (tags and a prefix left out), the command and the rest one space
+        apart, so the command is the quote's first word (L{encode_error}
+        looks at it); a password masked, control characters replaced, at
+        most 40 characters.
+        """
+        words = _without_tags_or_prefix(line)[:160].decode(errors="replace").split(None, 1)
+        if len(words) == 2 and words[0].upper() in ("PASS", "AUTHENTICATE"):
+            words[1] = "********"
+        text = CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", " ".join(words))
         return text if len(text) <= 40 else text[:39] + "…"
 
 
@@ -1440,6 +1543,21 @@ _MODE_LETTER = {mode: letter for letter, mode in ROOM_MODE_LETTERS.items()}
 # channels: all but the last have no 366; the last's names them all.
 _NAMES_MORE = b"chatroute/names-more"
 _NAMES_END = b"chatroute/names-end"
+
+
+def _follow(number: int, noun: str) -> str:
+    """C{1 message follows}, C{2 messages follow}: the count of what comes next, in its number."""
+    return f"1 {noun} follows" if number == 1 else f"{number} {noun}s follow"
+
+
+def _without_tags_or_prefix(line: bytes) -> bytes:
+    """C{line} from its command on: IRCv3 tags and a prefix left out, as L{parse_message} does."""
+    rest = line.lstrip(b" ")
+    if rest.startswith(b"@"):
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    if rest.startswith(b":"):
+        rest = rest.partition(b" ")[2].lstrip(b" ")
+    return rest
 
 
 def _tagged(head: bytes, tag: bytes) -> bytes:
@@ -1482,6 +1600,7 @@ _COMMANDS: dict[str, Callable[[IRCFormat, list[str]], Command | None]] = {
     "USERHOST": IRCFormat._userhost,
     "WHO": IRCFormat._who,
     "WHOIS": IRCFormat._whois,
+    "WHOWAS": IRCFormat._whowas,
 }
 """What each IRC command does: a core command to carry out, or None when answered here."""
 
@@ -1496,9 +1615,7 @@ _ENCODERS: dict[type, Callable[[IRCFormat, Any], Sequence[str]]] = {
     AccountCreated: IRCFormat._account_created,
     PasswordChanged: lambda self, e: self._text_notice("password changed"),
     PasswordAccepted: lambda self, e: [],  # IRC servers say nothing to a right PASS
-    StoredForLater: lambda self, e: self._text_notice(
-        f"{e.recipient} is offline; message stored for delivery at login"
-    ),
+    StoredForLater: IRCFormat._stored_for_later,
     HistoryStart: IRCFormat._history_start,
     Joined: IRCFormat._joined,
     Left: IRCFormat._left,

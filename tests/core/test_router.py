@@ -18,6 +18,7 @@ from chatroute.core.events import (
     Kicked,
     Left,
     LoggedIn,
+    Membership,
     OperatorChanged,
     Registered,
     Renamed,
@@ -774,6 +775,27 @@ def test_whois_tells_client_info_defaulting_to_the_nickname(router):
     assert router.whois("BOB") == UserInfo("bob", "bobby", "Bob Smith", "lunch")
     assert router.whois("alice") == UserInfo("alice", "alice", "alice", None)
     assert alice.take() == []
+
+
+def test_whois_asked_by_someone_tells_the_rooms_they_may_see(router):
+    alice, bob, carol = Person(router, "alice"), Person(router, "bob"), Person(router, "carol")
+    for room in ("#lobby", "#hideout", "#quiet"):
+        router.join(alice.presence, room)
+    router.set_room_mode(alice.presence, "#hideout", SECRET, True)
+    router.join(bob.presence, "#quiet")
+    router.set_voice(alice.presence, "#quiet", "bob", True)
+    router.join(carol.presence, "#hideout")
+    assert router.whois("bob", alice.presence).rooms == (Membership("#quiet", False, True),)
+    assert router.whois("alice", bob.presence).rooms == (
+        Membership("#lobby", True),
+        Membership("#quiet", True),
+    )
+    assert [member.room for member in router.whois("alice", carol.presence).rooms] == [
+        "#lobby",
+        "#hideout",
+        "#quiet",
+    ]
+    assert router.whois("alice").rooms == ()
 
 
 def test_whois_tells_the_account_of_a_logged_in_user(chat):

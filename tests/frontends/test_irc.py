@@ -10,6 +10,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 
 from chatroute.core.errors import NotRegistered
 from chatroute.core.limits import Limits
+from chatroute.core.router import RouterSettings
 from chatroute.core.session import Hub
 from chatroute.frontends.irc import (
     IRCFormat,
@@ -22,6 +23,7 @@ from chatroute.frontends.irc import (
     split_kick,
 )
 from chatroute.frontends.line import ChatServerFactory
+from tests.conftest import Chat
 
 NO_LIMITS = Limits(0, 1, 0, 0, 0, 0, 0)
 
@@ -181,7 +183,7 @@ def test_invalid_nickname(irc):
 
 def test_account_nickname_refused_to_a_guest(irc):
     owner = irc("alice")
-    assert owner.commands("REGISTER * * :correct horse") == ["REGISTER", "900"]
+    assert owner.commands("REGISTER * * :correct horse") == ["REGISTER", "900", "MODE"]
     owner.say("QUIT")
     guest = irc()
     assert guest.say("NICK alice", "USER a 0 * :A") == [
@@ -268,7 +270,7 @@ def test_names_list_who_whois_mode(irc):
         ":chatroute 323 alice :End of /LIST",
     ]
     assert alice.commands("WHO #lobby") == ["352", "352", "315"]
-    assert alice.commands("WHOIS bob") == ["311", "312", "318"]
+    assert alice.commands("WHOIS bob") == ["311", "319", "312", "318"]
     assert alice.commands("WHOIS carol") == ["401", "318"]
     assert alice.say("MODE #lobby") == [
         ":chatroute 324 alice #lobby +nt",
@@ -299,12 +301,14 @@ def test_who_and_whois_tell_user_name_real_name_and_away(irc, line):
     assert alice.say("WHO nobody") == [":chatroute 315 alice nobody :End of WHO list"]
     assert alice.say("WHOIS chatroute BOB") == [
         ":chatroute 311 alice bob bob chatroute * :Real bob",
+        ":chatroute 319 alice bob :#lobby",
         ":chatroute 312 alice bob chatroute chatroute",
         ":chatroute 301 alice bob :gone fishing",
         ":chatroute 318 alice bob :End of /WHOIS list",
     ]
     assert alice.say("WHOIS carol") == [
         ":chatroute 311 alice carol carol chatroute * carol",
+        ":chatroute 319 alice carol :#lobby",
         ":chatroute 312 alice carol chatroute chatroute",
         ":chatroute 318 alice carol :End of /WHOIS list",
     ]
@@ -439,6 +443,20 @@ def test_pass_logs_in(irc, account):
     replies = client.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
     assert replies[0].split()[1] == "900"
     assert replies[1].split()[1] == "001"
+
+
+@pytest.mark.parametrize(
+    ("count", "notice"), [(1, "1 waiting message follows"), (2, "2 waiting messages follow")]
+)
+def test_login_counts_the_waiting_messages_in_words_that_agree(irc, account, count, notice):
+    bob = irc("bob")
+    for n in range(count):
+        bob.say(f"PRIVMSG alice :note {n}")
+    replies = irc().say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    assert replies[-count - 1] == f":chatroute NOTICE alice :*** {notice}"
+    assert (
+        replies[-1] == f":bob!bob@chatroute PRIVMSG alice :[2027-01-15T08:00:00Z] note {count - 1}"
+    )
 
 
 def test_pass_wrong(irc, account):
@@ -974,4 +992,132 @@ def test_history_on_join_has_time_tags_with_server_time(irc, chat):
         "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby :hello",
         "@time=2027-01-15T08:00:00.000Z :alice!alice@chatroute PRIVMSG #lobby "
         ":\x01ACTION waves\x01",
+    ]
+
+
+def test_flood_refusals_are_answered_per_line_and_never_for_a_notice(chat):
+    hub = Hub(chat.router, chat.accounts, chat.clock, Limits(10, 20, 0, 0, 0, 0, 0), 4096)
+    client = Client(IRCServerFactory(hub), 40000)
+    client.lines()
+    client.say("NICK floody2", "USER f 0 * :f")
+    notices = [f"NOTICE floody2 :n{n}" for n in range(20)]
+    messages = [f"PRIVMSG floody2 :p{n}" for n in range(5)]
+    client.send("".join(f"{line}\r\n" for line in notices + messages).encode())
+    refusal = (
+        ":chatroute NOTICE floody2 :*** flood limit: at most 10 lines a second (bursts of 20); "
+        "line discarded: "
+    )
+    # NICK and USER took two of the 20 tokens: the last two NOTICEs are
+    # refused unanswered, the PRIVMSGs after them each get their refusal.
+    assert client.lines() == [
+        *(f":floody2!floody2@chatroute {notice}" for notice in notices[:18]),
+        *(refusal + message for message in messages),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "quoted"),
+    [
+        (b"PRIVMSG bob :hi", "PRIVMSG bob :hi"),
+        (b"@label=1;time=2 :me!u@h NOTICE bob :hi", "NOTICE bob :hi"),
+        (b"PASS :correct horse", "PASS ********"),
+        (b"@label=1 pass secret", "pass ********"),
+        (b"PASS\tsecret", "PASS ********"),
+        (b"  AUTHENTICATE   AGFsaWNl", "AUTHENTICATE ********"),
+        (b"PRIVMSG bob :\x1b[2J", "PRIVMSG bob :\N{REPLACEMENT CHARACTER}[2J"),
+        (b"PRIVMSG bob :" + b"x" * 60, "PRIVMSG bob :" + "x" * 26 + "…"),
+    ],
+)
+def test_a_flood_refusal_quotes_the_line_from_its_command_on(line, quoted):
+    assert IRCFormat().quote(line) == quoted
+
+
+def test_whowas_keeps_no_history_so_every_nickname_was_no_such_nickname(irc):
+    alice, _ = irc("alice"), irc("bob")
+    assert alice.say("WHOWAS nosuchuser") == [
+        ":chatroute 406 alice nosuchuser :There was no such nickname",
+        ":chatroute 369 alice nosuchuser :End of WHOWAS",
+    ]
+    assert alice.say("WHOWAS bob,carol 5 chatroute") == [
+        ":chatroute 406 alice bob :There was no such nickname",
+        ":chatroute 406 alice carol :There was no such nickname",
+        ":chatroute 369 alice bob,carol :End of WHOWAS",
+    ]
+    assert alice.say("WHOWAS") == [":chatroute 431 alice :No nickname given"]
+    assert irc().say("WHOWAS bob") == [":chatroute 451 * :You have not registered"]
+
+
+def test_whois_lists_the_channels_with_prefixes_and_secret_ones_only_to_members(room, irc):
+    alice, bob = room()
+    carol = irc("carol")
+    alice.say("JOIN #hideout", "MODE #hideout +s", "JOIN #quiet", "MODE #quiet +v alice")
+    bob.say("JOIN #hideout")
+    carol.say("JOIN #quiet")
+    assert carol.say("WHOIS alice")[1] == ":chatroute 319 carol alice :@#lobby @#quiet"
+    assert bob.say("WHOIS alice")[1] == ":chatroute 319 bob alice :@#lobby @#hideout @#quiet"
+    assert carol.say("CAP REQ multi-prefix") == [":chatroute CAP carol ACK multi-prefix"]
+    assert carol.say("WHOIS alice")[1] == ":chatroute 319 carol alice :@#lobby @+#quiet"
+    assert carol.say("WHOIS bob")[1] == ":chatroute 319 carol bob :#lobby"
+    assert carol.commands("PART #quiet", "WHOIS carol")[1:] == ["311", "312", "318"]
+
+
+def test_whois_channels_are_cut_into_irc_lines(irc):
+    alice, bob = irc("alice"), irc("bob")
+    rooms = [f"#room-{n:02}-" + "x" * 24 for n in range(30)]
+    alice.say(*(f"JOIN {room}" for room in rooms))
+    replies = [reply for reply in bob.say("WHOIS alice") if reply.split()[1] == "319"]
+    assert len(replies) > 1
+    assert all(len(reply.encode()) <= 510 for reply in replies)
+    shown = [name for reply in replies for name in reply.split(" :", 1)[1].split()]
+    assert shown == [f"@{room}" for room in rooms]
+
+
+def test_a_message_kept_for_an_offline_account_is_told_in_the_query_with_them(irc, account):
+    bob = irc("bob")
+    assert bob.say("PRIVMSG alice :are you there?") == [
+        ":chatroute NOTICE alice :*** alice is offline; message stored for delivery at login"
+    ]
+
+
+def test_a_full_mailbox_is_told_in_the_query_with_them():
+    chat = Chat(RouterSettings(offline_cap=1))
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 4096)
+    factory = IRCServerFactory(hub)
+    owner = Client(factory, 40000)
+    owner.say("NICK alice", "USER a 0 * :A", "REGISTER * * :correct horse", "QUIT")
+    bob = Client(factory, 40001)
+    bob.say("NICK bob", "USER b 0 * :B", "PRIVMSG alice :one")
+    assert bob.say("PRIVMSG alice :two") == [
+        ":chatroute NOTICE alice :*** alice is offline and has too many waiting messages; "
+        "not stored"
+    ]
+
+
+def test_user_mode_r_is_being_logged_in_and_i_or_r_changes_get_the_modes_quietly(irc, account):
+    bob = irc("bob")
+    for line in ("MODE bob", "MODE bob +i", "MODE bob -i", "MODE BOB +r", "MODE bob +i-r"):
+        assert bob.say(line) == [":chatroute 221 bob +"], line
+    assert bob.say("MODE bob +iw") == [":chatroute 501 bob :Unknown MODE flag"]
+    assert bob.say("MODE alice +i") == [":chatroute 502 bob :Can't change mode for other users"]
+    alice = irc()
+    welcome = alice.say("PASS :correct horse", "NICK alice", "USER a 0 * :A")
+    (my_info,) = (reply for reply in welcome if reply.split()[1] == "004")
+    assert my_info == ":chatroute 004 alice chatroute chatroute-0.1.0 r bmnostv bov"
+    assert welcome[-1] == ":chatroute MODE alice +r"
+    assert alice.say("MODE alice +i") == [":chatroute 221 alice +r"]
+    assert alice.say("NICK alicia") == [
+        ":alice!alice@chatroute NICK :alicia",
+        ":chatroute MODE alicia -r",
+    ]
+    assert alice.say("MODE alicia") == [":chatroute 221 alicia +"]
+
+
+def test_logging_in_after_registration_sets_user_mode_r(irc, account):
+    client = irc("guest")
+    assert client.say("AUTHENTICATE PLAIN") == ["AUTHENTICATE +"]
+    assert client.say(f"AUTHENTICATE {sasl_plain('alice', 'correct horse')}") == [
+        ":guest!guest@chatroute NICK :alice",
+        ":chatroute 900 alice alice!alice@chatroute alice :You are now logged in as alice",
+        ":chatroute 903 alice :SASL authentication successful",
+        ":chatroute MODE alice +r",
     ]

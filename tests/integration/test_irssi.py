@@ -157,3 +157,23 @@ def test_irssi_over_tls_checks_the_certificate_and_chats(tmp_path):
         if client is not None:
             client.close()
         _check_stopped(running)
+
+
+def test_irssi_connects_without_errors_whois_and_offline_notices_in_place(irssi, server):
+    make_account(server.port, "olga", "olga-passphrase")
+    irssi.wait_for("You are now logged in as ivy")
+    # irssi asks for +i at every connect: the answer is the modes as they are.
+    irssi.wait_for("Your user mode is [+r]")
+    irssi.type("/whois nosuchuser")
+    irssi.wait_for("There is no such nick nosuchuser")
+    irssi.type("/msg olga see you later")
+    irssi.wait_for("Act: 2")  # the query with olga, opened behind the status window
+    status = irssi.screen()
+    assert "Unknown MODE flag" not in status, status
+    assert "Unknown command" not in status, status
+    irssi.type("/window 2")
+    irssi.wait_for("olga is offline; message stored for delivery at login")
+    assert "<ivy> see you later" in irssi.screen()
+    irssi.type("/window 1")
+    irssi.wait_for("[(status)]")
+    assert "message stored" not in irssi.screen()
