@@ -70,7 +70,8 @@ from chatroute.frontends import syntax as lines
 from chatroute.frontends.syntax import CONTROL_CHARACTERS
 from chatroute.options import CommandOptions, port_number
 
-QUIT_WORDS = (b"exit", b"/quit")
+_QUIT = re.compile(rb"(?:exit|/quit(?:\s+(?P<reason>.*))?)", re.IGNORECASE | re.DOTALL)
+"""What the user types to end the session: C{exit}, C{/quit}, or C{/quit REASON}."""
 _LONGEST_LINE = 1 << 20
 
 
@@ -232,6 +233,7 @@ class ServerConnection(LineReceiver):
         self.finished: Deferred[bool] = Deferred()
         self.refused = 0
         self._quitting = False
+        self._quit_line = b"/quit"
         self._tls = tls
         self._keepalive: LoopingCall | None = None
         self._said_bye = False
@@ -322,33 +324,42 @@ class ServerConnection(LineReceiver):
             return
         if self._limits_owed and self._take_limits(text):
             return
-        if self._quitting and text.startswith("! flood limit: ") and text.endswith(": /quit"):
-            self._send_line(b"/quit")  # The server's limit is lower than it said; ask again.
+        if self._quitting and text.startswith("! flood limit: ") and self._quit_refused(text):
+            self._send_line(self._quit_line)  # The server's limit is lower than it said; ask again.
             return
         if text.startswith("! "):
             self.refused += 1
         self.display(text)
 
-    def send(self, line: bytes) -> None:
-        """Send one line the user typed; C{exit} or C{/quit} ends the session."""
-        self._sent_lately = True
-        word = line.strip().lower()
-        if word in QUIT_WORDS:
-            self.quit()
-        else:
-            self._send_line(line)
+    def _quit_refused(self, text: str) -> bool:
+        """Whether the flood error C{text} refused the C{/quit}, quoting it as the server does."""
+        return text.endswith("; line discarded: " + lines.quote_line_start(self._quit_line))
 
-    def quit(self, at_once: bool = False) -> None:
+    def send(self, line: bytes) -> None:
+        """
+        Send one line the user typed; C{exit}, C{/quit} or C{/quit REASON}
+        ends the session (the server tells the user's rooms the reason).
+        """
+        self._sent_lately = True
+        found = _QUIT.fullmatch(line.strip())
+        if found is None:
+            self._send_line(line)
+        else:
+            self.quit(reason=found["reason"])
+
+    def quit(self, at_once: bool = False, reason: bytes | None = None) -> None:
         """
         Ask the server to say goodbye and close, after the lines still
-        waiting to go out, or C{at_once}, dropping them. Repeated calls do
-        nothing more.
+        waiting to go out, or C{at_once}, dropping them; with a C{reason}
+        for the rooms the user is in. Repeated calls do nothing more.
         """
         if at_once and self._pacer is not None:
             self._pacer.stop()
         if not self._quitting:
             self._quitting = True
-            self._send_line(b"/quit")
+            if reason:
+                self._quit_line = b"/quit " + reason
+            self._send_line(self._quit_line)
 
     @property
     def quitting(self) -> bool:

@@ -150,6 +150,25 @@ def test_send_and_quit_words(connection):
     assert sent(connection) == b"/quit\r\n"
 
 
+@pytest.mark.parametrize("line", [b"/quit bye all", b"/QUIT  bye all ", b"/quit\tbye all"])
+def test_quit_with_a_reason_ends_the_session_and_gives_the_reason(connection, line):
+    results = []
+    connection.finished.addCallback(results.append)
+    connection.send(line)
+    assert connection.quitting
+    assert sent(connection) == b"/quit bye all\r\n"
+    connection.dataReceived(b"* bye\r\n")
+    connection.connectionLost(Failure(ConnectionError("gone")))
+    assert results == [True]
+
+
+@pytest.mark.parametrize("line", [b"/quitter", b"exit now", b"/quits"])
+def test_only_quit_words_quit(connection, line):
+    connection.send(line)
+    assert not connection.quitting
+    assert sent(connection) == line + b"\r\n"
+
+
 @pytest.mark.parametrize(
     ("quit_first", "answer", "clean"),
     [(True, b"* bye\r\n", True), (True, b"", False), (False, b"* bye\r\n", False)],
@@ -485,6 +504,21 @@ def test_a_refused_quit_is_asked_again(connection):
     )
     clock.advance(1)
     assert sent(connection) == b"/quit\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reason", "quoted"),
+    [(b"bye all", "/quit bye all"), (b"x" * 60, "/quit " + "x" * 33 + "…")],
+)
+def test_a_refused_quit_with_a_reason_is_asked_again(connection, reason, quoted):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    connection.send(b"/quit " + reason)
+    connection.transport.clear()
+    refusal = f"! flood limit: at most 1 line a second (bursts of 1); line discarded: {quoted}"
+    connection.dataReceived(refusal.encode() + b"\r\n")
+    clock.advance(1)
+    assert sent(connection) == b"/quit " + reason + b"\r\n"
 
 
 def test_a_server_without_limits_gets_the_default_pace(connection):

@@ -28,6 +28,30 @@ def test_piped_input_is_delivered_before_the_client_exits(connect, start_client)
     assert alice.stderr() == ""
 
 
+def test_quit_with_a_reason_exits_with_0_and_tells_the_rooms(connect, start_client):
+    bob = connect("bob")
+    bob.register("bob")
+    bob.send("/join #lobby")
+    bob.expect("* bob joined #lobby")
+    bob.expect("* #lobby (1): @bob")
+    alice = start_client("alice", "--nick", "alice")
+    alice.stdout.expect_match(GREETING)
+    alice.stdout.expect("* registered as alice")
+    alice.send("/join #lobby\n")
+    bob.expect("* alice joined #lobby")
+
+    alice.send("/quit bye all\n")
+
+    assert alice.wait() == 0, alice.stderr()
+    bob.expect("* alice left #lobby (disconnected: bye all)")
+    assert alice.stdout.read_until_eof() == [
+        "* alice joined #lobby",
+        "* #lobby (2): alice, @bob",
+        "* bye",
+    ]
+    assert alice.stderr() == ""
+
+
 def test_piped_session_exits_with_3_when_the_server_refused_a_line(start_client):
     alice = start_client("alice", "--nick", "#alice")
 
