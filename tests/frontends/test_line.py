@@ -558,6 +558,26 @@ def test_invalid_utf8_without_telnet_commands_is_plain(connect):
     assert alice.say(b"@bob:\xe6\xac") == ["! invalid UTF-8; line discarded"]
 
 
+def test_a_stray_255_from_nc_takes_no_line_ending_with_it(connect):
+    """As C{printf '@zed:a\\xff\\n'; printf '@zed:next ok\\n'} piped to nc."""
+    zed = connect("zed")
+    zed.send(b"@zed:a\xff\n")
+    assert zed.lines() == ["! invalid UTF-8; line discarded"]
+    assert zed.say("@zed:next ok") == ["<zed> next ok"]
+    assert zed.transport.value() == b""
+    zed.send(b"@zed:b\xff\n@zed:same chunk\n")
+    assert zed.lines() == ["! invalid UTF-8; line discarded", "<zed> same chunk"]
+
+
+def test_bytes_that_read_as_telnet_commands_are_not_blamed_on_telnet_from_nc(connect):
+    """Without any option negotiated, the client is not telnet: the plain error."""
+    alice = connect("alice")
+    assert alice.say(b"@bob:\xe6\xff\xf3\xac") == ["! invalid UTF-8; line discarded"]
+    alice.send(b"\xff\xfd\x01")  # now telnet negotiates
+    alice.transport.clear()
+    assert alice.say(b"@bob:\xe6\xff\xf3\xac") == [TELNET_MANGLED]
+
+
 def test_a_line_telnet_commands_left_valid_is_carried_out(connect):
     alice, bob = connect("alice"), connect("bob")
     alice.send(b"@bob:\xe6\x9c\xff\xf1\xac\r\n")  # IAC NOP inside 本
