@@ -289,6 +289,16 @@ def test_errors_before_registering(connect, line, reply):
         ("@bob", "! expected @name:message or @#room:message"),
         ("@bob:", "! empty message"),
         ("@#nowhere:hi", "! no such room: #nowhere"),
+        (
+            "@#:x",
+            "! invalid room name: '#' (# then 1-32 letters, digits, _ or -, starting with a"
+            " letter)",
+        ),
+        (
+            "/me #a.b waves",
+            "! invalid room name: '#a.b' (# then 1-32 letters, digits, _ or -, starting with a"
+            " letter)",
+        ),
         ("@#lobby:hi", "! you are not in #lobby"),
         (
             "/join lobby",
