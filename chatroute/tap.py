@@ -42,6 +42,10 @@ DEFAULT_BACKLOG = 4096
 DEFAULT_DATABASE = "chatroute.db"
 # A --db in one of these forms is a libpq URL: PostgreSQL. Anything else is an SQLite file.
 POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
+# The listeners that --reuse-port shares between nodes: the chat's, not the
+# metrics one, whose figures are each node's own (a shared port would answer
+# a scrape from whichever node the kernel picked).
+_SHARED_LISTENERS = ("listen", "listen-web", "listen-irc")
 _ROUTER_DEFAULTS = RouterSettings()
 _LIMITS = Limits()
 
@@ -91,7 +95,8 @@ class Options(CommandOptions):
             None,
             "Listen with SO_REUSEPORT on every tcp, tcp6 and ssl listener (--port, --listen, "
             "--listen-web, --listen-irc), so that several nodes on one machine share its ports "
-            "(with --redis); see docs/deploy.md.",
+            "(with --redis); see docs/deploy.md. Not --listen-metrics, of any type: each "
+            "node's metrics are its own, so each needs a metrics port of its own.",
         ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
@@ -276,7 +281,7 @@ class Options(CommandOptions):
                         f"--{option}: expected a Twisted endpoint such as "
                         f"tcp:12345:interface=127.0.0.1, got {description!r} ({error})"
                     ) from None
-                if self["reuse-port"]:
+                if self["reuse-port"] and option in _SHARED_LISTENERS:
                     try:
                         reuse_port(reactor, serverFromString(reactor, description))
                     except ValueError as error:

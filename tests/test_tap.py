@@ -388,6 +388,24 @@ def test_reuse_port_refuses_an_endpoint_it_cannot_share(option, tmp_path):
     )
 
 
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_reuse_port_leaves_the_metrics_listener_alone(kind, tmp_path):
+    """Each node's metrics are its own: --listen-metrics of any type is taken, never shared."""
+    metrics = f"unix:{tmp_path / 'm.sock'}" if kind == "unix" else "tcp:0:interface=127.0.0.1"
+    options = parse("--db", ":memory:", "--reuse-port", "--port", "0", "--listen-metrics", metrics)
+    assert options["listen-metrics"] == [metrics]
+    listeners = list(makeService(options, reactor))
+    shared = [
+        listener.description
+        for listener in listeners
+        if isinstance(listener.endpoint, ReusePortEndpoint)
+    ]
+    assert shared == ["tcp:0"]
+    assert [
+        listener.description for listener in listeners if isinstance(listener.factory, MetricsSite)
+    ] == [metrics]
+
+
 @pytest_twisted.ensureDeferred
 async def test_two_services_with_reuse_port_share_one_port():
     first = makeService(
