@@ -406,6 +406,25 @@ def test_reuse_port_leaves_the_metrics_listener_alone(kind, tmp_path):
     ] == [metrics]
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_start_that_cannot_listen_leaves_no_database_it_created(tmp_path, existed):
+    database = tmp_path / "chat.db"
+    if existed:
+        makeService(parse("--db", str(database), "--port", "0"), reactor)
+        kept = database.read_bytes()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        service = makeService(parse("--db", str(database), "--listen", listen), reactor)
+        with pytest.raises(SystemExit, match="cannot listen on"):
+            service.privilegedStartService()
+    if existed:
+        assert database.read_bytes() == kept
+    else:
+        assert list(tmp_path.iterdir()) == []
+
+
 @pytest_twisted.ensureDeferred
 async def test_two_services_with_reuse_port_share_one_port():
     first = makeService(
