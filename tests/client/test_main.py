@@ -190,6 +190,31 @@ def test_a_closing_notice_gives_the_reason(connection):
     assert connection.closing_reason == "logged in from another connection"
 
 
+def test_a_closing_error_gives_the_reason(connection):
+    connection.dataReceived(b"! wrong server password; closing\r\n")
+    assert connection.closing_reason == "wrong server password"
+
+
+def test_the_server_password_comes_from_the_first_line_of_a_file(tmp_path):
+    path = tmp_path / "password"
+    path.write_text("  open sesame \nnot this\n")
+    options = ClientOptions()
+    options.parseOptions(["--server-password-file", str(path)])
+    assert options.server_password == b"open sesame"
+    assert ClientOptions().server_password is None
+
+
+@pytest.mark.parametrize(
+    ("content", "error"), [(None, "cannot read"), ("", "is blank"), ("  \nsecond\n", "is blank")]
+)
+def test_a_server_password_file_must_hold_one(tmp_path, content, error):
+    path = tmp_path / "password"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=f"--server-password-file: .*{error}"):
+        ClientOptions().parseOptions(["--server-password-file", str(path)])
+
+
 def test_pipe_input_sends_each_line_and_quits_at_end(connection):
     pipe = PipeScreen(connection.send, connection.quit)
     stdout = StringTransport()

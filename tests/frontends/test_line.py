@@ -879,6 +879,15 @@ def locked(chat):
     return connect
 
 
+def test_the_greeting_of_a_server_with_a_password_says_to_give_it_first(chat):
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 64, server_password="sesame")
+    client = Client(ChatServerFactory(hub), 40122)
+    assert client.lines() == [
+        "* connected from 127.0.0.1:40122 — this server has a password: /pass PASSWORD first, "
+        "then register with #yourname"
+    ]
+
+
 def test_a_server_password_comes_before_anything_else(locked):
     alice = locked()
     required = ["! this server has a password: /pass PASSWORD first"]
