@@ -917,5 +917,17 @@ def test_wrong_server_passwords_are_throttled_per_address(locked, chat):
     assert locked("192.0.2.1").say("/pass open sesame") == ["* server password accepted"]
 
 
+def test_a_short_password_is_told_how_passphrases_are_written(connect):
+    alice = connect("alice")
+    assert alice.say("/register correct horse battery") == [
+        "* alice is now a registered account; log in with #alice <password>"
+    ]
+    assert alice.say("/password correct horse") == [
+        "! a password must be 8 to 1024 characters, spaces allowed (a run counts as one; white "
+        'space at either end is dropped); in /password, quote one with spaces: /password "old '
+        'words" "new words"'
+    ]
+
+
 def test_a_server_without_a_password_says_so(connect):
     assert connect().say("/pass anything") == ["* this server has no password"]
