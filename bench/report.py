@@ -9,6 +9,7 @@ prints them again from a saved report, judged by the floors of this checkout.
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +115,35 @@ def _cell(entry: dict[str, Any], show: Callable[[Figures], str]) -> str:
     return shown
 
 
+def _print_medians(
+    report: Report,
+    metrics: dict[str, list[Metric]],
+    heads: list[str],
+    widths: tuple[int, int, int],
+) -> None:
+    """
+    The table of medians: a block of rows per scenario (its C{metrics}), a
+    column per peer or configuration named in C{heads}. C{widths}: of the
+    scenario, the figure's name, and each column.
+    """
+    label_width, name_width, width = widths
+    print(
+        f"\n{'scenario':<{label_width}}{'figure':<{name_width}}"
+        + "".join(f"{c:>{width}}" for c in heads)
+    )
+    for label, by_column in report["results"].items():
+        scenario = report["params"][label]["scenario"]
+        print("-" * (label_width + name_width + width * len(heads)))
+        for row, (name, show) in enumerate(metrics[scenario]):
+            cells = "".join(f"{_cell(by_column.get(c, {}), show):>{width}}" for c in heads)
+            print(f"{label if row == 0 else '':<{label_width}}{name:<{name_width}}{cells}")
+
+
 def print_table(report: Report, peers: list[str]) -> None:
     """Scenario x server table of medians, then notes on failed or partial runs."""
-    width = 17  # "chatroute-noidle" and a space
-    print(f"\n{'scenario':<22}{'figure':<26}" + "".join(f"{p:>{width}}" for p in peers))
+    _print_medians(report, METRICS, peers, (22, 26, 17))  # 17: "chatroute-noidle" and a space
     notes = []
     for label, by_peer in report["results"].items():
-        scenario = report["params"][label]["scenario"]
-        print("-" * (48 + width * len(peers)))
-        for row, (name, show) in enumerate(METRICS[scenario]):
-            cells = "".join(f"{_cell(by_peer.get(p, {}), show):>{width}}" for p in peers)
-            print(f"{label if row == 0 else '':<22}{name:<26}{cells}")
         for peer in peers:
             entry = by_peer.get(peer, {})
             status = entry.get("status", "ok")
@@ -176,16 +195,23 @@ def _figure(report: Report, label: str, peer: str, key: str) -> Any:
     return entry.get("median", {}).get(key)
 
 
+def _judge(verdicts: list[dict[str, Any]], name: str, ok: bool | None, detail: str) -> None:
+    """Add the verdict on the floor C{name}: N/A where C{ok} is None (no figures)."""
+    verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
+    verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
+
+
+def _print_verdicts(title: str, verdicts: list[dict[str, Any]], width: int) -> None:
+    """The verdicts under C{title}, the floors' names C{width} wide."""
+    print(f"\n{title}:")
+    for v in verdicts:
+        print(f"  {v['verdict']:<5} {v['floor']:<{width}} {v['detail']}")
+
+
 def floors(report: Report, big: bool) -> list[dict[str, Any]]:
     """Check chatroute against the floors of the issue; print and return the verdicts."""
     verdicts: list[dict[str, Any]] = []
-
-    def judge(name: str, ok: bool | None, detail: str) -> None:
-        verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
-        verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
-
-    def fig(label: str, peer: str, key: str) -> Any:
-        return _figure(report, label, peer, key)
+    judge, fig = partial(_judge, verdicts), partial(_figure, report)
 
     ours, tutorial = (
         fig("dm-throughput", "chatroute", "cpu_ms_per_1000"),
@@ -233,9 +259,7 @@ def floors(report: Report, big: bool) -> list[dict[str, Any]]:
         None if all(n is None for n in losses.values()) else not lost and not dropped,
         f"losses {lost or 0}, dropped connections {dropped or 0}",
     )
-    print("\nfloors (chatroute, medians):")
-    for v in verdicts:
-        print(f"  {v['verdict']:<5} {v['floor']:<42} {v['detail']}")
+    _print_verdicts("floors (chatroute, medians)", verdicts, 42)
     return verdicts
 
 
@@ -301,15 +325,9 @@ def print_nodes(report: Report) -> None:
     configs: list[str] = []
     for by_config in report["results"].values():
         configs += [config for config in by_config if config not in configs]
-    width = 21
-    print(f"\n{'scenario':<18}{'figure':<29}" + "".join(f"{c:>{width}}" for c in configs))
+    _print_medians(report, NODES_METRICS, configs, (18, 29, 21))
     notes = []
     for label, by_config in report["results"].items():
-        scenario = report["params"][label]["scenario"]
-        print("-" * (47 + width * len(configs)))
-        for row, (name, show) in enumerate(NODES_METRICS[scenario]):
-            cells = "".join(f"{_cell(by_config.get(c, {}), show):>{width}}" for c in configs)
-            print(f"{label if row == 0 else '':<18}{name:<29}{cells}")
         for config in configs:
             entry = by_config.get(config, {})
             if entry.get("status", "ok") != "ok":
@@ -360,13 +378,7 @@ def _median_of(runs: tuple[list[Figures], int], key: str) -> float | None:
 def nodes_floors(report: Report) -> list[dict[str, Any]]:
     """Check the several-nodes floors of the issue; print and return the verdicts."""
     verdicts: list[dict[str, Any]] = []
-
-    def judge(name: str, ok: bool | None, detail: str) -> None:
-        verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
-        verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
-
-    def fig(label: str, config: str, key: str) -> Any:
-        return _figure(report, label, config, key)
+    judge, fig = partial(_judge, verdicts), partial(_figure, report)
 
     # Only runs in which every node got its CPU budget compare like with like.
     budgeted = {c: _budgeted_runs(report, c) for c in ("1 node", "2 nodes")}
@@ -409,9 +421,7 @@ def nodes_floors(report: Report) -> list[dict[str, Any]]:
         None if all(n is None for n in losses.values()) else not lost,
         f"losses {lost or 0}",
     )
-    print("\nfloors (chatroute nodes, medians):")
-    for v in verdicts:
-        print(f"  {v['verdict']:<5} {v['floor']:<58} {v['detail']}")
+    _print_verdicts("floors (chatroute nodes, medians)", verdicts, 58)
     return verdicts
 
 
@@ -460,11 +470,6 @@ IDLE_KIB = 2.7  # ngircd's, measured when the floor was set
 IDLE_COUNT = 50_000
 
 
-def _judge(verdicts: list[dict[str, Any]], name: str, ok: bool | None, detail: str) -> None:
-    verdict = "N/A" if ok is None else "PASS" if ok else "FAIL"
-    verdicts.append({"floor": name, "verdict": verdict, "detail": detail})
-
-
 def _ratio(ours: float | None, theirs: float | None) -> float | None:
     return None if ours is None or not theirs else round(ours / theirs, 2)
 
@@ -475,16 +480,13 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
     the interleaved runs, every ratio between figures of this same run.
     """
     verdicts: list[dict[str, Any]] = []
-
-    def fig(label: str, peer: str, key: str) -> Any:
-        return _figure(report, label, peer, key)
+    judge, fig = partial(_judge, verdicts), partial(_figure, report)
 
     ours = fig("dm-trickle", "chatroute", "cpu_ms_per_1000")
     for peer, factor in (("tutorial", 1.0), ("ngircd", 1.5)):
         theirs = fig("dm-trickle", peer, "cpu_ms_per_1000")
         times = "" if factor == 1.0 else f"{factor:g} x "
-        _judge(
-            verdicts,
+        judge(
             f"dm-trickle CPU <= {times}{peer}",
             None if ours is None or theirs is None else ours <= factor * theirs,
             f"chatroute {ours} vs {times}{theirs} ms / 1000 DMs ({_ratio(ours, theirs)} x)",
@@ -495,8 +497,7 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
             fig(label, peer, "cpu_ms_per_1000"),
         )
         ratio = _ratio(ours, theirs)
-        _judge(
-            verdicts,
+        judge(
             f"{label} no worse than today (vs {peer})",
             None if ratio is None else ratio <= baseline * BASELINE_MARGIN,
             f"{ratio} x {peer} ({ours} vs {theirs} ms); today {baseline} x, "
@@ -506,8 +507,7 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
         fig("room-fanout", "chatroute", "cpu_ms_per_1000"),
         fig("room-fanout", "miniircd", "cpu_ms_per_1000"),
     )
-    _judge(
-        verdicts,
+    judge(
         "room-fanout CPU <= miniircd",
         None if ours is None or mini is None else ours <= mini,
         f"chatroute {ours} vs {mini} ms / 1000 deliveries ({_ratio(ours, mini)} x)",
@@ -515,8 +515,7 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
     per_conn = fig("idle-50k", "chatroute", "kib_per_conn")
     count = fig("idle-50k", "chatroute", "connections")
     ngircd = fig("idle-50k", "ngircd", "kib_per_conn")
-    _judge(
-        verdicts,
+    judge(
         f"idle-50k RSS / connection <= {IDLE_KIB} KiB",
         None if per_conn is None else per_conn <= IDLE_KIB,
         f"chatroute {per_conn} KiB at {count or 0:,.0f} connections "
@@ -527,8 +526,7 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
     dropped = fig("idle-50k", "chatroute", "lost_connections")
     capped = _capped(report["results"].get("idle-50k", {}).get("chatroute", {}))
     held = f"{registered} registered, {refused} refused, {dropped} dropped (worst run)"
-    _judge(
-        verdicts,
+    judge(
         f"idle-50k: {IDLE_COUNT:,} held, none refused",
         None
         if registered is None or capped
@@ -538,14 +536,12 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
         else f"{held}, in {fig('idle-50k', 'chatroute', 'accept_s')} s",
     )
     p99, worst = fig("dm-latency", "chatroute", "p99_ms"), fig("dm-latency", "chatroute", "max_ms")
-    _judge(
-        verdicts,
+    judge(
         f"dm-latency 2,000/s: p99 <= {LATENCY_P99_MS:g} ms",
         None if p99 is None else p99 <= LATENCY_P99_MS,
         f"p99 {p99} ms",
     )
-    _judge(
-        verdicts,
+    judge(
         f"dm-latency 2,000/s: max <= {LATENCY_MAX_MS:g} ms",
         None if worst is None else worst <= LATENCY_MAX_MS,
         f"max {worst} ms (median of the runs' maxima)",
@@ -558,15 +554,13 @@ def real_floors(report: Report) -> list[dict[str, Any]]:
         for key in ("losses", "lost_connections")
         if (n := fig(label, peer, key))
     }
-    _judge(
-        verdicts,
+    judge(
         "0 losses in every scenario",
         None if not report["results"] else not lost,
         f"losses and dropped connections: {lost or 0}",
     )
-    print("\nfloors of real traffic (chatroute at its defaults, medians, ratios from this run):")
-    for v in verdicts:
-        print(f"  {v['verdict']:<5} {v['floor']:<50} {v['detail']}")
+    title = "floors of real traffic (chatroute at its defaults, medians, ratios from this run)"
+    _print_verdicts(title, verdicts, 50)
     return verdicts
 
 

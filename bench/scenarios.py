@@ -68,6 +68,37 @@ def _cost(measured: dict[str, float], count: int) -> float | None:
     return round(measured["server_cpu_s"] * 1e6 / count, 2)
 
 
+async def _delivered(
+    gen: LoadGen,
+    meter: Meter,
+    tracker: Tracker,
+    expected: int,
+    stall: float = STALL_S,
+    limit: float = 600,
+    rate: str = "msgs_per_s",
+) -> Result:
+    """
+    Wait until C{expected} messages have come (see L{LoadGen.wait_for} for
+    C{stall} and C{limit}), then read C{meter}: the figures of a phase of
+    deliveries, its throughput under the name C{rate}.
+    """
+    await gen.wait_for(
+        lambda: tracker.delivered >= expected, lambda: tracker.delivered, stall, limit
+    )
+    measured = meter.read()
+    return {
+        **measured,
+        "delivered": tracker.delivered,
+        "expected": expected,
+        "losses": _losses(expected, tracker),
+        "disorder": tracker.disorder,
+        rate: round(tracker.delivered / measured["elapsed_s"]),
+        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
+        "rss_kib": gen.server_rss_kib(),
+        **tracker.latency_ms(),
+    }
+
+
 async def _pairs(gen: LoadGen, pairs: int, quota: int, window: int) -> tuple[list[Flow], list[str]]:
     """Connect C{pairs} sender/receiver pairs; flow i goes from C{s<i>} to C{r<i>}."""
     nicks = [(f"s{i}", True) for i in range(pairs)] + [(f"r{i}", False) for i in range(pairs)]
@@ -78,17 +109,15 @@ async def _pairs(gen: LoadGen, pairs: int, quota: int, window: int) -> tuple[lis
     return flows, failures
 
 
-async def dm_throughput(gen: LoadGen, params: Params) -> Result:
-    """C{pairs} pairs each send C{messages} DMs, at most C{window} in flight per pair."""
-    pairs, quota, window = params["pairs"], params["messages"], params["window"]
-    flows, failures = await _pairs(gen, pairs, quota, window)
-    if failures:
-        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
-    tracker = Tracker()
+def _refill_windows(gen: LoadGen, flows: list[Flow], record: OnMessage) -> None:
+    """
+    Have C{gen} C{record} each message of C{flows} as it comes, and after each
+    read send what the windows of the flows that got messages allow again.
+    """
     dirty: set[Flow] = set()
 
     def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
-        tracker.record(client, flow, seq, sent, now)
+        record(client, flow, seq, sent, now)
         flows[flow].done += 1
         dirty.add(flows[flow])
 
@@ -98,25 +127,21 @@ async def dm_throughput(gen: LoadGen, params: Params) -> Result:
         dirty.clear()
 
     gen.on_message, gen.after_data = on_message, after_data
+
+
+async def dm_throughput(gen: LoadGen, params: Params) -> Result:
+    """C{pairs} pairs each send C{messages} DMs, at most C{window} in flight per pair."""
+    pairs, quota, window = params["pairs"], params["messages"], params["window"]
+    flows, failures = await _pairs(gen, pairs, quota, window)
+    if failures:
+        return {"error": f"{len(failures)} clients failed to register: {failures[0]}"}
+    tracker = Tracker()
+    _refill_windows(gen, flows, tracker.record)
     expected = pairs * quota
     meter = Meter(gen.server_pid)
     for flow in flows:
         flow.pump()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    return await _delivered(gen, meter, tracker, expected)
 
 
 def _connect_as(gen: LoadGen, params: Params) -> None:
@@ -160,23 +185,10 @@ async def dm_trickle(gen: LoadGen, params: Params) -> Result:
     for _ in range(min(window, quota)):
         for flow in flows:  # round robin, so that one sender's lines start out apart
             flow.send_one()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        # How many DMs a receiver got per read: the server's writes, as the clients saw them.
-        "dms_per_read": round(tracker.delivered / reads, 2) if reads else None,
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    figures = await _delivered(gen, meter, tracker, expected)
+    # How many DMs a receiver got per read: the server's writes, as the clients saw them.
+    figures["dms_per_read"] = round(tracker.delivered / reads, 2) if reads else None
+    return figures
 
 
 async def _paced(flows: list[Flow], rate: float, duration: float) -> int:
@@ -203,19 +215,7 @@ async def dm_latency(gen: LoadGen, params: Params) -> Result:
     gen.on_message = tracker.record
     meter = Meter(gen.server_pid)
     sent = await _paced(flows, rate, duration)
-    await gen.wait_for(lambda: tracker.delivered >= sent, lambda: tracker.delivered, 5.0, 5.0)
-    measured = meter.read()
-    return {
-        **measured,
-        "delivered": tracker.delivered,
-        "expected": sent,
-        "losses": _losses(sent, tracker),
-        "disorder": tracker.disorder,
-        "msgs_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    return await _delivered(gen, meter, tracker, sent, stall=5.0, limit=5.0)
 
 
 async def room_fanout(gen: LoadGen, params: Params) -> Result:
@@ -255,23 +255,8 @@ async def room_fanout(gen: LoadGen, params: Params) -> Result:
     expected = messages * receivers
     meter = Meter(gen.server_pid)
     flow.pump()
-    await gen.wait_for(
-        lambda: tracker.delivered >= expected, lambda: tracker.delivered, STALL_S, 600
-    )
-    measured = meter.read()
-    return {
-        **measured,
-        "members": members,
-        "receivers_per_message": receivers,
-        "delivered": tracker.delivered,
-        "expected": expected,
-        "losses": _losses(expected, tracker),
-        "disorder": tracker.disorder,
-        "deliveries_per_s": round(tracker.delivered / measured["elapsed_s"]),
-        "cpu_ms_per_1000": _cost(measured, tracker.delivered),
-        "rss_kib": gen.server_rss_kib(),
-        **tracker.latency_ms(),
-    }
+    figures = await _delivered(gen, meter, tracker, expected, rate="deliveries_per_s")
+    return {**figures, "members": members, "receivers_per_message": receivers}
 
 
 async def idle_connections(gen: LoadGen, params: Params) -> Result:
@@ -529,21 +514,8 @@ async def nodes_dm_throughput(gen: LoadGen, params: Params) -> Result:
     if isinstance(placed, str):
         return {"error": placed}
     trackers = (Tracker(), Tracker())
-    record = _recorder(placed, trackers)
     flows = placed.flows
-    dirty: set[Flow] = set()
-
-    def on_message(client: Client, flow: int, seq: int, sent: int, now: int) -> None:
-        record(client, flow, seq, sent, now)
-        flows[flow].done += 1
-        dirty.add(flows[flow])
-
-    def after_data() -> None:
-        for flow in dirty:
-            flow.pump()
-        dirty.clear()
-
-    gen.on_message, gen.after_data = on_message, after_data
+    _refill_windows(gen, flows, _recorder(placed, trackers))
     expected = len(flows) * params["messages"]
     meter = _meter(gen)
     for flow in flows:

@@ -108,6 +108,23 @@ def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
     return hard
 
 
+def _spawn(argv: list[str], output: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """
+    Start a server's process in C{cwd}: nothing on its standard input, its
+    standard output and error to the file C{output}, and as many descriptors
+    as L{raise_nofile} can get.
+    """
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            preexec_fn=_raise_nofile,
+        )
+
+
 @dataclass
 class Running:
     """A started server: its process, port, wire protocol and scratch directory."""
@@ -168,15 +185,7 @@ class Peer:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         log = workdir / "server.log"
         argv = ["taskset", "-c", str(SERVER_CPU), *self.command(port, workdir)]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                preexec_fn=_raise_nofile,
-            )
+        process = _spawn(argv, log, workdir)
         running = Running(self.name, self.protocol, port, process, workdir, log)
         try:
             _wait_listening(running)
@@ -494,15 +503,7 @@ def start_network(count: int, backplane: bool, share: float | None) -> Network:
             argv = ["taskset", "-c", str(SERVER_CPU), *_chatroute(port, workdir, log.name)]
             if redis is not None:
                 argv += ["--reuse-port", "--redis", redis.url]
-            with (workdir / f"node{number}.out").open("wb") as out:
-                process = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=workdir,
-                    preexec_fn=_raise_nofile,
-                )
+            process = _spawn(argv, workdir / f"node{number}.out", workdir)
             network.nodes.append(process)
             network.logs.append(log)
             if share is not None:

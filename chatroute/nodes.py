@@ -107,6 +107,24 @@ def ping(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def wait_answering(
+    process: "subprocess.Popen[bytes]", port: int, timeout: float = START_TIMEOUT
+) -> bool:
+    """
+    Wait until the C{redis-server} C{process} answers C{PING} on
+    127.0.0.1:C{port}: True once it does; False as soon as it has exited (the
+    port was taken), or once C{timeout} seconds have passed (it still runs).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if ping(port, timeout=0.5):
+            return True
+        time.sleep(_POLL)
+    return False
+
+
 def redis_command(binary: str, port: int, directory: Path) -> list[str]:
     """
     The command of a private C{redis-server}: on 127.0.0.1:C{port} only,
@@ -174,14 +192,7 @@ class PrivateRedis:
                 start_new_session=True,
                 preexec_fn=_die_with_us,
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            if ping(self.port, timeout=0.5):
-                return True
-            time.sleep(_POLL)
-        return False
+        return wait_answering(self._process, self.port)
 
     def stop(self) -> None:
         """Stop it (SIGTERM; SIGKILL if it lingers) and remove its directory."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chatroute.nodes import free_port, ping, redis_command, redis_server_binary
+from chatroute.nodes import free_port, ping, redis_command, redis_server_binary, wait_answering
 
 __all__ = ["RedisServer", "free_port", "ping", "private_redis"]
 
@@ -70,13 +70,10 @@ class RedisServer:
             self._process = subprocess.Popen(
                 command, cwd=self.directory, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            if ping(self.port, timeout=0.5):
-                return True
-            time.sleep(_POLL_INTERVAL)
+        if wait_answering(self._process, self.port, START_TIMEOUT):
+            return True
+        if self._process.poll() is not None:
+            return False
         self.stop()
         pytest.fail(f"redis-server did not answer PING within {START_TIMEOUT} s:\n{self.log()}")
 

@@ -145,6 +145,27 @@ local function leave(room_key, room, key, event)
   return publish(event)
 end
 
+-- The operations that give a member of a room a flag or take it away (ARGV:
+-- key, room key, target key, on (0/1)), as an operator of the room asks:
+-- flags names the room's set ("ops", "voiced"); a change that changes
+-- nothing is refused with the code already (on) or not_set (off).
+local function set_member_flag(flags, already, not_set)
+  local key, room_key, target, on = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == "1"
+  local room, refused = operator_room(room_key, key)
+  if not room then return refused end
+  local missing = member_of(room, target)
+  if missing then return missing end
+  if on and room[flags][target] then
+    return refuse(already, {room = room.name, nick = room.members[target]})
+  end
+  if not on and not room[flags][target] then
+    return refuse(not_set, {room = room.name, nick = room.members[target]})
+  end
+  room[flags][target] = on or nil
+  put_room(room_key, room)
+  return ok(publish({op = op, key = key, room = room.name, target = target, on = on}))
+end
+
 if op == "beat" then
   -- ARGV: node, lease ms. Renews the node's lease; reaps nodes whose lease ran out.
   local node, lease = ARGV[3], tonumber(ARGV[4])
@@ -282,37 +303,11 @@ elseif op == "topic" then
 
 elseif op == "operator" then
   -- ARGV: key, room key, target key, on (0/1).
-  local key, room_key, target, on = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == "1"
-  local room, refused = operator_room(room_key, key)
-  if not room then return refused end
-  local missing = member_of(room, target)
-  if missing then return missing end
-  if on and room.ops[target] then
-    return refuse("already_operator", {room = room.name, nick = room.members[target]})
-  end
-  if not on and not room.ops[target] then
-    return refuse("not_an_operator", {room = room.name, nick = room.members[target]})
-  end
-  room.ops[target] = on or nil
-  put_room(room_key, room)
-  return ok(publish({op = "operator", key = key, room = room.name, target = target, on = on}))
+  return set_member_flag("ops", "already_operator", "not_an_operator")
 
 elseif op == "voice" then
   -- ARGV: key, room key, target key, on (0/1).
-  local key, room_key, target, on = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == "1"
-  local room, refused = operator_room(room_key, key)
-  if not room then return refused end
-  local missing = member_of(room, target)
-  if missing then return missing end
-  if on and room.voiced[target] then
-    return refuse("already_voiced", {room = room.name, nick = room.members[target]})
-  end
-  if not on and not room.voiced[target] then
-    return refuse("not_voiced", {room = room.name, nick = room.members[target]})
-  end
-  room.voiced[target] = on or nil
-  put_room(room_key, room)
-  return ok(publish({op = "voice", key = key, room = room.name, target = target, on = on}))
+  return set_member_flag("voiced", "already_voiced", "not_voiced")
 
 elseif op == "mode" then
   -- ARGV: key, room key, mode (of MODES), on (0/1).

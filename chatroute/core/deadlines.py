@@ -13,7 +13,6 @@ busy connection costs one move per timeout period, not one per line.
 """
 
 from heapq import heappop, heappush
-from itertools import count
 from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -32,15 +31,15 @@ class Watched(Protocol):
 class Entry:
     """A connection's place in L{Deadlines}; L{Deadlines.cancel} ends it."""
 
-    __slots__ = ("at", "order", "watched")
+    __slots__ = ("at", "watched")
 
-    def __init__(self, at: float, order: int, watched: Watched) -> None:
+    def __init__(self, at: float, watched: Watched) -> None:
         self.at = at
-        self.order = order
         self.watched: Watched | None = watched
 
     def __lt__(self, other: "Entry") -> bool:
-        return (self.at, self.order) < (other.at, other.order)
+        # Entries due at the same time may come up in any order.
+        return self.at < other.at
 
 
 class Deadlines:
@@ -49,12 +48,11 @@ class Deadlines:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._heap: list[Entry] = []
-        self._order = count()
         self._timer: IDelayedCall | None = None
 
     def watch(self, watched: Watched, at: float) -> Entry:
         """Ask C{watched} at time C{at} (or soon after) when it is due, and act on it."""
-        entry = Entry(at, next(self._order), watched)
+        entry = Entry(at, watched)
         heappush(self._heap, entry)
         if self._heap[0] is entry:
             self._set_timer()

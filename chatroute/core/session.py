@@ -110,7 +110,8 @@ class Outbox:
     recipient (a burst of direct messages, several room messages); this
     turns them into one write and one system call for that recipient.
 
-    The session reading (the C{reader}) sets C{collecting}; a session that
+    The session reading (the C{reader}) sets C{collecting} when it read more
+    than one line (a single line has nothing to gather); a session that
     holds data while collecting is in C{waiting}; L{flush} ends it. The
     sessions set these fields themselves rather than call methods, as they
     do it for every read and delivery.
@@ -348,7 +349,9 @@ class ConnectionSession:
             return
         outbox = self._outbox
         outbox.received += len(lines)
-        outbox.collecting = True
+        # One line has nothing to gather into fewer writes: what it causes is
+        # written at once (the common case: a user sends a line at a time).
+        outbox.collecting = len(lines) > 1
         outbox.reader = self
         try:
             limit = self._hub.max_line_length
@@ -436,7 +439,15 @@ class ConnectionSession:
 
     def deliver(self, event: Event) -> None:
         """Send one event to the client (L{IParticipant})."""
-        self._send(self._format.encode(event))
+        data = self._format.encode(event)
+        outbox = self._outbox
+        if outbox.collecting:
+            self._send(data)
+        else:
+            # _send's first case spelled out: it runs for every recipient of
+            # every message sent a line at a time.
+            outbox.sent += 1
+            self._link.write(data)
 
     def reply_error(self, error: ChatError) -> None:
         """Answer the client's request with an error (L{IParticipant})."""

@@ -18,13 +18,19 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.tcp import Connection
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroute.core.interfaces import ILink, IWireFormat
 from chatroute.core.session import ConnectionSession, Hub, Peer, is_loopback
-from chatroute.frontends.sending import SlowReaderGuard, limit_send_buffer, sender
+from chatroute.frontends.sending import (
+    SendsAtOnce,
+    SlowReaderGuard,
+    direct_connection,
+    limit_send_buffer,
+)
 from chatroute.frontends.syntax import LineFormat
 from chatroute.frontends.telnet import TelnetFilter, mark_mangled
 
@@ -47,7 +53,7 @@ def peer_of(transport: ITransport) -> Peer:
 
 
 @implementer(ILink, IHandshakeListener)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(SendsAtOnce, LineReceiver):
     """
     One client connection speaking the line protocol.
 
@@ -79,6 +85,7 @@ class ChatProtocol(LineReceiver):
     # sharing the keys of instance dicts.
     __slots__ = (
         "_buffer",
+        "_direct",
         "_discarding",
         "_guarded",
         "_hub",
@@ -87,7 +94,6 @@ class ChatProtocol(LineReceiver):
         "_session",
         "_telnet",
         "_wire",
-        "write",
     )
 
     def __init__(self, hub: Hub, wire: IWireFormat) -> None:
@@ -100,15 +106,14 @@ class ChatProtocol(LineReceiver):
         self._discarding = False
         self._telnet: TelnetFilter | None = None
         self._session: ConnectionSession | None = None
+        self._direct: Connection | None = None
 
     def connectionMade(self) -> None:
         """Start the connection's session, which greets the client if the limits allow."""
         transport = self.transport
         assert transport is not None, "connectionMade comes after makeConnection"
         self._out: ITransport = transport
-        # ILink's write: the sending function itself, not a method calling it,
-        # as it runs for every delivery.
-        self.write = sender(transport)
+        self._direct = direct_connection(transport)
         session = self._session = ConnectionSession(self._hub, self, self._wire, peer_of(transport))
         if not session.open():
             return

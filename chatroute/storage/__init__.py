@@ -22,5 +22,9 @@ def name_key(name: str) -> str:
     promises; C{str.lower} would also fold other scripts (U+212A KELVIN SIGN
     to "k"). Every valid name is ASCII, and for those C{str.lower} is the
     same and faster: the router keys every message's recipient with this.
+    A name already in lower case is its own key, which spares a copy of
+    every such user's name.
     """
+    if name.islower():
+        return name
     return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)

@@ -137,6 +137,23 @@ class FakeRedis:
         """The arguments of the last C{op} asked for."""
         return next(call[1:] for call in reversed(self.calls) if call[0] == op)
 
+    def alone_in_a_room(self, nick: str, room: str) -> None:
+        """
+        The state a snapshot reads: C{nick}, a guest on the node and session
+        of the last claim, alone in C{room}, its operator.
+        """
+        node, sid = self.last("claim")[:2]
+        key, room_key = nick.lower(), room.lower()
+        self.users = [
+            {"nick": nick, "node": node, "sid": sid, "account": False,
+             "user": "", "real_name": "", "away": None, "rooms": {room_key: True}},
+        ]  # fmt: skip
+        self.rooms = [
+            {"name": room, "topic": None, "topic_by": None, "topic_at": None,
+             "created_at": 1_700_000_000.0, "members": {key: nick}, "ops": {key: True},
+             "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
+        ]  # fmt: skip
+
 
 class Node:
     """One node's router and backplane, in step with a faked Redis."""
@@ -553,9 +570,7 @@ def test_users_asserted_again_elsewhere_are_taken_in_order_without_reading_afres
     assert participant.take() == [RoomMessage("#lobby", "alice", "after")]
 
 
-def test_a_change_asked_for_while_reading_afresh_waits_and_is_done():
-    node = Node()
-    node.start()
+def test_a_change_asked_for_while_reading_afresh_waits_and_is_done(node):
     alice, participant = node.local("alice")
     node.room_with("#lobby", alice)
     participant.take()
@@ -566,16 +581,7 @@ def test_a_change_asked_for_while_reading_afresh_waits_and_is_done():
     said = node.router.send_room(alice, "#lobby", "meanwhile")
     assert not said.called
     assert "say" not in {call[0] for call in node.redis.calls[-3:]}
-    node.redis.users = [
-        {"nick": "alice", "node": node.backplane.node, "sid": node.redis.last("claim")[1],
-         "account": False, "user": "", "real_name": "", "away": None,
-         "rooms": {"#lobby": True}},
-    ]  # fmt: skip
-    node.redis.rooms = [
-        {"name": "#lobby", "topic": None, "topic_by": None, "topic_at": None,
-         "created_at": 1_700_000_000.0, "members": {"alice": "alice"}, "ops": {"alice": True},
-         "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
-    ]  # fmt: skip
+    node.redis.alone_in_a_room("alice", "#lobby")
     node.events.subscribed.callback(None)
     assert node.backplane.synced
     assert node.redis.last("say") == ("#lobby", "alice", "meanwhile", 0, 0)
@@ -617,9 +623,7 @@ def test_events_published_while_getting_in_step_are_applied_after_the_snapshot()
     assert node.router.whois("bob").away == "lunch"
 
 
-def test_a_room_message_already_in_the_snapshot_still_reaches_the_members_here():
-    node = Node()
-    node.start()
+def test_a_room_message_already_in_the_snapshot_still_reaches_the_members_here(node):
     alice, participant = node.local("alice")
     node.room_with("#lobby", alice)
     participant.take()
@@ -632,16 +636,7 @@ def test_a_room_message_already_in_the_snapshot_still_reaches_the_members_here()
     node.publish("say", seq=10, room="#lobby", nick="alice", text="in flight", action=False,
                  notice=False)  # fmt: skip
     node.redis.seq = 10
-    node.redis.users = [
-        {"nick": "alice", "node": node.backplane.node, "sid": node.redis.last("claim")[1],
-         "account": False, "user": "", "real_name": "", "away": None,
-         "rooms": {"#lobby": True}},
-    ]  # fmt: skip
-    node.redis.rooms = [
-        {"name": "#lobby", "topic": None, "topic_by": None, "topic_at": None,
-         "created_at": 1_700_000_000.0, "members": {"alice": "alice"}, "ops": {"alice": True},
-         "voiced": {}, "bans": {}, "modes": {TOPIC_LOCK: True}},
-    ]  # fmt: skip
+    node.redis.alone_in_a_room("alice", "#lobby")
     node.events.subscribed.callback(None)
     assert node.backplane.synced
     assert settled(said) is None

@@ -7,7 +7,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.tcp import Connection
 
-from chatroute.frontends.sending import sender
+from chatroute.frontends.sending import SendsAtOnce, direct_connection
 
 
 class Collector(Protocol):
@@ -24,11 +24,12 @@ class Collector(Protocol):
             self.done.callback(bytes(self.received))
 
 
-class Writer(Protocol):
+class Writer(SendsAtOnce, Protocol):
     def __init__(self) -> None:
         self.connected_: Deferred[Writer] = Deferred()
 
     def connectionMade(self) -> None:
+        self._direct = direct_connection(self.transport)
         self.connected_.callback(self)
 
 
@@ -50,10 +51,9 @@ async def test_small_and_large_writes_arrive_whole_and_in_order():
         await client.connect(Factory.forProtocol(lambda: writer))
         await writer.connected_
         assert isinstance(writer.transport, Connection), "a real TCP connection"
-        write = sender(writer.transport)
-        assert write != writer.transport.write, "sends directly"
+        assert direct_connection(writer.transport) is writer.transport, "sends directly"
         for piece in pieces:
-            write(piece)
+            writer.write(piece)
         assert await collector.done == expected
         writer.transport.loseConnection()
     finally:
@@ -63,5 +63,4 @@ async def test_small_and_large_writes_arrive_whole_and_in_order():
 def test_other_transports_get_their_own_write():
     from twisted.internet.testing import StringTransport
 
-    transport = StringTransport()
-    assert sender(transport) == transport.write
+    assert direct_connection(StringTransport()) is None

@@ -1,5 +1,7 @@
 """Parsing client lines and formatting events: every form, good and bad."""
 
+import re
+
 import pytest
 
 from chatroute.core import errors
@@ -297,6 +299,21 @@ def test_help_tells_the_password_forms_and_rule():
     text = "\n".join(HELP)
     assert '/password "old words" "new words"' in text
     assert "8 to 1024 characters, spaces allowed" in text
+
+
+def test_help_shows_what_each_command_does_in_one_column():
+    columns = set()
+    for line in HELP:
+        # A command (words one space apart), or nothing on a line that goes on, then 2+ spaces.
+        found = re.fullmatch(r"((?:\S+ )*\S+)?( {2,})\S.*", line)
+        assert found, line
+        command, gap = found.groups()
+        columns.add(len(command or "") + len(gap))
+    assert len(columns) == 1, columns
+
+
+def test_help_fits_an_80_column_terminal():
+    assert max(len(f"* {line}") for line in HELP) <= 80
 
 
 def test_every_error_has_its_line_wording():

@@ -62,6 +62,21 @@ def subprocess_environment() -> dict[str, str]:
     return env
 
 
+def make_certificate(key: Path, cert: Path, *options: str) -> None:
+    """
+    Write a key and a self-signed certificate to C{key} and C{cert} with
+    C{chatroute-makecert} (its module, run as the command runs it), given
+    C{options} too (C{--host localhost}, say).
+    """
+    subprocess.run(
+        [sys.executable, "-m", "chatroute.certs", "--key", str(key), "--cert", str(cert), *options],
+        check=True,
+        capture_output=True,
+        timeout=READ_TIMEOUT,
+        env=subprocess_environment(),
+    )
+
+
 class LineReader:
     """
     Lines from a socket, pipe or pseudo-terminal, read with a deadline.

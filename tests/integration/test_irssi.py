@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from .support import (
     READ_TIMEOUT,
     ChatConnection,
     ServerProcess,
-    subprocess_environment,
+    make_account,
+    make_certificate,
 )
 
 IRC_TLS_STARTED = re.compile(r"IRCServerFactory \(TLS\) starting on (\d+)")
@@ -88,11 +88,7 @@ class Irssi:
 @pytest.fixture
 def irssi(server: ServerProcess, tmp_path: Path) -> Iterator[Irssi]:
     """irssi logged in to the account ivy (made over the line protocol) on the IRC port."""
-    maker = ChatConnection(server.port, "maker")
-    maker.register("ivy")
-    maker.send("/register ivy-passphrase")
-    maker.expect("* ivy is now a registered account; log in with #ivy <password>")
-    maker.close()
+    make_account(server.port, "ivy", "ivy-passphrase")
     port = int(server.wait_for_log(IRC_STARTED)[0].group(1))
     # irssi sends its -w as a PASS of one word.
     arguments = ("-n", "ivy", "-c", "127.0.0.1", "-p", str(port), "-w", "ivy-passphrase")
@@ -127,24 +123,9 @@ def test_irssi_logs_in_joins_talks_and_gets_a_direct_message(irssi, connect):
     lena.expect("<ivy> and back")
 
 
-def make_account(port: int, name: str, password: str) -> None:
-    """Make the account C{name} over the line protocol."""
-    maker = ChatConnection(port, "maker")
-    maker.register(name)
-    maker.send(f"/register {password}")
-    maker.expect(f"* {name} is now a registered account; log in with #{name} <password>")
-    maker.close()
-
-
 def test_irssi_over_tls_checks_the_certificate_and_chats(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [sys.executable, "-m", "chatroute.certs", "--key", str(key), "--cert", str(cert)],
-        check=True,
-        capture_output=True,
-        timeout=READ_TIMEOUT,
-        env=subprocess_environment(),
-    )
+    make_certificate(key, cert)
     directory = tmp_path / "server"
     directory.mkdir()
     tls = listen_description(key, cert, 0, interface="127.0.0.1")

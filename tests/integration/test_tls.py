@@ -9,7 +9,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from .support import (
     ChatConnection,
     ClientProcess,
     ServerProcess,
-    subprocess_environment,
+    make_certificate,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,16 +52,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """
     made = Certificates(tmp_path_factory.mktemp("certs"))
     for name, hosts in [("loopback", []), ("name-only", ["--host", "localhost"])]:
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "chatroute.certs"),
-                *("--key", str(made.key(name)), "--cert", str(made.cert(name)), *hosts),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=READ_TIMEOUT,
-            env=subprocess_environment(),
-        )
+        make_certificate(made.key(name), made.cert(name), *hosts)
     return made
 
 

@@ -5,13 +5,11 @@ line-protocol users on TCP: one chat, the same errors, the same limits.
 
 import re
 import ssl
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from .support import READ_TIMEOUT, WEB_STARTED, ServerProcess, subprocess_environment
+from .support import WEB_STARTED, ServerProcess, make_certificate
 from .websocket import BINARY, TEXT, Refused, WebSocket
 
 pytestmark = [
@@ -170,13 +168,7 @@ def test_a_websocket_logs_in_to_an_account_made_on_tcp(connect, websocket):
 def test_wss_on_a_tls_web_listener(tmp_path):
     """The page's WebSocket through TLS (wss://), with a certificate from chatroute-makecert."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [sys.executable, "-m", "chatroute.certs", "--key", str(key), "--cert", str(cert)],
-        check=True,
-        capture_output=True,
-        timeout=READ_TIMEOUT,
-        env=subprocess_environment(),
-    )
+    make_certificate(key, cert)
     directory = tmp_path / "server"
     directory.mkdir()
     listener = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"

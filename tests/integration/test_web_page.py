@@ -139,6 +139,52 @@ def test_history_is_shown_on_join(open_page, connect):
     )
 
 
+def test_actions_read_as_what_someone_does_in_rooms_and_directly(open_page, connect):
+    alice = open_page()
+    alice.sign_in("alice")
+    alice.join("#lobby")
+    carol = connect("carol")
+    carol.register("carol")
+    carol.send("/join #lobby")
+    carol.expect("* carol joined #lobby")
+    carol.expect("* #lobby (2): @alice, carol")
+
+    # In a room, both ways.
+    carol.send("/me #lobby waves")
+    carol.expect("#lobby * carol waves")
+    lobby = alice.log("#lobby").locator(".entry.action")
+    expect(lobby).to_have_count(1)
+    expect(lobby.nth(0)).to_contain_text("* carol waves")
+    alice.say("/me #lobby waves back")
+    carol.expect("#lobby * alice waves back")
+    expect(lobby).to_have_count(2)
+    expect(lobby.nth(1)).to_contain_text("* alice waves back")
+
+    # To one person, both ways: the sender's own action shows too (the server does not echo it).
+    carol.send("/me alice nudges you")
+    expect(alice.conversation_button("carol")).to_have_accessible_name("carol 1 unread")
+    alice.open("carol")
+    direct = alice.log("carol").locator(".entry.action")
+    expect(direct).to_have_count(1)
+    expect(direct.nth(0)).to_contain_text("* carol nudges you")
+    alice.say("/me carol nudges back")
+    carol.expect("<alice> * nudges back")
+    expect(direct).to_have_count(2)
+    expect(direct.nth(1)).to_contain_text("* alice nudges back")
+
+    # From a room's history, as live.
+    bob = open_page()
+    bob.sign_in("bob")
+    bob.join("#lobby")
+    past = bob.log("#lobby").locator(".entry.past.action")
+    expect(past).to_have_count(2)
+    expect(past.nth(0)).to_contain_text("* carol waves")
+    expect(past.nth(1)).to_contain_text("* alice waves back")
+    alice.open("#lobby")
+    for page in (alice, bob):
+        expect(page.log("#lobby")).not_to_contain_text("carol * waves")
+
+
 def test_errors_are_shown_in_an_alert(open_page):
     page = open_page()
     page.sign_in("alice")
@@ -184,6 +230,8 @@ def test_the_page_reconnects_after_a_server_restart(
     page.join("#lobby")
     page.say("before the restart")
     expect(page.log("#lobby")).to_contain_text("alice before the restart")
+    page.say("/me #lobby stretches")
+    expect(page.log("#lobby").locator(".entry.action")).to_contain_text("* alice stretches")
 
     web_server.stop()
     expect(page.status).to_have_text(re.compile(r"^Disconnected — reconnecting in \d+ s…$"))
@@ -197,8 +245,9 @@ def test_the_page_reconnects_after_a_server_restart(
     bob.send("/join #lobby")
     bob.expect("* bob joined #lobby")
     bob.expect("* #lobby (2): @alice, bob")
-    bob.expect("* history of #lobby: 1 message follows")
+    bob.expect("* history of #lobby: 2 messages follow")
     bob.expect_match(r"\[[-0-9T:]+Z\] #lobby <alice> before the restart")
+    bob.expect_match(r"\[[-0-9T:]+Z\] #lobby \* alice stretches")
     bob.send("/who")
     bob.expect("* online (2): alice, bob")
     bob.send("@#lobby:welcome back")
@@ -206,6 +255,7 @@ def test_the_page_reconnects_after_a_server_restart(
     expect(page.log("#lobby")).to_contain_text("bob welcome back")
     # What was seen before the restart is not shown twice from the room's history.
     expect(page.log("#lobby").get_by_text("before the restart")).to_have_count(1)
+    expect(page.log("#lobby").locator(".entry.action")).to_have_count(1)
     page.say("thanks")
     bob.expect("#lobby <alice> thanks")
 

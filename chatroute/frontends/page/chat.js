@@ -7,6 +7,9 @@ const ROOM = `#${NICK}`;
 const ROOM_LINE = new RegExp(`^(${ROOM}) <(${NICK})> ([^]*)$`);
 const ROOM_ACTION = new RegExp(`^(${ROOM}) \\* (${NICK}) ([^]*)$`);
 const DIRECT_LINE = new RegExp(`^<(${NICK})> ([^]*)$`);
+const DIRECT_ACTION = new RegExp(`^<(${NICK})> \\* ([^]*)$`);
+// A line the page sends for an action to one person (what the server does not echo).
+const SENT_DIRECT_ACTION = new RegExp(`^/me\\s+(${NICK})\\s+([^]+)$`, "i");
 const PAST_LINE = /^\[([^\]]+)\] ([^]*)$/;
 // Fields the page does not know may follow, should the server add some.
 const LIMITS_LINE =
@@ -100,7 +103,7 @@ class Conversation {
     this.name = name;
     this.unread = 0;
     this.members = new Map(); // lower-case nick -> nick, for rooms
-    this.said = []; // [nick, text] of the messages shown, for matching history on a rejoin
+    this.said = []; // [nick, text, action] of the messages shown, for matching history on a rejoin
     this.log = document.createElement("ol");
     this.log.className = "log";
     this.log.setAttribute("role", "log");
@@ -173,12 +176,13 @@ function nickColour(nick) {
 /**
  * Add one entry to a conversation.
  * kind: "message", "notice", "command" or "history"; nick and text are the server's, shown as text.
+ * An action (/me) reads as the line protocol shows it: "* alice waves".
  */
-function show(target, { kind, nick = null, text, when = null, past = false }) {
+function show(target, { kind, nick = null, text, action = false, when = null, past = false }) {
   const log = target.log;
   const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
   const item = document.createElement("li");
-  item.className = `entry ${kind}${past ? " past" : ""}`;
+  item.className = `entry ${kind}${action ? " action" : ""}${past ? " past" : ""}`;
   const time = document.createElement("time");
   const date = when ?? new Date();
   time.dateTime = date.toISOString();
@@ -194,8 +198,14 @@ function show(target, { kind, nick = null, text, when = null, past = false }) {
     const body = document.createElement("span");
     body.className = "text";
     body.textContent = text;
+    if (action) {
+      const mark = document.createElement("span");
+      mark.className = "action-mark";
+      mark.textContent = "*";
+      item.append(mark, " ");
+    }
     item.append(who, " ", body);
-    target.said.push([nick, text]);
+    target.said.push([nick, text, action]);
   } else {
     const body = document.createElement("span");
     body.className = "text";
@@ -389,7 +399,15 @@ function message(text, when, past, whole) {
   const action = ROOM_ACTION.exec(text);
   if (action) {
     const room = conversation("room", action[1]);
-    show(room, { kind: "message", nick: action[2], text: `* ${action[3]}`, when, past });
+    show(room, { kind: "message", nick: action[2], text: action[3], action: true, when, past });
+    return;
+  }
+  // An action to one person comes as a direct message starting "* " (docs/protocol.md).
+  const directAction = DIRECT_ACTION.exec(text);
+  if (directAction) {
+    const [, nick, did] = directAction;
+    const person = conversation("person", nick);
+    show(person, { kind: "message", nick, text: did, action: true, when, past });
     return;
   }
   const direct = DIRECT_LINE.exec(text);
@@ -530,14 +548,18 @@ function renamed(from, to, text) {
 function gatherHistory(line) {
   const gathering = state.history;
   const past = PAST_LINE.exec(line);
-  const inRoom = past && ROOM_LINE.exec(past[2]);
+  const message = past && ROOM_LINE.exec(past[2]);
+  const action = past && !message && ROOM_ACTION.exec(past[2]);
+  const inRoom = message || action;
   if (!inRoom || keyOf(inRoom[1]) !== keyOf(gathering.room.name)) return false;
-  gathering.lines.push({ nick: inRoom[2], text: inRoom[3], when: new Date(past[1]) });
+  const when = new Date(past[1]);
+  gathering.lines.push({ nick: inRoom[2], text: inRoom[3], action: Boolean(action), when });
   gathering.left -= 1;
   if (gathering.left > 0) return true;
   state.history = null;
   const { lines, said, room } = gathering;
-  const same = (entry, seen) => entry.nick === seen[0] && entry.text === seen[1];
+  const same = (entry, seen) =>
+    entry.nick === seen[0] && entry.text === seen[1] && entry.action === seen[2];
   // The longest start of the history that ends with the messages last seen.
   let skip = 0;
   for (let end = lines.length; end > 0 && skip === 0; end -= 1) {
@@ -643,6 +665,12 @@ function submitMessage(event) {
   } else if (target.kind === "person" && state.nick !== null) {
     // The server does not echo direct messages to their sender.
     show(target, { kind: "message", nick: state.nick, text });
+  }
+  const directAction = SENT_DIRECT_ACTION.exec(line);
+  if (directAction && state.nick !== null) {
+    // Nor actions to one person: show it in the conversation with them, as they see it.
+    const person = conversation("person", directAction[1]);
+    show(person, { kind: "message", nick: state.nick, text: directAction[2], action: true });
   }
 }
 
