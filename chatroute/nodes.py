@@ -11,6 +11,10 @@ them, and one database file (by default C{chatroute.db} here: SQLite locks
 it between processes; see docs/deploy.md). The first node starts alone,
 so that it creates or upgrades the database, the others once it listens.
 Each node's log lines come to standard output with its number in front.
+Metrics are each node's own, so each C{--listen-metrics} is moved for each
+node to one of its own (L{metrics_for_node}): node K of a C{tcp:PORT} one
+listens on PORT+K-1 (9150, 9151, ...), of a C{unix:PATH} one on C{PATH}
+for node 1 and C{PATH.K} for the others; the launcher says which.
 Ctrl-C (or SIGTERM) stops the nodes, each leaving the network, then Redis;
 so does any node that exits on its own (a port it cannot have, a database
 it cannot use), with its status.
@@ -226,6 +230,96 @@ def node_command(redis_url: str, options: list[str], twistd: str | None = None) 
     return [twistd, "--nodaemon", "--pidfile=", *chatroute]
 
 
+_METRICS = "--listen-metrics"
+_PORTED = ("tcp", "tcp6", "ssl")
+"""The endpoint types whose port each node moves up by its index."""
+
+
+def _fields(description: str) -> list[str]:
+    """An endpoint description cut at its unescaped colons (escapes kept as they are)."""
+    fields, current, escaped = [], "", False
+    for character in description:
+        if escaped:
+            current, escaped = current + character, False
+        elif character == "\\":
+            current, escaped = current + character, True
+        elif character == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += character
+    fields.append(current)
+    return fields
+
+
+def _keyword(field: str) -> str | None:
+    """The name of a C{name=value} field, None for a positional one."""
+    name, equals, _ = field.replace("\\=", "").partition("=")
+    return name if equals else None
+
+
+def metrics_for_node(description: str, index: int) -> str:
+    """
+    The C{--listen-metrics} endpoint of node C{index} (0 for the first) for
+    C{description}: a C{tcp}, C{tcp6} or C{ssl} port (not 0, which gives
+    each node a port of its own anyway) plus C{index}, a C{unix} path with
+    C{.N} after it for node N past the first.
+
+    @raise ValueError: the endpoint is of another type, or has no port or
+        path to move, or the port would pass 65535; the message says which.
+    """
+    fields = _fields(description)
+    kind = fields[0].lower()
+    if kind not in (*_PORTED, "unix"):
+        raise ValueError(
+            f"{_METRICS} {description}: each node needs a metrics endpoint of its own, "
+            "which --nodes makes of tcp, tcp6, ssl and unix endpoints only"
+        )
+    wanted = "address" if kind == "unix" else "port"
+    # The port (the path) is the first positional field, or given by name.
+    at = next((n for n in range(1, len(fields)) if _keyword(fields[n]) in (None, wanted)), 0)
+    if not at:
+        raise ValueError(f"{_METRICS} {description}: no {wanted} to give each node its own")
+    name = _keyword(fields[at])
+    head = "" if name is None else f"{name}="
+    value = fields[at][len(head) :]
+    if kind == "unix":
+        if index:
+            fields[at] = f"{head}{value}.{index + 1}"
+        return ":".join(fields)
+    if not value.isdigit():
+        raise ValueError(f"{_METRICS} {description}: the port is not a number")
+    port = int(value)
+    if port and port + index > 65535:
+        raise ValueError(f"{_METRICS} {description}: node {index + 1} would need {port + index}")
+    if port:
+        fields[at] = f"{head}{port + index}"
+    return ":".join(fields)
+
+
+def node_options(options: list[str], index: int) -> tuple[list[str], list[str]]:
+    """
+    The options of node C{index} (0 for the first): C{options}, each
+    C{--listen-metrics} moved to the node's own (L{metrics_for_node});
+    and those metrics endpoints.
+
+    @raise ValueError: a metrics endpoint cannot be given each node.
+    """
+    moved: list[str] = []
+    metrics: list[str] = []
+    arguments = iter(options)
+    for argument in arguments:
+        if argument == _METRICS:
+            metrics.append(metrics_for_node(next(arguments, ""), index))
+            moved += [argument, metrics[-1]]
+        elif argument.startswith(_METRICS + "="):
+            metrics.append(metrics_for_node(argument.removeprefix(_METRICS + "="), index))
+            moved.append(f"{_METRICS}={metrics[-1]}")
+        else:
+            moved.append(argument)
+    return moved, metrics
+
+
 def _say(message: str) -> None:
     """Tell the person at the terminal, on standard error."""
     sys.stderr.write(f"chatroute nodes: {message}\n")
@@ -265,6 +359,10 @@ def _split(argv: list[str]) -> tuple[int, list[str]] | str:
         return f"--nodes: expected a number of nodes from 1 to 64, got {count!r}"
     if "--redis" in rest or any(argument.startswith("--redis=") for argument in rest):
         return "--nodes starts its own Redis; give no --redis"
+    try:
+        node_options(rest, int(count) - 1)
+    except ValueError as error:
+        return str(error)
     return int(count), rest
 
 
@@ -291,13 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         redis.start()
         _say(f"private Redis on {redis.url} (in {redis.directory})")
         _say(f"starting {count} nodes sharing their ports")
-        command = node_command(redis.url, options)
         # The first creates or upgrades the database before the others open it.
-        nodes.start(command)
+        _start_node(nodes, redis.url, options, 0)
         status = nodes.relay(until=_LISTENING)
         if not status:
-            for _ in range(count - 1):
-                nodes.start(command)
+            for index in range(1, count):
+                _start_node(nodes, redis.url, options, index)
             status = nodes.relay()
     except _Stop:
         _say("stopping the nodes, then Redis")
@@ -310,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         nodes.stop()
         redis.stop()
     return status
+
+
+def _start_node(nodes: "_Nodes", redis_url: str, options: list[str], index: int) -> None:
+    """Start node C{index} (0 for the first), saying where it serves its metrics."""
+    mine, metrics = node_options(options, index)
+    for description in metrics:
+        _say(f"node {index + 1} serves its metrics on {description}")
+    nodes.start(node_command(redis_url, mine))
 
 
 _LISTENING = b"chatroute listening on "

@@ -2,6 +2,8 @@
 The twistd plugin's options and service: C{twistd -n chatroute --port 12345}.
 """
 
+import contextlib
+import os
 import sqlite3
 from typing import Any, ClassVar
 
@@ -42,6 +44,10 @@ DEFAULT_BACKLOG = 4096
 DEFAULT_DATABASE = "chatroute.db"
 # A --db in one of these forms is a libpq URL: PostgreSQL. Anything else is an SQLite file.
 POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
+# The listeners that --reuse-port shares between nodes: the chat's, not the
+# metrics one, whose figures are each node's own (a shared port would answer
+# a scrape from whichever node the kernel picked).
+_SHARED_LISTENERS = ("listen", "listen-web", "listen-irc")
 _ROUTER_DEFAULTS = RouterSettings()
 _LIMITS = Limits()
 
@@ -91,7 +97,8 @@ class Options(CommandOptions):
             None,
             "Listen with SO_REUSEPORT on every tcp, tcp6 and ssl listener (--port, --listen, "
             "--listen-web, --listen-irc), so that several nodes on one machine share its ports "
-            "(with --redis); see docs/deploy.md.",
+            "(with --redis); see docs/deploy.md. Not --listen-metrics, of any type: each "
+            "node's metrics are its own, so each needs a metrics port of its own.",
         ],
     ]
     optParameters: ClassVar[list[list[Any]]] = [
@@ -276,7 +283,7 @@ class Options(CommandOptions):
                         f"--{option}: expected a Twisted endpoint such as "
                         f"tcp:12345:interface=127.0.0.1, got {description!r} ({error})"
                     ) from None
-                if self["reuse-port"]:
+                if self["reuse-port"] and option in _SHARED_LISTENERS:
                     try:
                         reuse_port(reactor, serverFromString(reactor, description))
                     except ValueError as error:
@@ -315,15 +322,21 @@ class ChatService(MultiService):
     The whole server: one listening service per endpoint, all serving one chat.
 
     Listening starts before the reactor runs, so a port that cannot be had
-    stops the server at once with a clear message. Stopping closes the
-    listeners, tells everyone still connected, then closes the storage, so
-    every write acknowledged to a client is on disk.
+    stops the server at once with a clear message, and leaves behind no
+    database file that this start created. Stopping closes the listeners,
+    tells everyone still connected, then closes the storage, so every write
+    acknowledged to a client is on disk.
     """
 
-    def __init__(self, hub: Hub, storage: IStorage) -> None:
+    def __init__(self, hub: Hub, storage: IStorage, created: str | None = None) -> None:
+        """
+        @param created: the SQLite file that making the service created, to
+            remove if the service cannot listen (nothing has used it yet).
+        """
         super().__init__()
         self.hub = hub
         self._storage = storage
+        self._created = created
 
     def privilegedStartService(self) -> None:
         """Listen on every endpoint now, or exit saying which one failed and why."""
@@ -333,11 +346,21 @@ class ChatService(MultiService):
             try:
                 service.privilegedStartService()
             except Exception as error:
+                self._remove_created()
                 raise SystemExit(
                     f"chatroute: cannot listen on {service.description}: {error}"
                 ) from None
             log.info("chatroute listening on {endpoint}", endpoint=service.description)
         Service.privilegedStartService(self)
+
+    def _remove_created(self) -> None:
+        """Remove the database file this start created (with SQLite's side files), if any."""
+        if self._created is None:
+            return
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._created + suffix)
+        log.info("removed {path}, created by this start", path=self._created)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, say goodbye to everyone, then close the storage."""
@@ -405,7 +428,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
         skip_log_context(reactor)
-    storage = _storage(options["db"], reactor)
+    database = options["db"]
+    created = _sqlite_file(database)
+    if created is not None and os.path.exists(created):
+        created = None
+    storage = _storage(database, reactor)
     backplane = None
     if options["redis"] is not None:
         backplane = RedisBackplane(reactor, options["redis-address"])
@@ -436,7 +463,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         server_password=options["server-password"],
     )
     factory = ChatServerFactory(hub)
-    service = ChatService(hub, storage)
+    service = ChatService(hub, storage, created)
     if backplane is not None:
         backplane.outbox = hub.outbox
         backplane.setServiceParent(service)
@@ -461,6 +488,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             listener = _Listener(description, options.endpoint(description), reactor, metrics_site)
             listener.setServiceParent(service)
     return service
+
+
+def _sqlite_file(database: str) -> str | None:
+    """The path of the SQLite file C{--db} names; None for memory or PostgreSQL."""
+    if database == MEMORY or database.startswith(POSTGRES_URL_SCHEMES):
+        return None
+    return database
 
 
 def _storage(database: str, reactor: Any) -> IStorage:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatroute.nodes import _split, main, node_command
+from chatroute.nodes import _split, main, metrics_for_node, node_command, node_options
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,15 @@ def test_nodes_and_the_options_of_each(argv, split):
         (["--nodes=65"], "--nodes: expected a number of nodes from 1 to 64, got '65'"),
         (["--nodes", "2", "--redis", "redis://h"], "--nodes starts its own Redis; give no --redis"),
         (["--nodes", "2", "--redis=redis://h"], "--nodes starts its own Redis; give no --redis"),
+        (
+            ["--nodes", "2", "--listen-metrics", "systemd:domain=INET:index=0"],
+            "--listen-metrics systemd:domain=INET:index=0: each node needs a metrics endpoint "
+            "of its own, which --nodes makes of tcp, tcp6, ssl and unix endpoints only",
+        ),
+        (
+            ["--nodes", "3", "--listen-metrics=tcp:65534"],
+            "--listen-metrics tcp:65534: node 3 would need 65536",
+        ),
     ],
 )
 def test_bad_options_are_refused(argv, problem):
@@ -43,3 +52,70 @@ def test_each_node_shares_its_ports_and_the_redis():
         "twistd", "--nodaemon", "--pidfile=", "chatroute", "--reuse-port",
         "--redis", "redis://127.0.0.1:7000/0", "--port", "4000",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("description", "second", "third"),
+    [
+        ("tcp:9150", "tcp:9151", "tcp:9152"),
+        (
+            "tcp:9150:interface=127.0.0.1",
+            "tcp:9151:interface=127.0.0.1",
+            "tcp:9152:interface=127.0.0.1",
+        ),
+        (
+            "TCP:port=9150:interface=127.0.0.1",
+            "TCP:port=9151:interface=127.0.0.1",
+            "TCP:port=9152:interface=127.0.0.1",
+        ),
+        (
+            "tcp:interface=127.0.0.1:port=9150",
+            "tcp:interface=127.0.0.1:port=9151",
+            "tcp:interface=127.0.0.1:port=9152",
+        ),
+        (
+            "tcp6:9150:interface=\\:\\:1",
+            "tcp6:9151:interface=\\:\\:1",
+            "tcp6:9152:interface=\\:\\:1",
+        ),
+        ("ssl:9150:privateKey=k.pem", "ssl:9151:privateKey=k.pem", "ssl:9152:privateKey=k.pem"),
+        ("tcp:0", "tcp:0", "tcp:0"),  # each node gets a port of its own anyway
+        ("unix:/run/m.sock", "unix:/run/m.sock.2", "unix:/run/m.sock.3"),
+        (
+            "unix:address=/run/m.sock:mode=600",
+            "unix:address=/run/m.sock.2:mode=600",
+            "unix:address=/run/m.sock.3:mode=600",
+        ),
+    ],
+)
+def test_each_node_gets_a_metrics_endpoint_of_its_own(description, second, third):
+    assert [metrics_for_node(description, index) for index in range(3)] == [
+        description,
+        second,
+        third,
+    ]
+
+
+def test_only_the_metrics_options_are_moved():
+    options = [
+        "--port",
+        "4000",
+        "--listen-metrics",
+        "tcp:9150",
+        "--listen-metrics=unix:/m",
+        "--db",
+        "x",
+    ]
+    assert node_options(options, 1) == (
+        [
+            "--port",
+            "4000",
+            "--listen-metrics",
+            "tcp:9151",
+            "--listen-metrics=unix:/m.2",
+            "--db",
+            "x",
+        ],
+        ["tcp:9151", "unix:/m.2"],
+    )
+    assert node_options(options, 0) == (options, ["tcp:9150", "unix:/m"])

@@ -421,11 +421,16 @@ def telnet_commands(draw: st.DrawFn, literal: bool = True) -> tuple[bytes, bytes
     A telnet command as a client sends it: its bytes, what the filter keeps
     of them, and what the server answers (docs/protocol.md, Framing).
 
-    @param literal: include C{IAC IAC}, a literal byte 255 that the filter keeps.
+    @param literal: include C{IAC IAC}, a literal byte 255 that the filter
+        keeps, and IAC before a byte that is no command (below 240), both of
+        which the filter keeps.
     """
     option = bytes([draw(st.integers(0, 255))])
     kinds = ["plain", "will", "wont", "do", "dont", "subnegotiation"]
-    kind = draw(st.sampled_from([*kinds, "literal"] if literal else kinds))
+    kind = draw(st.sampled_from([*kinds, "literal", "stray"] if literal else kinds))
+    if kind == "stray":
+        stray = IAC + bytes([draw(st.integers(0, 239))])
+        return stray, stray, b""
     if kind == "plain":  # NOP, DM, BRK, IP, AO, AYT, EC, EL, GA
         return IAC + bytes([draw(st.integers(241, 249))]), b"", b""
     if kind == "will":

@@ -388,6 +388,43 @@ def test_reuse_port_refuses_an_endpoint_it_cannot_share(option, tmp_path):
     )
 
 
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_reuse_port_leaves_the_metrics_listener_alone(kind, tmp_path):
+    """Each node's metrics are its own: --listen-metrics of any type is taken, never shared."""
+    metrics = f"unix:{tmp_path / 'm.sock'}" if kind == "unix" else "tcp:0:interface=127.0.0.1"
+    options = parse("--db", ":memory:", "--reuse-port", "--port", "0", "--listen-metrics", metrics)
+    assert options["listen-metrics"] == [metrics]
+    listeners = list(makeService(options, reactor))
+    shared = [
+        listener.description
+        for listener in listeners
+        if isinstance(listener.endpoint, ReusePortEndpoint)
+    ]
+    assert shared == ["tcp:0"]
+    assert [
+        listener.description for listener in listeners if isinstance(listener.factory, MetricsSite)
+    ] == [metrics]
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_start_that_cannot_listen_leaves_no_database_it_created(tmp_path, existed):
+    database = tmp_path / "chat.db"
+    if existed:
+        makeService(parse("--db", str(database), "--port", "0"), reactor)
+        kept = database.read_bytes()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        service = makeService(parse("--db", str(database), "--listen", listen), reactor)
+        with pytest.raises(SystemExit, match="cannot listen on"):
+            service.privilegedStartService()
+    if existed:
+        assert database.read_bytes() == kept
+    else:
+        assert list(tmp_path.iterdir()) == []
+
+
 @pytest_twisted.ensureDeferred
 async def test_two_services_with_reuse_port_share_one_port():
     first = makeService(

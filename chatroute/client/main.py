@@ -8,6 +8,10 @@ while messages scroll above it. Piped input is sent in order; at its end the
 client says C{/quit} and waits for the server to close, so everything is
 delivered (and every reply shown) before it exits.
 
+On a server with a password, the one in C{--server-password-file} goes first
+on every connection; without it, on a terminal, the client asks for it when
+the server's greeting says there is one (see L{ClientSession}).
+
 With C{--tls} the connection is encrypted and the server must prove who it
 is: its certificate must be signed by an authority the system trusts, or be
 in the C{--cafile} given, and must name the C{--host} connected to. Nothing
@@ -70,7 +74,8 @@ from chatroute.frontends import syntax as lines
 from chatroute.frontends.syntax import CONTROL_CHARACTERS
 from chatroute.options import CommandOptions, port_number
 
-QUIT_WORDS = (b"exit", b"/quit")
+_QUIT = re.compile(rb"(?:exit|/quit(?:\s+(?P<reason>.*))?)", re.IGNORECASE | re.DOTALL)
+"""What the user types to end the session: C{exit}, C{/quit}, or C{/quit REASON}."""
 _LONGEST_LINE = 1 << 20
 
 
@@ -118,7 +123,7 @@ class ClientOptions(CommandOptions):
     command = "chatroute-client"
     synopsis = (
         "Usage: chatroute-client [--host HOST] [--port PORT] [--nick NAME] [--tls [--cafile FILE]] "
-        "[--no-reconnect]"
+        "[--server-password-file FILE] [--no-reconnect]"
     )
     longdesc = (
         "Chat on a chatroute server. Lines typed, or piped in, are sent to the server; its "
@@ -126,7 +131,10 @@ class ClientOptions(CommandOptions):
         "connection failed or was lost, 2 for a usage error, 3 (piped input only) if the "
         "server answered any line with an error. With --tls the server's certificate must "
         "be valid for --host and signed by an authority the system trusts, or by one in "
-        "--cafile; if it is not, the client exits with 1 before sending anything."
+        "--cafile; if it is not, the client exits with 1 before sending anything. On a "
+        "server with a password, the client gives the one in --server-password-file on "
+        "every connection, before the nickname; without it, on a terminal, it asks for it "
+        "(not shown as typed) when the server says it has one."
     )
     optFlags: ClassVar[list[list[str | None]]] = [
         ["tls", None, "Connect with TLS; the server's certificate must verify for --host."],
@@ -148,11 +156,19 @@ class ClientOptions(CommandOptions):
             "Trust the PEM certificates in this file (a CA's, or the server's self-signed "
             "one) instead of the system's authorities. Implies --tls.",
         ],
+        [
+            "server-password-file",
+            None,
+            None,
+            "Give the server password in the first line of this file (on a server run with "
+            "--server-password-file), first on every connection and reconnection.",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.tls_options: IOpenSSLClientConnectionCreator | None = None
+        self.server_password: bytes | None = None
 
     def postOptions(self) -> None:
         """Take C{--nick #alice} as C{--nick alice}; set up TLS, which C{--cafile} implies."""
@@ -164,6 +180,27 @@ class ClientOptions(CommandOptions):
             self["tls"] = True
         if self["tls"]:
             self.tls_options = client_tls(self["host"], self["cafile"])
+        if self["server-password-file"] is not None:
+            self.server_password = read_server_password(self["server-password-file"])
+
+
+def read_server_password(path: str) -> bytes:
+    """
+    The server password in the first line of the file at C{path}, white
+    space at either end dropped, as the server reads its own.
+
+    @raise usage.UsageError: the file cannot be read, or its first line is blank.
+    """
+    try:
+        with open(path, "rb") as file:
+            password = file.readline().strip()
+    except OSError as error:
+        raise usage.UsageError(
+            f"--server-password-file: cannot read {path!r}: {error.strerror}"
+        ) from None
+    if not password:
+        raise usage.UsageError(f"--server-password-file: the first line of {path!r} is blank")
+    return password
 
 
 def split_password(line: bytes) -> tuple[bytes, bytes] | None:
@@ -212,7 +249,8 @@ class ServerConnection(LineReceiver):
         user asked to quit and the server said goodbye, else False.
     @ivar heard: whether any line came from the server.
     @ivar closing_reason: why the server said it was closing the connection
-        (from a C{* REASON; closing} notice), if it did.
+        (from a C{* REASON; closing} notice, or a C{! REASON; closing}
+        error), if it did.
     @ivar refused: how many lines the server answered with an error (C{! ...}).
 
     Before L{start} lines are written at once; after it they wait for the
@@ -232,6 +270,7 @@ class ServerConnection(LineReceiver):
         self.finished: Deferred[bool] = Deferred()
         self.refused = 0
         self._quitting = False
+        self._quit_line = b"/quit"
         self._tls = tls
         self._keepalive: LoopingCall | None = None
         self._said_bye = False
@@ -315,40 +354,49 @@ class ServerConnection(LineReceiver):
         self.heard = True
         if text == "* bye" and self._quitting:
             self._said_bye = True
-        elif text.startswith("* ") and text.endswith("; closing"):
+        elif text.startswith(("* ", "! ")) and text.endswith("; closing"):
             self.closing_reason = text[2 : -len("; closing")]
         if text == "* pong" and self._pongs_owed:
             self._pongs_owed -= 1
             return
         if self._limits_owed and self._take_limits(text):
             return
-        if self._quitting and text.startswith("! flood limit: ") and text.endswith(": /quit"):
-            self._send_line(b"/quit")  # The server's limit is lower than it said; ask again.
+        if self._quitting and text.startswith("! flood limit: ") and self._quit_refused(text):
+            self._send_line(self._quit_line)  # The server's limit is lower than it said; ask again.
             return
         if text.startswith("! "):
             self.refused += 1
         self.display(text)
 
-    def send(self, line: bytes) -> None:
-        """Send one line the user typed; C{exit} or C{/quit} ends the session."""
-        self._sent_lately = True
-        word = line.strip().lower()
-        if word in QUIT_WORDS:
-            self.quit()
-        else:
-            self._send_line(line)
+    def _quit_refused(self, text: str) -> bool:
+        """Whether the flood error C{text} refused the C{/quit}, quoting it as the server does."""
+        return text.endswith("; line discarded: " + lines.quote_line_start(self._quit_line))
 
-    def quit(self, at_once: bool = False) -> None:
+    def send(self, line: bytes) -> None:
+        """
+        Send one line the user typed; C{exit}, C{/quit} or C{/quit REASON}
+        ends the session (the server tells the user's rooms the reason).
+        """
+        self._sent_lately = True
+        found = _QUIT.fullmatch(line.strip())
+        if found is None:
+            self._send_line(line)
+        else:
+            self.quit(reason=found["reason"])
+
+    def quit(self, at_once: bool = False, reason: bytes | None = None) -> None:
         """
         Ask the server to say goodbye and close, after the lines still
-        waiting to go out, or C{at_once}, dropping them. Repeated calls do
-        nothing more.
+        waiting to go out, or C{at_once}, dropping them; with a C{reason}
+        for the rooms the user is in. Repeated calls do nothing more.
         """
         if at_once and self._pacer is not None:
             self._pacer.stop()
         if not self._quitting:
             self._quitting = True
-            self._send_line(b"/quit")
+            if reason:
+                self._quit_line = b"/quit " + reason
+            self._send_line(self._quit_line)
 
     @property
     def quitting(self) -> bool:
@@ -542,6 +590,16 @@ STABLE_CONNECTION = 30.0
 _NO_RECONNECT_REASONS = ("logged in from another connection",)
 """Why the server may close a connection that the client must not take back."""
 
+_WRONG_SERVER_PASSWORD = "wrong server password"
+"""Why the server closes a connection that gave a wrong server password."""
+
+_GREETING = "* connected from "
+_PASSWORD_FIRST = " — this server has a password"
+"""What the server's greeting says, after the address, on a server with a password."""
+
+_PASS = re.compile(rb"/pass\s+(?P<password>.+)", re.IGNORECASE | re.DOTALL)
+"""A server password the user typed, to give again on reconnecting once the server takes it."""
+
 
 class _Cannot(Exception):
     """A connection attempt failed; the message says why."""
@@ -558,6 +616,12 @@ class ClientSession:
     password asked for again if it was an account, and the rooms joined
     again. Lines entered while not connected are not sent and stay being
     edited. Client notices start with C{-- }, which no server line does.
+
+    On a server with a password, the password (from C{--server-password-file},
+    or once the server accepted one the user gave) goes first on every
+    connection, before the nickname. On a terminal without one, the client
+    waits for the server's greeting and, if it says the server has a
+    password, asks for it without showing it, then registers.
     """
 
     def __init__(
@@ -587,6 +651,10 @@ class ClientSession:
         self._nick: str | None = None
         self._account = False
         self._password: bytes | None = None
+        self._server_password = options.server_password
+        self._offered: bytes | None = None
+        self._greeted: Callable[[], None] | None = None
+        self._first_line = False
         self._rejoining = False
         self._rooms: dict[str, str] = {}
 
@@ -607,8 +675,7 @@ class ClientSession:
         protocol, self._screen = self._make_screen()
         StandardIO(protocol, reactor=self._reactor)
         self._attach(connection)
-        if self._options["nick"]:
-            connection.send(b"#" + self._options["nick"].encode())
+        self._take_up(connection)
         ending = await self._session()
         await self._screen.close()
         if ending is not None:
@@ -654,7 +721,7 @@ class ClientSession:
                 if reconnected is None:
                     return None
                 self._attach(reconnected)
-                self._take_up_again(reconnected)
+                self._take_up(reconnected)
 
     def _worth_reconnecting(self, reason: str | None) -> bool:
         """
@@ -664,6 +731,9 @@ class ClientSession:
         """
         if reason in _NO_RECONNECT_REASONS:
             return False
+        if reason == _WRONG_SERVER_PASSWORD:
+            # One from the file would be refused again; one typed is asked for again.
+            return self._options.server_password is None
         return not (reason is not None and reason.startswith("no nickname") and self._nick is None)
 
     def _ask_password(self, prompt: TerminalScreen) -> Deferred[bytes]:
@@ -720,15 +790,35 @@ class ClientSession:
 
     def _attach(self, connection: ServerConnection) -> None:
         self._connection = connection
+        self._first_line = True
         connection.display = self._show
         connection.start(self._clock)
 
-    def _take_up_again(self, connection: ServerConnection) -> None:
+    def _take_up(self, connection: ServerConnection) -> None:
         """
-        After a reconnection: the nickname again (logged in, if it was an
-        account), then, once the server has confirmed it, the rooms.
+        Register on a new connection (L{_register}); on a terminal, with no
+        server password known, once the greeting has said whether the server
+        wants one (L{_greet}).
         """
+        if self._prompt is not None and self._server_password is None:
+            self._greeted = lambda: self._register(connection)
+            return
+        self._register(connection)
+
+    def _register(self, connection: ServerConnection) -> None:
+        """
+        The server password, if known; then the nickname: C{--nick} until
+        the server has confirmed one; after a reconnection the nickname
+        again (logged in, if it was an account), then, once the server has
+        confirmed it, the rooms.
+        """
+        if connection is not self._connection:
+            return  # lost meanwhile
+        if self._server_password is not None:
+            connection.send(b"/pass " + self._server_password)
         if self._nick is None:
+            if self._options["nick"]:
+                connection.send(b"#" + self._options["nick"].encode())
             return
         password, self._password = self._password, None
         if password is None:
@@ -736,6 +826,39 @@ class ClientSession:
         else:
             connection.send(b"#" + self._nick.encode() + b" " + password)
         self._rejoining = True
+
+    def _registers_itself(self) -> bool:
+        """Whether the client takes the nickname by itself on this connection."""
+        return bool(self._options["nick"]) or self._nick is not None
+
+    def _greet(self, text: str) -> str:
+        """
+        The server's greeting: register now, or first ask for the server
+        password if the greeting says there is one. What to show of it: on a
+        terminal, when the client registers by itself, not the server's
+        hint of how to register.
+        """
+        greeted, self._greeted = self._greeted, None
+        wants_password = _PASSWORD_FIRST in text
+        address = text.partition(" — ")[0]
+        connection = self._connection
+        if greeted is not None and wants_password and self._prompt is not None:
+
+            def answered(password: bytes) -> None:
+                if connection is not None and connection is self._connection:
+                    self._offered = password
+                    connection.send(b"/pass " + password)
+                    greeted()
+
+            self._prompt.ask_secret("server password: ", answered)
+            return address + _PASSWORD_FIRST
+        if greeted is not None:
+            greeted()
+        if self._prompt is None or not self._registers_itself():
+            return text
+        if wants_password and self._server_password is None:
+            return text
+        return address
 
     def _log_in_again(self, password: bytes) -> None:
         """The user typed the password again, after a failed login."""
@@ -747,6 +870,9 @@ class ClientSession:
         if self._connection is None:
             self._notice("not connected: the line was not sent; press Enter again once reconnected")
             return False
+        offered = _PASS.fullmatch(line.strip())
+        if offered is not None:
+            self._offered = offered["password"].strip()  # kept for reconnections once accepted
         self._connection.send(line)
         return True
 
@@ -770,7 +896,14 @@ class ClientSession:
     def _show(self, text: str) -> None:
         """Show a line from the server, noting the user's nickname, account and rooms."""
         assert self._screen is not None
-        self._screen.show(text)
+        shown = text
+        if self._first_line:
+            self._first_line = False
+            if text.startswith(_GREETING):
+                shown = self._greet(text)
+            else:
+                self._greeted = None  # refused (the server is full, say): it closes
+        self._screen.show(shown)
         self._follow(text)
 
     def _join_again(self) -> None:
@@ -790,6 +923,9 @@ class ClientSession:
             self._prompt.ask_secret(f"password for {self._nick}: ", self._log_in_again)
             return
         if not text.startswith("* "):
+            return
+        if text == "* server password accepted" and self._offered is not None:
+            self._server_password, self._offered = self._offered, None
             return
         notice = text[2:]
         if notice.startswith("registered as "):

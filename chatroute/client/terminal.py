@@ -11,6 +11,7 @@ import codecs
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any, NamedTuple
 
 from twisted.conch.insults.insults import ServerProtocol
@@ -133,13 +134,65 @@ def _cut_end(cells: Sequence[_Cell], columns: int) -> list[_Cell]:
     return [*kept, (columns - 1, _CUT)]
 
 
+def _width_at(character: bytes, column: int, columns: int) -> int:
+    """How many columns C{character} takes drawn at C{column} (a tab: up to its stop)."""
+    if character == b"\t":
+        return max(min(column // _TAB_STOP * _TAB_STOP + _TAB_STOP, columns - 1) - column, 0)
+    return display_width(character)
+
+
+def _word_rows(characters: Sequence[bytes], columns: int) -> list[list[bytes]]:
+    """
+    C{characters} cut into rows at most C{columns} wide, between words: a
+    word that would cross the right edge starts the next row, and the
+    blanks before it are dropped, so no row starts with the space that
+    separated it from the last. A word wider than a row is cut where the
+    edge falls, as a terminal would.
+    """
+    rows: list[list[bytes]] = [[]]
+    column = 0
+
+    def put(character: bytes) -> None:
+        nonlocal column
+        width = _width_at(character, column, columns)
+        if column + width > columns:
+            rows.append([])
+            column = 0
+            width = _width_at(character, 0, columns)
+        rows[-1].append(character)
+        column += width
+
+    blanks: list[bytes] = []
+    for blank, run in groupby(characters, _is_space):
+        if blank:
+            blanks = list(run)
+            continue
+        word = list(run)
+        word_width = sum(display_width(character) for character in word)
+        after_blanks = column
+        for character in blanks:
+            after_blanks += _width_at(character, after_blanks, columns)
+        if rows[-1] and after_blanks + word_width > columns and word_width <= columns:
+            rows.append([])
+            column = 0
+        else:
+            for character in blanks:
+                put(character)
+        for character in word:
+            put(character)
+        blanks = []
+    for character in blanks:
+        if column + _width_at(character, column, columns) <= columns:
+            put(character)
+    return rows
+
+
 def _message_rows(text: str, columns: int) -> list[bytes]:
     """The rows C{text} takes on a terminal C{columns} wide, as a shown message does."""
-    characters = _characters(text)
-    positions = _layout(characters, columns)
-    # A message that fills its last row ends there: its line feed starts the next row.
-    count = positions[-2][0] + 1 if characters else 1
-    return [_render(cells) for cells in _rows(characters, positions, 0, count)]
+    rows = []
+    for row in _word_rows(_characters(text), columns):
+        rows.append(_render(_rows(row, _layout(row, columns), 0, 1)[0]))
+    return rows
 
 
 class _InputArea(NamedTuple):
@@ -267,9 +320,13 @@ class TerminalScreen(HistoricRecvLine):
         self.mode = "typeover"
 
     def show(self, text: str) -> None:
-        """Print a line above the prompt, keeping the typed line and the cursor where they were."""
+        """
+        Print a line above the prompt, keeping the typed line and the cursor
+        where they were. A line wider than the terminal is cut into rows
+        between words (see L{_word_rows}).
+        """
         self._to_input_start()
-        self.terminal.write(text.encode() + b"\n")
+        self.terminal.write(b"\n".join(_message_rows(text, self._size()[0])) + b"\n")
         self._remember(text)
         self._draw()
 

@@ -463,6 +463,7 @@ class Router:
 
         @raise NotRegistered: the sender has no nickname.
         @raise AccountRequired: the sender is a guest and the server wants accounts.
+        @raise InvalidRoomName: the name breaks the naming rule.
         @raise NoSuchRoom: there is no such room.
         @raise NotInRoom: the sender is not a member.
         @raise Moderated: the room is moderated and the sender neither an
@@ -470,7 +471,13 @@ class Router:
         @return: None, or with a backplane a Deferred firing once the room has it.
         """
         sender = self._sender(presence)
-        room = self._room(room_name)
+        try:
+            room = self._room(room_name)
+        except NoSuchRoom:
+            # Only a name that can be a room's is no such room; checked here, off the common path.
+            if not _NAME.fullmatch(room_name[1:]):
+                raise InvalidRoomName(room_name) from None
+            raise
         key = name_key(sender)
         if key not in room.members:
             raise NotInRoom(room.name)

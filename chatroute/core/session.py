@@ -286,7 +286,8 @@ class ConnectionSession:
         self._watch_deadline()
         self._presence = hub.router.connect(self, peer.shown)
         self._log.info("{peer} connected", peer=peer.shown)
-        self.deliver(Notice(f"connected from {peer.shown} — register with #yourname"))
+        first = "register" if hub.server_password is None else _PASSWORD_FIRST
+        self.deliver(Notice(f"connected from {peer.shown} — {first} with #yourname"))
         return True
 
     @property
@@ -728,6 +729,8 @@ _HANDLERS: dict[type, Callable[[ConnectionSession, Presence, Any], Deferred[None
     ShowRoomModes: ConnectionSession._show_room_modes,
 }
 
+_PASSWORD_FIRST = "this server has a password: /pass PASSWORD first, then register"
+"""What the greeting says to do first on a server with a password."""
 _OPEN_BEFORE_PASSWORD = frozenset({ServerPassword, Help, Ping, ShowLimits, Quit})
 # Until the server password is given (Hub.server_password), the rest is refused.
 _LOCKED_HANDLERS: dict[

@@ -661,8 +661,9 @@ _ERRORS: dict[type, Callable[[Any], str]] = {
         "or log in with #name <password>"
     ),
     BadPassword: lambda e: (
-        f"a password must be {e.shortest} to {e.longest} characters (spaces allowed; "
-        "white space at either end is dropped, and a run of it inside counts as one space)"
+        f"a password must be {e.shortest} to {e.longest} characters, spaces allowed (a run "
+        "counts as one; white space at either end is dropped); in /password, quote one with "
+        'spaces: /password "old words" "new words"'
     ),
     Flooding: _flooding,
     PasswordNeedsTLS: lambda e: (

@@ -7,12 +7,19 @@ TIMING-MARK}, after which it shows nothing more until the server answers.
 chatroute takes every command out of the stream, refuses every option, and
 answers the timing mark, so a telnet session never freezes. IAC never occurs
 in UTF-8, so this cannot touch a real chat line; C{IAC IAC} (a literal 255)
-is kept, and makes its line invalid UTF-8.
+is kept, and makes its line invalid UTF-8. Only the bytes 240 to 255 after
+IAC are commands (RFC 854); IAC before any other byte, such as a stray 255
+from C{nc}, is no command: it stays in the data as a 255, and the byte after
+it is data too, so it never takes a line ending with it.
 
 The filter also notes which lines had commands taken out: some telnet
 clients, even with C{-8}, turn a byte of a non-ASCII character into a command
 (Debian 12's sends C{IAC BRK, IAC DO TIMING-MARK} for the byte 0x9c of C{本}),
-and a line so broken deserves a reply that says who broke it.
+and a line so broken deserves a reply that says who broke it. It says so
+only once the client has negotiated an option (C{IAC DO TIMING-MARK} is
+one), which telnet does with each such command and C{nc} never does by
+itself: bytes from C{nc} that happen to read as a command are not blamed on
+a telnet client the user does not have.
 """
 
 from collections.abc import Sequence
@@ -24,6 +31,8 @@ WILL, WONT, DO, DONT = 251, 252, 253, 254
 TIMING_MARK = 6
 
 _ANSWERS = {WILL: DONT, DO: WONT}
+_NEGOTIATION = frozenset((SB, WILL, WONT, DO, DONT))
+"""The commands only a telnet client sends: option negotiation."""
 
 
 class TelnetFilter:
@@ -33,7 +42,8 @@ class TelnetFilter:
     @ivar lines_with_commands: after L{feed}, the lines of its data that
         commands were taken out of after the line had begun (so not the
         negotiation before a line), as indexes into its data's lines ended
-        by LF (0 is the line that was under way when the chunk came).
+        by LF (0 is the line that was under way when the chunk came); none
+        until the client has negotiated an option (so is a telnet client).
     """
 
     __slots__ = (
@@ -41,6 +51,7 @@ class TelnetFilter:
         "_held",
         "_in_subnegotiation",
         "_line_begun",
+        "_negotiated",
         "lines_with_commands",
     )
 
@@ -53,6 +64,7 @@ class TelnetFilter:
         self._in_subnegotiation = False
         self._command_in_line = False
         self._line_begun = line_begun
+        self._negotiated = False
         self.lines_with_commands: list[int] = []
 
     def feed(self, data: bytes) -> tuple[bytes, bytes]:
@@ -72,7 +84,9 @@ class TelnetFilter:
         self._command_in_line = ends in lines
         last_start = kept.rfind(b"\n") + 1
         self._line_begun = len(kept) > last_start or (last_start == 0 and self._line_begun)
-        self.lines_with_commands = sorted(line for line in lines if line < ends)
+        self.lines_with_commands = (
+            sorted(line for line in lines if line < ends) if self._negotiated else []
+        )
         return kept, answer
 
     def _take_out(self, data: bytes) -> tuple[bytes, bytes, list[int]]:
@@ -96,9 +110,17 @@ class TelnetFilter:
                 self._held = data[at:]
                 return bytes(kept), bytes(answer), taken_at
             code = command[0]
+            if code < SE:
+                # Not a command: the 255 is data, and so is the byte after it.
+                if not self._in_subnegotiation:
+                    kept.append(IAC)
+                start = at + 1
+                continue
             start = at + 2
             if code != IAC:
                 taken_at.append(len(kept))
+            if code in _NEGOTIATION:
+                self._negotiated = True
             if code == IAC:
                 if not self._in_subnegotiation:
                     kept.append(IAC)

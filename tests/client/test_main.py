@@ -150,6 +150,25 @@ def test_send_and_quit_words(connection):
     assert sent(connection) == b"/quit\r\n"
 
 
+@pytest.mark.parametrize("line", [b"/quit bye all", b"/QUIT  bye all ", b"/quit\tbye all"])
+def test_quit_with_a_reason_ends_the_session_and_gives_the_reason(connection, line):
+    results = []
+    connection.finished.addCallback(results.append)
+    connection.send(line)
+    assert connection.quitting
+    assert sent(connection) == b"/quit bye all\r\n"
+    connection.dataReceived(b"* bye\r\n")
+    connection.connectionLost(Failure(ConnectionError("gone")))
+    assert results == [True]
+
+
+@pytest.mark.parametrize("line", [b"/quitter", b"exit now", b"/quits"])
+def test_only_quit_words_quit(connection, line):
+    connection.send(line)
+    assert not connection.quitting
+    assert sent(connection) == line + b"\r\n"
+
+
 @pytest.mark.parametrize(
     ("quit_first", "answer", "clean"),
     [(True, b"* bye\r\n", True), (True, b"", False), (False, b"* bye\r\n", False)],
@@ -169,6 +188,31 @@ def test_finished_tells_whether_the_user_quit_and_the_server_said_goodbye(
 def test_a_closing_notice_gives_the_reason(connection):
     connection.dataReceived(b"* logged in from another connection; closing\r\n")
     assert connection.closing_reason == "logged in from another connection"
+
+
+def test_a_closing_error_gives_the_reason(connection):
+    connection.dataReceived(b"! wrong server password; closing\r\n")
+    assert connection.closing_reason == "wrong server password"
+
+
+def test_the_server_password_comes_from_the_first_line_of_a_file(tmp_path):
+    path = tmp_path / "password"
+    path.write_text("  open sesame \nnot this\n")
+    options = ClientOptions()
+    options.parseOptions(["--server-password-file", str(path)])
+    assert options.server_password == b"open sesame"
+    assert ClientOptions().server_password is None
+
+
+@pytest.mark.parametrize(
+    ("content", "error"), [(None, "cannot read"), ("", "is blank"), ("  \nsecond\n", "is blank")]
+)
+def test_a_server_password_file_must_hold_one(tmp_path, content, error):
+    path = tmp_path / "password"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=f"--server-password-file: .*{error}"):
+        ClientOptions().parseOptions(["--server-password-file", str(path)])
 
 
 def test_pipe_input_sends_each_line_and_quits_at_end(connection):
@@ -485,6 +529,21 @@ def test_a_refused_quit_is_asked_again(connection):
     )
     clock.advance(1)
     assert sent(connection) == b"/quit\r\n"
+
+
+@pytest.mark.parametrize(
+    ("reason", "quoted"),
+    [(b"bye all", "/quit bye all"), (b"x" * 60, "/quit " + "x" * 33 + "…")],
+)
+def test_a_refused_quit_with_a_reason_is_asked_again(connection, reason, quoted):
+    clock = started(connection)
+    connection.dataReceived(LIMITS)
+    connection.send(b"/quit " + reason)
+    connection.transport.clear()
+    refusal = f"! flood limit: at most 1 line a second (bursts of 1); line discarded: {quoted}"
+    connection.dataReceived(refusal.encode() + b"\r\n")
+    clock.advance(1)
+    assert sent(connection) == b"/quit " + reason + b"\r\n"
 
 
 def test_a_server_without_limits_gets_the_default_pace(connection):

@@ -1,5 +1,6 @@
 """The terminal screen, rendered by a VT100 emulator (pyte)."""
 
+import textwrap
 from collections.abc import Callable
 
 import pyte
@@ -8,6 +9,8 @@ from twisted.internet.testing import StringTransport
 
 from chatroute.client.main import split_password
 from chatroute.client.terminal import Keyboard, TerminalScreen
+from chatroute.core.errors import BadPassword
+from chatroute.frontends.syntax import format_error
 from tests.emulation import reflow
 
 
@@ -70,18 +73,24 @@ class Terminal:
         self.columns, self.rows = columns, rows
 
 
+def word_rows(line: str, columns: int) -> list[str]:
+    """C{line} (ASCII, no tabs) cut into rows between words, as the client shows a message."""
+    return textwrap.wrap(line, columns, break_on_hyphens=False) or [""]
+
+
 def fresh(columns: int, rows: int, conversation: list[str], typed: str, cursor: int) -> Terminal:
     """
-    A terminal that showed C{conversation} and C{"> " + typed} at this size
-    from the start, the cursor on C{typed[cursor]}: how a screen redrawn at
-    that size must look.
+    A terminal that showed C{conversation} (ASCII, no tabs) and C{"> " +
+    typed} at this size from the start, the cursor on C{typed[cursor]}: how
+    a screen redrawn at that size must look.
 
     Not for wide characters at the right edge: pyte draws one into the last
     column, half cut off, where terminals take it to the next row.
     """
     terminal = Terminal(columns, rows)
     terminal.output.clear()  # its own screen's prompt
-    text = "".join(line + "\r\n" for line in conversation) + "> " + typed[:cursor]
+    shown = [row for line in conversation for row in word_rows(line, columns)]
+    text = "".join(row + "\r\n" for row in shown) + "> " + typed[:cursor]
     terminal.stream.feed((text + "\x1b7" + typed[cursor:] + "\x1b8").encode())
     return terminal
 
@@ -426,7 +435,7 @@ def test_a_resize_shows_the_end_of_a_long_conversation():
     terminal.type(b"@bob:ok")
     terminal.resize(10, 6, reflows=True)
     terminal.input.resized()
-    rows = [long_message[start : start + 10].rstrip() for start in range(0, 106, 10)]
+    rows = word_rows(long_message, 10)
     # Five rows above the prompt's: the last five of the long message.
     assert terminal.lines() == [*rows[-5:], "> @bob:ok"]
 
@@ -485,14 +494,42 @@ def test_a_resize_places_wide_characters_by_their_width(reflows):
     assert terminal.cursor() == (9, 1)
 
 
-def test_a_resize_draws_a_tab_from_the_server_as_the_terminal_did():
-    # (Not right after a full row, where terminals differ: xterm overwrites its last column.)
+def test_a_tab_from_the_server_reaches_its_stop_and_the_rows_break_between_words():
     message = "<bob>\tcolumns\tin\ttext\tthat\twraps"
     terminal = Terminal(40, 6)
     terminal.input.show(message)
+    assert terminal.lines()[:2] == ["<bob>   columns in      text    that", "wraps"]
     terminal.resize(16, 6, reflows=False)
     terminal.input.resized()
-    assert terminal.lines() == fresh(16, 6, [message], "", 0).lines()
+    assert terminal.lines() == ["<bob>   columns", "in      text", "that    wraps", ">", "", ""]
+
+
+@pytest.mark.parametrize("columns", [40, 50, 80, 100, 101])
+def test_a_long_message_is_cut_between_words(columns):
+    message = f"! {format_error(BadPassword(8, 1024))}"
+    terminal = Terminal(columns, 8)
+    terminal.input.show(message)
+    shown = terminal.lines()
+    assert shown[: shown.index(">")] == word_rows(message, columns)
+    assert not any(row.startswith(" ") for row in shown), shown
+
+
+@pytest.mark.parametrize(
+    ("message", "rows"),
+    [
+        ("<bob> " + "x" * 25, ["<bob> xxxx", "xxxxxxxxxx", "xxxxxxxxxx", "x"]),  # a long word: cut
+        ("<bob> abcd efghij", ["<bob> abcd", "efghij"]),  # a row filled exactly
+        ("<bob> ab      cdefghij", ["<bob> ab", "cdefghij"]),  # the blanks at a break go
+        ("  indented text", ["  indented", "text"]),  # but not those that begin the message
+        ("<bob> 日本語 日本語", ["<bob>", "日本語", "日本語"]),  # wide words, by their width
+        ("<bob> 日本語のメッセージ", ["<bob> 日本", "語のメッセ", "ージ"]),  # one wider than a row
+        ("", [""]),
+    ],
+)
+def test_rows_of_a_message(message, rows):
+    terminal = Terminal(10, 8)
+    terminal.input.show(message)
+    assert terminal.lines()[: len(rows) + 1] == [*rows, ">"]
 
 
 TALL = "".join(chr(ord("a") + number % 26) for number in range(100))

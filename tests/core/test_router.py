@@ -184,6 +184,15 @@ def test_room_message_unknown_room(router):
         router.send_room(alice.presence, "#nowhere", "hi")
 
 
+@pytest.mark.parametrize("name", ["#", "#1abc", "#a.b", "#" + "a" * 33, "lobby"])
+def test_room_message_to_an_invalid_room_name(router, name):
+    alice = Person(router, "alice")
+    with pytest.raises(errors.InvalidRoomName):
+        router.send_room(alice.presence, name, "hi")
+    with pytest.raises(errors.InvalidRoomName):
+        router.send_room(alice.presence, name, "waves", action=True)
+
+
 def test_one_failing_member_does_not_stop_the_others(router):
     alice, bob, carol = (Person(router, nick) for nick in ("alice", "bob", "carol"))
     for person in (alice, bob, carol):

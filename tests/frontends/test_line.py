@@ -289,6 +289,16 @@ def test_errors_before_registering(connect, line, reply):
         ("@bob", "! expected @name:message or @#room:message"),
         ("@bob:", "! empty message"),
         ("@#nowhere:hi", "! no such room: #nowhere"),
+        (
+            "@#:x",
+            "! invalid room name: '#' (# then 1-32 letters, digits, _ or -, starting with a"
+            " letter)",
+        ),
+        (
+            "/me #a.b waves",
+            "! invalid room name: '#a.b' (# then 1-32 letters, digits, _ or -, starting with a"
+            " letter)",
+        ),
         ("@#lobby:hi", "! you are not in #lobby"),
         (
             "/join lobby",
@@ -556,6 +566,26 @@ def test_invalid_utf8_without_telnet_commands_is_plain(connect):
     alice.send(b"\xff\xfd\x01")  # telnet negotiates, then a line of its own
     alice.transport.clear()
     assert alice.say(b"@bob:\xe6\xac") == ["! invalid UTF-8; line discarded"]
+
+
+def test_a_stray_255_from_nc_takes_no_line_ending_with_it(connect):
+    """As C{printf '@zed:a\\xff\\n'; printf '@zed:next ok\\n'} piped to nc."""
+    zed = connect("zed")
+    zed.send(b"@zed:a\xff\n")
+    assert zed.lines() == ["! invalid UTF-8; line discarded"]
+    assert zed.say("@zed:next ok") == ["<zed> next ok"]
+    assert zed.transport.value() == b""
+    zed.send(b"@zed:b\xff\n@zed:same chunk\n")
+    assert zed.lines() == ["! invalid UTF-8; line discarded", "<zed> same chunk"]
+
+
+def test_bytes_that_read_as_telnet_commands_are_not_blamed_on_telnet_from_nc(connect):
+    """Without any option negotiated, the client is not telnet: the plain error."""
+    alice = connect("alice")
+    assert alice.say(b"@bob:\xe6\xff\xf3\xac") == ["! invalid UTF-8; line discarded"]
+    alice.send(b"\xff\xfd\x01")  # now telnet negotiates
+    alice.transport.clear()
+    assert alice.say(b"@bob:\xe6\xff\xf3\xac") == [TELNET_MANGLED]
 
 
 def test_a_line_telnet_commands_left_valid_is_carried_out(connect):
@@ -849,6 +879,15 @@ def locked(chat):
     return connect
 
 
+def test_the_greeting_of_a_server_with_a_password_says_to_give_it_first(chat):
+    hub = Hub(chat.router, chat.accounts, chat.clock, NO_LIMITS, 64, server_password="sesame")
+    client = Client(ChatServerFactory(hub), 40122)
+    assert client.lines() == [
+        "* connected from 127.0.0.1:40122 — this server has a password: /pass PASSWORD first, "
+        "then register with #yourname"
+    ]
+
+
 def test_a_server_password_comes_before_anything_else(locked):
     alice = locked()
     required = ["! this server has a password: /pass PASSWORD first"]
@@ -876,6 +915,18 @@ def test_wrong_server_passwords_are_throttled_per_address(locked, chat):
     assert locked("192.0.2.2").say("/pass open sesame") == ["* server password accepted"]
     chat.clock.advance(1)
     assert locked("192.0.2.1").say("/pass open sesame") == ["* server password accepted"]
+
+
+def test_a_short_password_is_told_how_passphrases_are_written(connect):
+    alice = connect("alice")
+    assert alice.say("/register correct horse battery") == [
+        "* alice is now a registered account; log in with #alice <password>"
+    ]
+    assert alice.say("/password correct horse") == [
+        "! a password must be 8 to 1024 characters, spaces allowed (a run counts as one; white "
+        'space at either end is dropped); in /password, quote one with spaces: /password "old '
+        'words" "new words"'
+    ]
 
 
 def test_a_server_without_a_password_says_so(connect):

@@ -4,8 +4,12 @@ input and output piped as a script or another program would use it.
 """
 
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from .support import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +29,30 @@ def test_piped_input_is_delivered_before_the_client_exits(connect, start_client)
     bob.expect("<alice> hi")
     alice.stdout.expect_match(GREETING)
     assert alice.stdout.read_until_eof() == ["* registered as alice", "* bye"]
+    assert alice.stderr() == ""
+
+
+def test_quit_with_a_reason_exits_with_0_and_tells_the_rooms(connect, start_client):
+    bob = connect("bob")
+    bob.register("bob")
+    bob.send("/join #lobby")
+    bob.expect("* bob joined #lobby")
+    bob.expect("* #lobby (1): @bob")
+    alice = start_client("alice", "--nick", "alice")
+    alice.stdout.expect_match(GREETING)
+    alice.stdout.expect("* registered as alice")
+    alice.send("/join #lobby\n")
+    bob.expect("* alice joined #lobby")
+
+    alice.send("/quit bye all\n")
+
+    assert alice.wait() == 0, alice.stderr()
+    bob.expect("* alice left #lobby (disconnected: bye all)")
+    assert alice.stdout.read_until_eof() == [
+        "* alice joined #lobby",
+        "* #lobby (2): alice, @bob",
+        "* bye",
+    ]
     assert alice.stderr() == ""
 
 
@@ -169,3 +197,54 @@ def test_client_fails_clearly_when_nothing_listens(spawn_client):
     error = client.stderr()
     assert error.startswith(f"cannot connect to 127.0.0.1:{port}: "), error
     assert "refused" in error, error
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server whose password is C{open sesame}."""
+    directory = tmp_path / "server"
+    directory.mkdir()
+    (directory / "password").write_text("open sesame\n")
+    running = ServerProcess(directory, "--server-password-file", str(directory / "password"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize(
+    ("password", "status", "lines", "error"),
+    [
+        (
+            "open sesame",
+            0,
+            ["* server password accepted", "* registered as alice", "* online (1): alice", "* bye"],
+            "",
+        ),
+        (
+            "guess",
+            1,
+            ["! wrong server password; closing"],
+            "the server closed the connection: wrong server password\n",
+        ),
+    ],
+)
+def test_piped_input_gives_the_server_password_from_a_file_first(
+    private_server, spawn_client, tmp_path, password, status, lines, error
+):
+    secret = tmp_path / "secret"
+    secret.write_text(f"{password}\n")
+    alice = spawn_client(
+        "alice", "--host", "127.0.0.1", "--port", str(private_server.port), "--nick", "alice",
+        "--server-password-file", str(secret),
+    )  # fmt: skip
+    alice.send("/who\n")
+    alice.close_input()
+
+    assert alice.wait() == status, alice.stderr()
+    alice.stdout.expect_match(
+        r"\* connected from 127\.0\.0\.1:\d+ — this server has a password: /pass PASSWORD first, "
+        "then register with #yourname"
+    )
+    assert alice.stdout.read_until_eof() == lines
+    assert alice.stderr() == error

@@ -9,13 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatroute.nodes import free_port, ping, redis_server_binary
 
-from .support import STOP_TIMEOUT, ChatConnection, eventually_who, subprocess_environment
+from .support import (
+    READ_TIMEOUT,
+    STOP_TIMEOUT,
+    ChatConnection,
+    eventually_who,
+    subprocess_environment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +106,60 @@ def test_two_nodes_on_one_port_one_chat_and_one_ctrl_c_stops_everything(tmp_path
         for user in users:
             user.close()
         launcher.stop()
+
+
+def _free_port_pair() -> int:
+    """A loopback port that, with the one after it, nothing listened on a moment ago."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    pytest.fail("no two free loopback ports in a row")
+
+
+def _line_connections(port: int) -> float:
+    """The line-protocol connections a node's /metrics counts."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=READ_TIMEOUT) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "chatroute_connections" and sample.labels == {"frontend": "line"}:
+                return sample.value
+    pytest.fail(f"no chatroute_connections in\n{text}")
+
+
+def test_each_node_serves_its_metrics_on_a_port_of_its_own(tmp_path):
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (scripts/setup-test-packages installs it)")
+    port, metrics = free_port(), _free_port_pair()
+    launcher = Launcher(
+        tmp_path, "--nodes", "2", "--listen", f"tcp:{port}:interface=127.0.0.1",
+        "--listen-metrics", f"tcp:{metrics}:interface=127.0.0.1", "--db", str(tmp_path / "m.db"),
+    )  # fmt: skip
+    users: list[ChatConnection] = []
+    try:
+        launcher.wait_for(_IN_STEP, 2)
+        for node, number in ((1, metrics), (2, metrics + 1)):
+            said = f"node {node} serves its metrics on tcp:{number}:interface=127.0.0.1"
+            assert said in launcher.output(), launcher.output()
+        for n in range(12):
+            users.append(ChatConnection(port, f"u{n}"))
+        # Each node counts its own connections: together, every one.
+        deadline = time.monotonic() + _WITHIN
+        while (_line_connections(metrics) + _line_connections(metrics + 1)) != len(users):
+            assert time.monotonic() < deadline, launcher.output()
+            time.sleep(_POLL)
+        assert launcher.process.poll() is None, launcher.output()
+    finally:
+        for user in users:
+            user.close()
+        assert launcher.stop() == 0, launcher.output()
 
 
 def test_a_launcher_killed_outright_takes_its_nodes_and_redis_with_it(tmp_path):

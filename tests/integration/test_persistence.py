@@ -3,11 +3,22 @@ What the server acknowledges survives C{kill -9}: messages kept for offline
 accounts are delivered exactly once after a restart, and room history stays.
 """
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .support import STORED_FOR, ChatConnection, ServerProcess, log_in, make_account
+from .support import (
+    START_TIMEOUT,
+    STORED_FOR,
+    ChatConnection,
+    ServerProcess,
+    log_in,
+    make_account,
+    subprocess_environment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +96,24 @@ def test_room_history_survives_a_restart(tmp_path):
         dave.close()
     finally:
         server.stop()
+
+
+def test_a_server_that_cannot_listen_leaves_no_database_behind(tmp_path):
+    """As C{scripts/serve} on a port already taken: no fresh, empty chatroute.db."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        twistd = str(Path(sys.executable).with_name("twistd"))
+        finished = subprocess.run(
+            [twistd, "--nodaemon", "--pidfile=", "chatroute", "--port", str(port)],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=subprocess_environment(),
+            timeout=START_TIMEOUT,
+        )
+    assert finished.returncode != 0, finished.stdout
+    assert f"cannot listen on tcp:{port}" in finished.stdout + finished.stderr
+    assert list(tmp_path.iterdir()) == []

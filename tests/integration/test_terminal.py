@@ -5,6 +5,7 @@ terminal would show it, driven by keystrokes.
 
 import fcntl
 import os
+import re
 import selectors
 import signal
 import struct
@@ -461,3 +462,118 @@ def test_a_client_that_never_chose_a_nickname_is_not_taken_back(server, tmp_path
         assert "reconnecting" not in "".join(session.screen.display), session.describe()
     finally:
         session.close()
+
+
+def test_the_greeting_leaves_out_the_hint_when_the_client_registers_itself(terminal_client):
+    carol = terminal_client("carol")
+    assert re.fullmatch(r"\* connected from 127\.0\.0\.1:\d+", carol.line_above(2)), (
+        carol.describe()
+    )
+
+
+def private_server(directory: Path, port: int = 0, log_name: str = "twistd.log") -> ServerProcess:
+    """A server whose password, in the file C{directory}/password, is C{open sesame}."""
+    password = directory / "password"
+    password.write_text("open sesame\n")
+    return ServerProcess(
+        directory, "--server-password-file", str(password), log_name=log_name, port=port
+    )
+
+
+def test_a_server_password_from_a_file_is_given_on_every_connection(tmp_path):
+    directory = tmp_path / "server"
+    directory.mkdir()
+    server = private_server(directory)
+    mine = tmp_path / "mine"
+    mine.write_text("open  sesame\n")
+    command = [
+        *client_command(), "--host", "127.0.0.1", "--port", str(server.port), "--nick", "carol",
+        "--server-password-file", str(mine),
+    ]  # fmt: skip
+    carol = TerminalSession(command, tmp_path)
+    again = None
+    try:
+        carol.wait_for(lambda: carol.line_above() == "* registered as carol", "the registration")
+        assert carol.line_above(2) == "* server password accepted", carol.describe()
+        assert re.fullmatch(r"\* connected from 127\.0\.0\.1:\d+", carol.line_above(3)), (
+            carol.describe()
+        )
+        carol.type(b"/join #lobby\r")
+        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
+
+        server.stop()
+        carol.wait_for(
+            lambda: carol.line_above().startswith("-- the server is shutting down; reconnecting"),
+            "the reconnection notice",
+        )
+        again = private_server(directory, server.port, "again.log")
+        carol.wait_for(
+            lambda: carol.line_above() == "* #lobby (1): @carol", "the room joined again", 30
+        )
+        assert carol.line_above(3) == "* registered as carol", carol.describe()
+        assert carol.line_above(4) == "* server password accepted", carol.describe()
+        assert "sesame" not in "".join(carol.screen.display), carol.describe()
+    finally:
+        carol.close()
+        server.stop()
+        if again is not None:
+            again.stop()
+
+
+def test_the_client_asks_for_a_server_password_and_keeps_it_for_reconnecting(tmp_path):
+    directory = tmp_path / "server"
+    directory.mkdir()
+    server = private_server(directory)
+    command = [*client_command(), "--host", "127.0.0.1", "--port", str(server.port), "-n", "carol"]
+    carol = TerminalSession(command, tmp_path)
+    again = None
+    try:
+        carol.wait_for(lambda: carol.cursor_line == "server password:", "the password prompt")
+        assert re.fullmatch(
+            r"\* connected from 127\.0\.0\.1:\d+ — this server has a password", carol.line_above()
+        ), carol.describe()
+        carol.type(b"open sesame\r")
+        carol.wait_for(lambda: carol.line_above() == "* registered as carol", "the registration")
+        assert carol.line_above(2) == "* server password accepted", carol.describe()
+        assert carol.cursor_line == ">", carol.describe()
+        carol.type(b"/join #lobby\r")
+        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
+
+        server.stop()
+        carol.wait_for(
+            lambda: carol.line_above().startswith("-- the server is shutting down; reconnecting"),
+            "the reconnection notice",
+        )
+        again = private_server(directory, server.port, "again.log")
+        carol.wait_for(
+            lambda: carol.line_above() == "* #lobby (1): @carol", "the room joined again", 30
+        )
+        assert carol.line_above(4) == "* server password accepted", carol.describe()
+        assert "sesame" not in "".join(carol.screen.display), carol.describe()
+        assert not any(line.startswith("!") for line in carol.screen.display), carol.describe()
+    finally:
+        carol.close()
+        server.stop()
+        if again is not None:
+            again.stop()
+
+
+def test_a_wrong_server_password_typed_is_asked_for_again(tmp_path):
+    directory = tmp_path / "server"
+    directory.mkdir()
+    server = private_server(directory)
+    command = [*client_command(), "--host", "127.0.0.1", "--port", str(server.port), "-n", "carol"]
+    carol = TerminalSession(command, tmp_path)
+    try:
+        carol.wait_for(lambda: carol.cursor_line == "server password:", "the password prompt")
+        carol.type(b"guess\r")
+        carol.wait_for(
+            lambda: carol.line_above().startswith("-- wrong server password; reconnecting in "),
+            "the reconnection",
+        )
+        carol.wait_for(lambda: carol.cursor_line == "server password:", "the prompt again")
+        carol.type(b"open sesame\r")
+        carol.wait_for(lambda: carol.line_above() == "* registered as carol", "the registration")
+    finally:
+        carol.close()
+        server.stop()
