@@ -48,7 +48,7 @@ def test_two_pages_and_a_tcp_user_talk_in_a_room_and_directly(open_page, connect
     carol.send("/join #lobby")
     carol.expect("* carol joined #lobby")
     carol.expect("* #lobby (3): @alice, bob, carol")
-    expect(alice.page.locator("#conversation-detail")).to_have_text("3 here: alice, bob, carol")
+    expect(alice.page.locator("#conversation-detail")).to_have_text("3 here: @alice, bob, carol")
 
     alice.say("hi all, the page works")
     carol.expect("#lobby <alice> hi all, the page works")
@@ -225,7 +225,8 @@ def test_the_page_reconnects_after_a_server_restart(
 ):
     page = open_page()
     page.sign_in("alice")
-    page.say(f"/register {PASSWORD}")
+    # A password of several words, as /register takes it: the rest of the line.
+    page.say("/register correct horse battery staple")
     expect(page.log("Server")).to_contain_text("alice is now a registered account")
     page.join("#lobby")
     page.say("before the restart")
@@ -317,3 +318,201 @@ def test_keyboard_only_on_a_phone_sized_screen(open_page, tmp_path):
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= 375
     page.page.screenshot(path=tmp_path / "phone.png")
+
+
+@pytest.mark.server_options("--flood-burst", "100")
+def test_the_newest_message_stays_in_view_with_an_error_shown(open_page, connect, tmp_path):
+    carol = connect("carol")
+    carol.register("carol")
+    carol.join("#lobby")
+    page = open_page(height=480)
+    page.sign_in("alice")
+    page.join("#lobby")
+    carol.expect("* alice joined #lobby")
+    for number in range(1, 31):
+        carol.send(f"@#lobby:filler {number}")
+    entries = page.log("#lobby").locator(".entry")
+    expect(entries.last).to_contain_text("carol filler 30")
+    expect(entries.last).to_be_in_viewport()
+
+    # Refused (alice is not an operator): the banner takes room from the conversation, whose
+    # newest message stays in view, as do those after it.
+    page.say("/kick #lobby bob")
+    expect(page.alert).not_to_be_empty()
+    carol.send("@#lobby:after the error")
+    expect(entries.last).to_contain_text("carol after the error")
+    expect(entries.last).to_be_in_viewport()
+    page.page.screenshot(path=tmp_path / "banner.png")
+    page.page.get_by_role("button", name="Dismiss the error").click()
+    carol.send("@#lobby:after closing it")
+    expect(entries.last).to_contain_text("carol after closing it")
+    expect(entries.last).to_be_in_viewport()
+
+    # Scrolled up to read, the conversation stays where it was.
+    page.log("#lobby").evaluate("log => { log.scrollTop = 0; }")
+    expect(entries.first).to_be_in_viewport()
+    carol.send("@#lobby:while reading back")
+    expect(entries.last).to_contain_text("carol while reading back")
+    expect(entries.first).to_be_in_viewport()
+    expect(entries.last).not_to_be_in_viewport()
+
+
+def test_an_error_from_before_a_reconnect_is_cleared(
+    open_page, web_server, start_web_server, connect
+):
+    carol = connect("carol")
+    carol.register("carol")
+    carol.join("#lobby")
+    carol.send("/ban #lobby alice")
+    carol.expect("* carol banned alice from #lobby")
+    page = open_page()
+    page.sign_in("alice")
+    page.join("#other")
+    page.say("/join #lobby")
+    expect(page.alert).to_have_text(re.compile(r"^you are banned from #lobby"))
+
+    web_server.stop()
+    expect(page.status).to_have_text(re.compile(r"^Disconnected"))
+    start_web_server(web_port=web_server.web_port, port=web_server.port)
+    expect(page.status).to_have_text("Connected as alice", timeout=30_000)
+    expect(page.log("#other").get_by_text("alice joined #other")).to_have_count(2)
+    expect(page.alert).to_be_empty()
+
+
+def test_the_reconnect_status_counts_down(open_page, web_server):
+    page = open_page()
+    page.sign_in("alice")
+    page.page.evaluate(
+        """() => {
+          const status = document.getElementById("status");
+          window.statusSeen = [];
+          new MutationObserver(() => window.statusSeen.push(status.textContent)).observe(
+            status, { childList: true, characterData: true, subtree: true });
+        }"""
+    )
+    web_server.stop()
+    # One wait (of 2 s or more) shown second by second: "in 2 s…", then "in 1 s…".
+    page.page.wait_for_function(
+        """() => window.statusSeen.some((text, index) => {
+          const now = /reconnecting in (\\d+) s…$/.exec(text);
+          const next = /reconnecting in (\\d+) s…$/.exec(window.statusSeen[index + 1] ?? "");
+          return now !== null && next !== null && Number(next[1]) === Number(now[1]) - 1;
+        })""",
+        timeout=20_000,
+    )
+
+
+def test_me_alone_acts_in_the_conversation_on_screen(open_page, connect):
+    alice = open_page()
+    alice.sign_in("alice")
+    alice.join("#lobby")
+    carol = connect("carol")
+    carol.register("carol")
+    carol.send("/join #lobby")
+    carol.expect("* carol joined #lobby")
+    carol.expect("* #lobby (2): @alice, carol")
+
+    alice.say("/me nods")
+    carol.expect("#lobby * alice nods")
+    lobby = alice.log("#lobby").locator(".entry.action")
+    expect(lobby).to_have_count(1)
+    expect(lobby.nth(0)).to_contain_text("* alice nods")
+
+    alice.page.get_by_label("Talk to").fill("carol")
+    alice.page.get_by_label("Talk to").press("Enter")
+    alice.say("/me waves at you")
+    carol.expect("<alice> * waves at you")
+    direct = alice.log("carol").locator(".entry.action")
+    expect(direct).to_have_count(1)
+    expect(direct.nth(0)).to_contain_text("* alice waves at you")
+
+    # Naming a room or someone still acts there, from any conversation.
+    alice.say("/me #lobby points at the board")
+    carol.expect("#lobby * alice points at the board")
+    alice.open("#lobby")
+    alice.say("/me carol hands you a note")
+    carol.expect("<alice> * hands you a note")
+    alice.open("carol")
+    expect(direct).to_have_count(2)
+    expect(direct.nth(1)).to_contain_text("* alice hands you a note")
+    expect(alice.alert).to_be_empty()
+
+
+def test_a_password_in_a_command_shows_as_one_mask(open_page):
+    page = open_page()
+    page.sign_in("alice")
+    server = page.log("Server")
+    commands = server.locator(".entry.command .text")
+    page.say("/register correct horse battery staple")
+    expect(server).to_contain_text("alice is now a registered account")
+    expect(commands.last).to_have_text("/register ********")
+    page.say('/password "correct horse battery staple" "new words here"')
+    expect(server).to_contain_text("password changed")
+    expect(commands.last).to_have_text("/password ********")
+    page.say("/login alice new words here")
+    expect(commands.last).to_have_text("/login alice ********")
+    page.say("/pass the server's own words")
+    expect(server).to_contain_text("this server has no password")
+    expect(commands.last).to_have_text("/pass ********")
+    for secret in ("horse", "words", "server's"):
+        expect(page.page.locator("body")).not_to_contain_text(secret)
+
+
+def test_help_is_a_monospace_block_under_a_note_on_the_page(open_page, tmp_path):
+    page = open_page()
+    page.sign_in("alice")
+    page.say("/help")
+    server = page.log("Server")
+    block = server.locator(".entry.help")
+    expect(block).to_have_count(1)
+    expect(block).to_contain_text("what you type goes to the conversation on screen")
+    table = block.locator("pre")
+    expect(table).to_contain_text("/join #room")
+    expect(table).to_contain_text("(rooms are told the reason)")
+    assert "monospace" in table.evaluate("pre => getComputedStyle(pre).fontFamily")
+    # Each line of the server's answer is in the block, none left as a notice of its own.
+    expect(server.locator(".entry.notice", has_text="/join #room")).to_have_count(0)
+    # What comes next is a notice again.
+    page.say("/who")
+    expect(server.locator(".entry.notice", has_text="online (1): alice")).to_have_count(1)
+    expect(table).not_to_contain_text("online (1)")
+    block.evaluate("block => block.scrollIntoView()")
+    page.page.screenshot(path=tmp_path / "help.png")
+
+
+def test_a_rooms_heading_shows_its_topic_and_marks_operators_and_voices(
+    open_page, connect, tmp_path
+):
+    carol = connect("carol")
+    carol.register("carol")
+    carol.join("#lobby")
+    carol.send("/topic #lobby plans for <b>friday</b>")
+    carol.expect("* carol set the topic of #lobby: plans for <b>friday</b>")
+    bob = connect("bob")
+    bob.register("bob")
+    bob.join("#lobby", carol)
+    carol.send("/voice #lobby bob")
+    carol.expect("* carol gave bob a voice in #lobby")
+
+    page = open_page()
+    page.sign_in("alice")
+    page.join("#lobby")
+    detail = page.page.locator("#conversation-detail")
+    topic = page.page.locator("#conversation-topic")
+    expect(detail).to_have_text("3 here: alice, +bob, @carol")
+    expect(topic).to_have_text("plans for <b>friday</b>")
+    expect(topic.locator("b")).to_have_count(0)
+
+    carol.send("/op #lobby alice")
+    expect(detail).to_have_text("3 here: @alice, +bob, @carol")
+    carol.send("/devoice #lobby bob")
+    expect(detail).to_have_text("3 here: @alice, bob, @carol")
+    bob.send("#robert")
+    expect(detail).to_have_text("3 here: @alice, @carol, robert")
+    carol.send("/topic #lobby -")
+    expect(topic).to_be_hidden()
+    page.say("/topic #lobby the new plans")
+    expect(topic).to_have_text("the new plans")
+    page.page.screenshot(path=tmp_path / "heading.png")
+    page.open("Server")
+    expect(topic).to_be_hidden()

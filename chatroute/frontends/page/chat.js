@@ -20,6 +20,16 @@ const LEFT = new RegExp(
   `^\\* (${NICK}) (?:left (${ROOM})( \\(disconnected\\))?|was kicked from (${ROOM}) by ${NICK}(?:: [^]*)?)$`,
 );
 const MEMBERS = new RegExp(`^\\* (${ROOM}) \\((\\d+)\\): ?(.*)$`);
+const MEMBER = /^([@+]?)(.*)$/; // one name of a member list: @ an operator, + a voice
+const MADE_OPERATOR = new RegExp(`^\\* ${NICK} made (${NICK}) an operator of (${ROOM})$`);
+const TOOK_OPERATOR = new RegExp(`^\\* ${NICK} took operator status in (${ROOM}) from (${NICK})$`);
+const GAVE_VOICE = new RegExp(`^\\* ${NICK} gave (${NICK}) a voice in (${ROOM})$`);
+const TOOK_VOICE = new RegExp(`^\\* ${NICK} took (${NICK})'s voice in (${ROOM})$`);
+// The topic, answering /topic (and after the member list on /join), or changed by someone.
+const TOPIC = new RegExp(`^\\* topic of (${ROOM}): ([^]*)$`);
+const NO_TOPIC = new RegExp(`^\\* (${ROOM}) has no topic$`);
+const TOPIC_SET = new RegExp(`^\\* ${NICK} set the topic of (${ROOM}): ([^]*)$`);
+const TOPIC_CLEARED = new RegExp(`^\\* ${NICK} cleared the topic of (${ROOM})$`);
 const HISTORY = new RegExp(`^\\* history of (${ROOM}): (\\d+) messages? follows?$`);
 const RENAMED = new RegExp(`^\\* (${NICK}) is now (${NICK})$`);
 const REGISTERED = new RegExp(`^\\* registered as (${NICK})$`);
@@ -27,6 +37,16 @@ const LOGGED_IN = new RegExp(`^\\* logged in as (${NICK})(?:; (\\d+) waiting)?`)
 const NOW_ACCOUNT = new RegExp(`^\\* (${NICK}) is now a registered account`);
 const STORED = new RegExp(`^\\* (${NICK}) is offline; message stored`);
 const CLOSING = /^\* (.*); closing$/;
+// A line of the server's answer to /help: a command (or nothing, where a row goes on), then
+// at least two spaces, then what it does (docs/protocol.md).
+const HELP_LINE = /^\* (?:[/#@]\S*(?: \S+)*)? {2,}\S/;
+// A line that carries a password, as (the line up to it)(the password): the server's own rule
+// (split_password in chatroute/frontends/syntax.py).
+const PASSWORD_LINE = /^(\s*(?:#\S+|\/login\s+\S+|\/register|\/password|\/pass)\s+)(\S[^]*)$/i;
+const PASSWORD_MASK = "********";
+// /password's two passwords: each a word not starting with ", or double-quoted with \" and \\.
+const ONE_PASSWORD = '(?:"((?:[^"\\\\]|\\\\.)*)"|([^\\s"]\\S*))';
+const TWO_PASSWORDS = new RegExp(`^${ONE_PASSWORD}\\s+${ONE_PASSWORD}$`);
 
 // The server's defaults, for a server that does not answer /limits.
 const DEFAULT_RATE = 10;
@@ -35,10 +55,21 @@ const DEFAULT_BURST = 20;
 // the network bunches together still find tokens at the server.
 const SAFETY = 0.9;
 const KEEPALIVE_SECONDS = 240;
+// Within this many pixels of its end, a conversation counts as read to the end: new
+// entries then scroll it on, so that the newest stays in view.
+const NEAR_THE_END = 48;
 // Seconds before each reconnection attempt, then the last one again; each is randomised
 // by ±25% so that many pages do not come back at the same instant after a restart.
 const RECONNECT_DELAYS = [1, 2, 4, 8, 16, 30];
 const SERVER = "";
+// Above the server's answer to /help, how the page maps onto the line protocol it lists.
+const PAGE_HELP = [
+  "On this page, what you type goes to the conversation on screen, and /me action acts in it.",
+  "Sign in, or change your name, with Nickname and Password; join rooms and talk to people " +
+    "from the sidebar (or with /join #room).",
+  "The server's commands follow: a /command works here as typed; #name, @name:message and " +
+    "@#room:message are what the page sends for you.",
+];
 
 const $ = (id) => document.getElementById(id);
 
@@ -102,7 +133,8 @@ class Conversation {
     this.kind = kind; // "server", "room" or "person"
     this.name = name;
     this.unread = 0;
-    this.members = new Map(); // lower-case nick -> nick, for rooms
+    this.members = new Map(); // lower-case nick -> {nick, operator, voice}, for rooms
+    this.topic = null; // a room's topic, if it has one
     this.said = []; // [nick, text, action] of the messages shown, for matching history on a rejoin
     this.log = document.createElement("ol");
     this.log.className = "log";
@@ -111,7 +143,35 @@ class Conversation {
     this.log.tabIndex = 0; // so that it scrolls from the keyboard
     this.log.setAttribute("aria-label", this.title());
     this.log.hidden = true;
+    // Whether the newest entry is in view, as the user left it: kept while the log's size
+    // changes (an error shown or closed above the message field, a topic in the heading, a
+    // resized window), which moves no scrollbar, so that it follows the newest still.
+    this.atEnd = true;
+    this.log.addEventListener("scroll", () => {
+      if (!this.log.hidden) this.atEnd = this.distanceFromEnd() < NEAR_THE_END;
+    });
+    new ResizeObserver(() => this.keepAtEnd()).observe(this.log);
     $("logs").append(this.log);
+  }
+
+  distanceFromEnd() {
+    return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight;
+  }
+
+  /** Add an entry; if the user was at the end, the newest stays in view. */
+  append(item) {
+    this.log.append(item);
+    this.keepAtEnd();
+  }
+
+  keepAtEnd() {
+    if (this.atEnd && !this.log.hidden) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  /** Show from the end, as when the conversation is opened. */
+  toEnd() {
+    this.atEnd = true;
+    this.keepAtEnd();
   }
 
   title() {
@@ -130,6 +190,8 @@ const state = {
   rejoin: false, // rooms to join again once the nickname is confirmed
   attempt: 0,
   retryTimer: null,
+  retryAt: 0, // when (performance.now()) the next attempt is made
+  countdownTimer: null,
   keepaliveTimer: null,
   sentLately: false,
   pongsOwed: 0,
@@ -140,6 +202,9 @@ const state = {
   switchTo: new Set(), // rooms the user asked to join, to show once joined
   membersOwed: new Set(), // rooms just joined: their member list goes to the heading, not the log
   history: null, // {room, left, lines, said}: history lines being gathered on a rejoin
+  justJoined: null, // the room whose member list came last: its topic may follow, for it
+  helpsOwed: [], // the conversation each /help sent was typed in, until its answer comes
+  help: null, // {target, table, first}: the answer to /help being shown
   closingReason: null, // why the server said it was closing the connection
 };
 
@@ -179,17 +244,7 @@ function nickColour(nick) {
  * An action (/me) reads as the line protocol shows it: "* alice waves".
  */
 function show(target, { kind, nick = null, text, action = false, when = null, past = false }) {
-  const log = target.log;
-  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
-  const item = document.createElement("li");
-  item.className = `entry ${kind}${action ? " action" : ""}${past ? " past" : ""}`;
-  const time = document.createElement("time");
-  const date = when ?? new Date();
-  time.dateTime = date.toISOString();
-  time.title = date.toLocaleString();
-  time.textContent = past && !sameDay(date) ? date.toLocaleDateString() + " " + formatTime(date)
-    : formatTime(date);
-  item.append(time, " ");
+  const item = entry(`${kind}${action ? " action" : ""}${past ? " past" : ""}`, when, past);
   if (nick !== null) {
     const who = document.createElement("span");
     who.className = "nick" + (isMe(nick) ? " me" : "");
@@ -212,12 +267,25 @@ function show(target, { kind, nick = null, text, action = false, when = null, pa
     body.textContent = text;
     item.append(body);
   }
-  log.append(item);
-  if (nearBottom || target.log.hidden) log.scrollTop = log.scrollHeight;
+  target.append(item);
   if (kind === "message" && target !== current() && target.kind !== "server") {
     target.unread += 1;
     renderLists();
   }
+}
+
+/** A new entry of the given classes, with its time. */
+function entry(classes, when = null, past = false) {
+  const item = document.createElement("li");
+  item.className = `entry ${classes}`;
+  const time = document.createElement("time");
+  const date = when ?? new Date();
+  time.dateTime = date.toISOString();
+  time.title = date.toLocaleString();
+  time.textContent = past && !sameDay(date) ? date.toLocaleDateString() + " " + formatTime(date)
+    : formatTime(date);
+  item.append(time, " ");
+  return item;
 }
 
 function sameDay(date) {
@@ -255,6 +323,27 @@ function setStatus(text, kind) {
   status.dataset.state = kind;
   $("reconnect-now").hidden = kind !== "waiting";
   $("connect").textContent = state.connected ? "Change" : "Connect";
+}
+
+/**
+ * Say how long until the next attempt to reconnect, counting down each second. The status is
+ * read out when it says so first; the seconds then change in a part that is not (aria-live
+ * "off"), so that a screen reader does not read out every one.
+ */
+function countDown() {
+  const left = (state.retryAt - performance.now()) / 1000;
+  const shown = Math.max(1, Math.ceil(left));
+  let seconds = $("status").querySelector(".seconds");
+  if (!seconds || $("status").dataset.state !== "waiting") {
+    setStatus("", "waiting");
+    seconds = document.createElement("span");
+    seconds.className = "seconds";
+    seconds.setAttribute("aria-live", "off");
+    $("status").append("Disconnected — reconnecting in ", seconds, " s…");
+  }
+  seconds.textContent = String(shown);
+  // Again when the number changes; state.retryTimer makes the attempt itself.
+  if (shown > 1) state.countdownTimer = setTimeout(countDown, (left - (shown - 1)) * 1000);
 }
 
 // ---- The lists of rooms and people, with unread counts
@@ -327,7 +416,7 @@ function select(key) {
   state.current = state.conversations.has(key) ? key : SERVER;
   target.log.hidden = false;
   target.unread = 0;
-  target.log.scrollTop = target.log.scrollHeight;
+  target.toEnd();
   $("conversation-title").textContent = target.title();
   renderDetail();
   renderLists();
@@ -336,8 +425,15 @@ function select(key) {
 function renderDetail() {
   const target = current();
   let detail = "";
+  const topic = $("conversation-topic");
+  topic.textContent = target.kind === "room" && target.topic !== null ? target.topic : "";
+  topic.title = topic.textContent;
+  topic.hidden = !topic.textContent;
   if (target.kind === "room") {
-    const names = [...target.members.values()].sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+    // As the server lists them: sorted ignoring case, operators marked @, voiced members +.
+    const names = [...target.members.values()]
+      .sort((a, b) => keyOf(a.nick).localeCompare(keyOf(b.nick)))
+      .map(({ nick, operator, voice }) => (operator ? "@" : voice ? "+" : "") + nick);
     detail = names.length ? `${names.length} here: ${names.join(", ")}` : "";
   } else if (target.kind === "person") {
     detail = "Direct messages";
@@ -371,6 +467,7 @@ function received(line) {
     }
   }
   if (state.history && gatherHistory(line)) return;
+  if ((state.help || state.helpsOwed.length) && helpLine(line)) return;
   const past = PAST_LINE.exec(line);
   if (past) {
     const when = new Date(past[1]);
@@ -421,6 +518,8 @@ function message(text, when, past, whole) {
 
 function serverNotice(line) {
   const text = line.slice(2);
+  const justJoined = state.justJoined;
+  state.justJoined = null;
   let found;
   if ((found = REGISTERED.exec(line))) {
     nicknameConfirmed(found[1], null);
@@ -439,10 +538,12 @@ function serverNotice(line) {
     if (isMe(found[1])) {
       room.name = found[2];
       room.members.clear();
+      // The topic, if there is one, comes after the member list.
+      room.topic = null;
       state.membersOwed.add(keyOf(found[2]));
       if (state.switchTo.delete(keyOf(found[2]))) select(keyOf(found[2]));
     }
-    room.members.set(keyOf(found[1]), found[1]);
+    room.members.set(keyOf(found[1]), { nick: found[1], operator: false, voice: false });
     notice(`${found[1]} joined ${found[2]}`, room);
     if (room === current()) renderDetail();
   } else if ((found = LEFT.exec(line))) {
@@ -462,16 +563,35 @@ function serverNotice(line) {
     const room = state.conversations.get(keyOf(found[1]));
     if (room) {
       room.members.clear();
-      // Operators are marked with @, which no nickname has.
+      // Operators are marked with @, voiced members with +, which no nickname has.
       for (const shown of found[3].split(", ").filter(Boolean)) {
-        const nick = shown.replace(/^@/, "");
-        room.members.set(keyOf(nick), nick);
+        const [, mark, nick] = MEMBER.exec(shown);
+        room.members.set(keyOf(nick), { nick, operator: mark === "@", voice: mark === "+" });
       }
       if (room === current()) renderDetail();
-      if (!state.membersOwed.delete(keyOf(found[1]))) notice(text, room);
+      if (state.membersOwed.delete(keyOf(found[1]))) state.justJoined = room;
+      else notice(text, room);
     } else {
       notice(text);
     }
+  } else if ((found = MADE_OPERATOR.exec(line))) {
+    memberChanged(found[2], found[1], { operator: true }, text);
+  } else if ((found = TOOK_OPERATOR.exec(line))) {
+    memberChanged(found[1], found[2], { operator: false }, text);
+  } else if ((found = GAVE_VOICE.exec(line))) {
+    memberChanged(found[2], found[1], { voice: true }, text);
+  } else if ((found = TOOK_VOICE.exec(line))) {
+    memberChanged(found[2], found[1], { voice: false }, text);
+  } else if ((found = TOPIC.exec(line))) {
+    // After a join (a rejoin too, whatever is on screen) it is the room's; else an answer.
+    const joined = justJoined && keyOf(justJoined.name) === keyOf(found[1]);
+    topicKnown(found[1], found[2], text, joined ? justJoined : current());
+  } else if ((found = NO_TOPIC.exec(line))) {
+    topicKnown(found[1], null, text, current());
+  } else if ((found = TOPIC_SET.exec(line))) {
+    topicKnown(found[1], found[2], text);
+  } else if ((found = TOPIC_CLEARED.exec(line))) {
+    topicKnown(found[1], null, text);
   } else if ((found = HISTORY.exec(line))) {
     const room = conversation("room", found[1]);
     const count = Number(found[2]);
@@ -499,6 +619,27 @@ function serverNotice(line) {
   }
 }
 
+/** A member of a room became (or stopped being) an operator, or got (or lost) a voice. */
+function memberChanged(name, nick, change, text) {
+  const room = state.conversations.get(keyOf(name));
+  const member = room?.members.get(keyOf(nick));
+  if (member) Object.assign(member, change);
+  notice(text, room ?? current());
+  if (room && room === current()) renderDetail();
+}
+
+/**
+ * A room's topic (null: none), for its heading. The notice goes to where (an answer to
+ * /topic where it was asked), by default the room's conversation.
+ */
+function topicKnown(name, topic, text, where = null) {
+  const known = state.conversations.get(keyOf(name));
+  const room = known && known.kind === "room" ? known : null;
+  if (room) room.topic = topic;
+  notice(text, where ?? room ?? current());
+  if (room && room === current()) renderDetail();
+}
+
 function nicknameConfirmed(nick, password) {
   const first = state.nick === null;
   state.nick = nick;
@@ -520,8 +661,10 @@ function renamed(from, to, text) {
   let shown = false;
   for (const conv of state.conversations.values()) {
     if (conv.kind === "room" && conv.members.has(keyOf(from))) {
+      // A renamed operator stays one, and a voiced member keeps the voice.
+      const member = conv.members.get(keyOf(from));
       conv.members.delete(keyOf(from));
-      conv.members.set(keyOf(to), to);
+      conv.members.set(keyOf(to), { ...member, nick: to });
       notice(text, conv);
       shown = true;
     }
@@ -580,6 +723,44 @@ function gatherHistory(line) {
   return true;
 }
 
+/**
+ * Take one line of an answer to /help; false if it is not one, which ends the answer. Its
+ * lines come together (the server writes them at once), and go together in one block, in
+ * the conversation where /help was typed, below a note on how the page maps onto them.
+ */
+function helpLine(line) {
+  if (!HELP_LINE.test(line)) {
+    state.help = null;
+    return false;
+  }
+  const text = line.slice(2);
+  const help = state.help;
+  if (help !== null && (text !== help.first || !state.helpsOwed.length)) {
+    help.table.append(`\n${text}`);
+    help.target.keepAtEnd();
+    return true;
+  }
+  const asked = state.helpsOwed.shift();
+  const target = [...state.conversations.values()].includes(asked) ? asked : current();
+  const item = entry("help");
+  const body = document.createElement("div");
+  body.className = "text help-text";
+  for (const words of PAGE_HELP) {
+    const note = document.createElement("p");
+    note.className = "help-note";
+    note.textContent = words;
+    body.append(note);
+  }
+  const table = document.createElement("pre");
+  table.className = "help-table";
+  table.textContent = text;
+  body.append(table);
+  item.append(body);
+  target.append(item);
+  state.help = { target, table, first: text };
+  return true;
+}
+
 function takeLimits(found) {
   state.limitsOwed = false;
   let rate = DEFAULT_RATE;
@@ -615,21 +796,67 @@ function sendLine(line, { quiet = false } = {}) {
   if (!state.connected || !state.pacer) return false;
   const words = line.trim().split(/\s+/);
   const command = words[0].toLowerCase();
-  if (command === "/register" && words.length === 2) state.candidate = words[1];
-  if (command === "/login" && words.length === 3) state.candidate = words[2];
-  if (command === "/password" && words.length === 3) state.candidate = words[2];
+  const candidate = newPassword(line);
+  if (candidate !== null) state.candidate = candidate;
   if (command === "/join" && words.length === 2 && !quiet) state.switchTo.add(keyOf(words[1]));
+  if (command === "/help" && words.length === 1) state.helpsOwed.push(current());
   if (command === "/quit") state.wanted = false;
   state.sentLately = true;
   state.pacer.send(line);
   return true;
 }
 
+/**
+ * The password that a /register, /login or /password line would make the account's, read as
+ * the server reads it (docs/protocol.md: the rest of the line, or /password's second); null
+ * for any other line.
+ */
+function newPassword(line) {
+  const [, command = "", argument = ""] = /^\s*(\S*)\s*([^]*?)\s*$/.exec(line);
+  switch (command.toLowerCase()) {
+    case "/register":
+      return argument || null;
+    case "/login": {
+      const login = /^\S+\s+(\S[^]*)$/.exec(argument);
+      return login ? login[1] : null;
+    }
+    case "/password": {
+      const change = TWO_PASSWORDS.exec(argument);
+      if (!change) return null;
+      return change[3] === undefined ? change[4] : change[3].replace(/\\([\\"])/g, "$1");
+    }
+    default:
+      return null;
+  }
+}
+
+/** The line as shown: the password it carries, if any, as one mask, whatever its words. */
 function masked(line) {
-  const words = line.trim().split(/\s+/);
-  const hidden = { "/register": 1, "/login": 2, "/password": 1, "/pass": 1 }[words[0].toLowerCase()];
-  if (hidden === undefined) return line;
-  return words.map((word, index) => (index >= hidden ? "********" : word)).join(" ");
+  const found = PASSWORD_LINE.exec(line);
+  return found ? found[1] + PASSWORD_MASK : line;
+}
+
+/**
+ * The line to send for /me: an action in the conversation on screen, unless the first word
+ * names a room (#room) or someone the page knows of (a member of a room, or a direct
+ * conversation) and something follows, as the server takes it; null (the line goes as it
+ * is) for those, and in the Server conversation.
+ */
+function actionHere(text, target) {
+  const found = /^\/me(?:\s+(\S+)(\s+\S[^]*)?)?$/i.exec(text);
+  if (!found || target.kind === "server" || !found[1]) return null;
+  const [, first, rest] = found;
+  if (first.startsWith("#") || (rest !== undefined && knows(first))) return null;
+  return `/me ${target.name} ${text.replace(/^\/me\s+/i, "")}`;
+}
+
+function knows(nick) {
+  const key = keyOf(nick);
+  for (const conv of state.conversations.values()) {
+    if (conv.kind === "person" && keyOf(conv.name) === key) return true;
+    if (conv.kind === "room" && conv.members.has(key)) return true;
+  }
+  return false;
 }
 
 function submitMessage(event) {
@@ -642,12 +869,14 @@ function submitMessage(event) {
     return;
   }
   const target = current();
+  // "/me waves" acts in the conversation on screen, as a message would go to it.
+  const acted = actionHere(text, target);
   let line;
-  if (text.startsWith("/")) {
+  if (acted !== null) {
+    line = acted;
+  } else if (text.startsWith("/")) {
     line = text;
-  } else if (target.kind === "room") {
-    line = `@${target.name}:${text}`;
-  } else if (target.kind === "person") {
+  } else if (target.kind === "room" || target.kind === "person") {
     line = `@${target.name}:${text}`;
   } else {
     showError("Join a room or open a conversation with someone first (or type a /command).");
@@ -660,11 +889,14 @@ function submitMessage(event) {
   clearError();
   sendLine(line);
   field.value = "";
-  if (line.startsWith("/")) {
-    show(target, { kind: "command", text: masked(line) });
-  } else if (target.kind === "person" && state.nick !== null) {
+  if (!line.startsWith("/")) {
     // The server does not echo direct messages to their sender.
-    show(target, { kind: "message", nick: state.nick, text });
+    if (target.kind === "person" && state.nick !== null) {
+      show(target, { kind: "message", nick: state.nick, text });
+    }
+  } else if (acted === null) {
+    // An action typed as "/me waves" shows as the action (the room's echo, or below) only.
+    show(target, { kind: "command", text: masked(line) });
   }
   const directAction = SENT_DIRECT_ACTION.exec(line);
   if (directAction && state.nick !== null) {
@@ -683,13 +915,17 @@ function socketUrl() {
 
 function connect() {
   clearTimeout(state.retryTimer);
+  clearTimeout(state.countdownTimer);
   state.retryTimer = null;
+  state.countdownTimer = null;
   if (state.socket) return;
   setStatus(state.attempt ? "Reconnecting…" : "Connecting…", "connecting");
   const socket = new WebSocket(socketUrl());
   state.socket = socket;
   state.closingReason = null;
   socket.addEventListener("open", () => {
+    // An error on screen answered a line of the connection before: it is over.
+    clearError();
     state.connected = true;
     state.attempt = 0;
     state.pongsOwed = 0;
@@ -729,6 +965,9 @@ function disconnected(socket) {
   state.connected = false;
   state.pacer?.stop();
   state.history = null;
+  state.justJoined = null;
+  state.helpsOwed = [];
+  state.help = null;
   state.membersOwed.clear();
   clearInterval(state.keepaliveTimer);
   const reason = state.closingReason;
@@ -743,8 +982,9 @@ function disconnected(socket) {
   const delay = Math.max(1, Math.round(base * (0.75 + 0.5 * Math.random())));
   state.attempt += 1;
   state.rejoin = true;
-  setStatus(`Disconnected — reconnecting in ${delay} s…`, "waiting");
+  state.retryAt = performance.now() + delay * 1000;
   state.retryTimer = setTimeout(connect, delay * 1000);
+  countDown();
 }
 
 function submitLogin(event) {
