@@ -20,12 +20,17 @@ cache) but also a crash of the operating system or a power cut. Group commit
 pays that one fsync per batch instead of per write.
 
 Schema. C{schema/sqlite/}: an older database is upgraded at open, all in one
-transaction, after a copy of the old database is saved beside it.
+transaction, after a copy of the old database is saved beside it. That
+transaction holds the write lock from before the version is read until the
+new one is recorded, so nodes started together on one file take turns: one
+creates or upgrades it, and keeps the copy; the others wait for it and find
+it done.
 """
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -40,6 +45,9 @@ MEMORY = ":memory:"
 
 BUSY_TIMEOUT = 5.0
 """Seconds a statement waits for a lock held by another process (say, a backup) before failing."""
+
+_WAL_RETRY_PAUSE = 0.01
+"""Seconds between tries at switching to WAL a file another process writes (L{_use_wal})."""
 
 SQLITE = Dialect("SQLite", "?", sqlite3.IntegrityError, begin="BEGIN IMMEDIATE")
 """SQLite's sqlite3 driver: C{?} placeholders, and transactions begun here (see L{_pool})."""
@@ -100,15 +108,7 @@ def _prepare_file(path: str, schema: Schema) -> None:
     connection = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
     try:
         _configure_connection(connection)
-        try:
-            found = _prepare_schema(connection, schema, path)
-        except sqlite3.OperationalError:
-            # Another process (a node started beside this one) created or
-            # upgraded the file between our look at its version and our
-            # lock: look again, now that it is done.
-            if connection.in_transaction:
-                connection.rollback()
-            found = _prepare_schema(connection, schema, path)
+        found = _prepare_schema(connection, schema, path)
     finally:
         connection.close()
     schema.log_prepared(path, found)
@@ -134,47 +134,106 @@ def _pool(
 
 def _configure_connection(connection: sqlite3.Connection) -> None:
     """Set up a new connection (adbapi's C{cp_openfun}); the module docstring says why."""
-    connection.execute("PRAGMA journal_mode = WAL")
+    _use_wal(connection)
     connection.execute("PRAGMA synchronous = FULL")
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """
+    Switch the database to a write-ahead log, waiting up to L{BUSY_TIMEOUT}
+    for other processes' locks.
+
+    Switching a file that is not yet in WAL (a new one) reads it, then
+    writes it. A connection holding a read lock that asks for the write lock
+    while another process holds it, or waits for it, is refused at once,
+    without the busy timeout's wait: waiting could deadlock, the other
+    waiting for this one's read lock to go. Nodes started together on a new
+    file all switch it at once, so all but one would fail with "database is
+    locked"; here the refusal is tried again instead, the read lock let go,
+    as the busy timeout would. A file already in WAL is only read, which
+    waits as usual.
+    """
+    give_up_at = monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or monotonic() >= give_up_at:
+                raise
+        sleep(_WAL_RETRY_PAUSE)
 
 
 def _prepare_schema(connection: sqlite3.Connection, schema: Schema, path: str) -> int | None:
     """
-    Create or upgrade the schema; runs on the database thread.
+    Create or upgrade the schema in one transaction; runs on the database thread.
+
+    The transaction takes the write lock before the version is read, so
+    another process cannot create or upgrade the database between that look
+    and the scripts: it waits (up to L{BUSY_TIMEOUT}) until this one's
+    transaction is over, then finds the database current.
 
     @return: the version found, None for a new database.
     """
-    rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    tables = {name for (name,) in rows}
-    found, scripts = schema.scripts_for(Txn(connection.cursor(), SQLITE), tables, path)
-    if scripts:
-        if found is not None and path not in ("", MEMORY):
-            _backup(connection, f"{path}.backup-v{found}")
-        connection.executescript(_in_transaction(scripts, schema))
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        tables = {name for (name,) in rows}
+        found, scripts = schema.scripts_for(Txn(connection.cursor(), SQLITE), tables, path)
+        if scripts:
+            if found is not None and path not in ("", MEMORY):
+                _backup(path, f"{path}.backup-v{found}")
+            for script in [*scripts, schema.record_version()]:
+                for statement in _statements(script):
+                    connection.execute(statement)
+        connection.execute("COMMIT")
+    except BaseException:
+        # An error may have ended the transaction already.
+        if connection.in_transaction:
+            connection.rollback()
+        raise
     return found
 
 
-def _in_transaction(scripts: list[str], schema: Schema) -> str:
+def _statements(script: str) -> Iterator[str]:
     """
-    One script running C{scripts} in order and recording the schema's
-    version, all in one transaction.
+    The statements of C{script}, one by one, to run in a transaction begun
+    before them (C{executescript} would commit it first).
 
-    The transaction has to be part of the script: C{executescript} commits
-    any transaction already open before it runs. The line holding C{;} after
-    each file ends a last statement left without one, and a C{--} comment
-    the file ends in.
+    A statement ends at a C{;} after which it is complete to
+    L{sqlite3.complete_statement}: not one in a string, a comment or a
+    trigger's body. A last statement may lack its C{;}, and a file may end
+    in a C{--} comment.
     """
-    steps = "\n;\n".join(scripts)
-    return f"BEGIN IMMEDIATE;\n{steps}\n;\n{schema.record_version()}COMMIT;\n"
+    *ended, rest = script.split(";")
+    statement = ""
+    for piece in ended:
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    statement += rest
+    if statement.strip():
+        yield statement
 
 
-def _backup(connection: sqlite3.Connection, backup: str) -> None:
+def _backup(path: str, backup: str) -> None:
     """
-    Save a consistent copy of the database at C{backup}, replacing any copy
-    an earlier, failed upgrade left there.
+    Save a consistent copy of the database at C{path} at C{backup},
+    replacing any copy an earlier, failed upgrade left there.
+
+    Called inside the upgrade's transaction, before it writes; C{VACUUM}
+    cannot run in a transaction, so the copy is made on a connection of its
+    own. That one reads the last committed state, which is the one being
+    upgraded: no other process can commit while the upgrade holds the write
+    lock, and the write-ahead log lets readers in meanwhile.
     """
     Path(backup).unlink(missing_ok=True)
-    connection.execute("VACUUM INTO ?", (backup,))
+    reader = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
+    try:
+        reader.execute("VACUUM INTO ?", (backup,))
+    finally:
+        reader.close()
 
 
 class SQLiteStorage(SQLStorage):

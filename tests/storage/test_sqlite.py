@@ -1,6 +1,7 @@
 """
 SQLite's own promises: a write-ahead log, a copy of the database kept
-before an upgrade, the real upgrade from v1, and durability across kill -9.
+before an upgrade, the real upgrade from v1, nodes started together on one
+file taking turns at creating or upgrading it, and durability across kill -9.
 (The schema rules it shares with PostgreSQL are in test_sql.py.)
 """
 
@@ -56,34 +57,113 @@ async def test_new_database_uses_a_write_ahead_log(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_database_created_meanwhile_by_another_process_is_used(db, monkeypatch):
-    await (reopen(db)).close()
-    looks = []
+async def test_the_version_is_read_under_the_write_lock(db, monkeypatch):
+    # So a node started beside this one cannot create the database between
+    # this one's look and its creation: it waits, then finds it done.
+    refused = []
 
-    def stale_look(txn: Any, tables: Any, where: str) -> int | None:
-        # The first look was made before the other process created the file.
-        looks.append(where)
-        return None if len(looks) == 1 else real_look(txn, tables, where)
+    def look(txn: Any, tables: Any, where: str) -> int | None:
+        other = sqlite3.connect(db, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            refused.append(error.sqlite_errorcode)
+        finally:
+            other.close()
+        return real_look(txn, tables, where)
 
     real_look = sql._stored_version
-    monkeypatch.setattr(sql, "_stored_version", stale_look)
-    await (reopen(db)).close()
-    assert len(looks) == 2
+    monkeypatch.setattr(sql, "_stored_version", look)
+    await reopen(db).close()
+    assert refused == [sqlite3.SQLITE_BUSY]
     assert stored_version(db) == CURRENT_SCHEMA.version
 
 
-def test_several_processes_opening_one_new_file_at_once_all_succeed(db):
-    # As nodes started together on one machine do.
-    opener = (
-        "from chatroute.storage.sqlite import CURRENT_SCHEMA, _prepare_file; "
-        f"_prepare_file({str(db)!r}, CURRENT_SCHEMA)"
-    )
-    processes = [
-        subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE) for _ in range(4)
+@pytest_twisted.ensureDeferred
+async def test_a_new_file_another_process_is_writing_is_switched_to_wal_once_it_is_done(
+    db, monkeypatch
+):
+    # As another node switching it holds the write lock. SQLite refuses the
+    # switch at once, not after the busy timeout, while it does.
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    pauses = []
+
+    def other_is_done(seconds: float) -> None:
+        pauses.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(sqlite_storage, "sleep", other_is_done)
+    try:
+        await reopen(db).close()
+    finally:
+        other.close()
+    assert len(pauses) == 1
+    assert stored_version(db) == CURRENT_SCHEMA.version
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_file_another_process_writes_past_the_busy_timeout_is_refused_as_locked(db, monkeypatch):
+    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT", 0.05)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            open_sqlite(str(db), reactor)
+    finally:
+        other.close()
+
+
+# Prepares the file given once it reads a line: the test lets them all go at
+# one instant, as nodes started together on one machine, their imports done.
+PREPARER = """
+import sys
+from chatroute.storage.sqlite import CURRENT_SCHEMA, _prepare_file
+
+print("ready", flush=True)
+sys.stdin.readline()
+_prepare_file(sys.argv[1], CURRENT_SCHEMA)
+"""
+
+
+def prepare_at_once(path: Path, processes: int = 4) -> list[str]:
+    """Prepare C{path} in several processes at once; the stderr of each that failed."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", PREPARER, str(path)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
     ]
-    for process in processes:
-        _, errors = process.communicate(timeout=30)
-        assert process.returncode == 0, errors.decode()
+    try:
+        for process in started:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        failed = []
+        for process in started:
+            _, errors = process.communicate(timeout=30)
+            if process.returncode != 0:
+                failed.append(errors)
+        return failed
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_several_processes_opening_one_new_file_at_once_all_succeed(db):
+    failed = prepare_at_once(db)
+    assert not failed, "\n".join(failed)
     assert stored_version(db) == CURRENT_SCHEMA.version
 
 
@@ -129,6 +209,43 @@ async def test_v1_is_upgraded_to_actions_keeping_messages_and_history(db):
         HistoryEntry("#a", "alice", "waves", 3.0, True),
     ]
     await storage.close()
+    assert stored_version(db) == 2
+
+
+def test_several_processes_upgrading_one_file_at_once_all_succeed_and_keep_its_backup(db):
+    with sqlite3.connect(db) as connection:
+        # In WAL, as an older chatroute left it.
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.executescript(V1_TABLES)
+    failed = prepare_at_once(db)
+    assert not failed, "\n".join(failed)
+    assert stored_version(db) == 2
+    assert stored_version(db.with_name("chat.db.backup-v1")) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upgrade_script_may_hold_triggers_semicolons_in_text_and_lack_its_last(
+    db, tmp_path
+):
+    directory = tmp_path / "schema"
+    directory.mkdir()
+    (directory / "v1.sql").write_text(CURRENT_SCHEMA.create_script())
+    (directory / "upgrade-v1-to-v2.sql").write_text(
+        "CREATE TABLE notes (text TEXT NOT NULL DEFAULT 'a;b'); -- one; two\n"
+        "CREATE TRIGGER noted AFTER INSERT ON accounts BEGIN\n"
+        "    INSERT INTO notes (text) VALUES ('new;account');\n"
+        "    INSERT INTO notes (text) VALUES ('end;');\n"
+        "END;\n"
+        "INSERT INTO notes DEFAULT VALUES\n"
+        "-- the end"
+    )
+    await reopen(db, Schema(directory, 1)).close()
+    storage = reopen(db, Schema(directory, 2))
+    await storage.create_account("alice", "hash")
+    await storage.close()
+    with sqlite3.connect(db) as connection:
+        notes = connection.execute("SELECT text FROM notes ORDER BY rowid").fetchall()
+    assert notes == [("a;b",), ("new;account",), ("end;",)]
     assert stored_version(db) == 2
 
 
