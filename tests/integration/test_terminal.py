@@ -480,6 +480,20 @@ def private_server(directory: Path, port: int = 0, log_name: str = "twistd.log")
     )
 
 
+def join_then_restart(
+    carol: "TerminalSession", server: ServerProcess, directory: Path
+) -> ServerProcess:
+    """carol joins #lobby, then the server restarts on its port: the new server."""
+    carol.type(b"/join #lobby\r")
+    carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
+    server.stop()
+    carol.wait_for(
+        lambda: carol.line_above().startswith("-- the server is shutting down; reconnecting"),
+        "the reconnection notice",
+    )
+    return private_server(directory, server.port, "again.log")
+
+
 def test_a_server_password_from_a_file_is_given_on_every_connection(tmp_path):
     directory = tmp_path / "server"
     directory.mkdir()
@@ -498,15 +512,7 @@ def test_a_server_password_from_a_file_is_given_on_every_connection(tmp_path):
         assert re.fullmatch(r"\* connected from 127\.0\.0\.1:\d+", carol.line_above(3)), (
             carol.describe()
         )
-        carol.type(b"/join #lobby\r")
-        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
-
-        server.stop()
-        carol.wait_for(
-            lambda: carol.line_above().startswith("-- the server is shutting down; reconnecting"),
-            "the reconnection notice",
-        )
-        again = private_server(directory, server.port, "again.log")
+        again = join_then_restart(carol, server, directory)
         carol.wait_for(
             lambda: carol.line_above() == "* #lobby (1): @carol", "the room joined again", 30
         )
@@ -536,15 +542,7 @@ def test_the_client_asks_for_a_server_password_and_keeps_it_for_reconnecting(tmp
         carol.wait_for(lambda: carol.line_above() == "* registered as carol", "the registration")
         assert carol.line_above(2) == "* server password accepted", carol.describe()
         assert carol.cursor_line == ">", carol.describe()
-        carol.type(b"/join #lobby\r")
-        carol.wait_for(lambda: carol.line_above() == "* #lobby (1): @carol", "the join")
-
-        server.stop()
-        carol.wait_for(
-            lambda: carol.line_above().startswith("-- the server is shutting down; reconnecting"),
-            "the reconnection notice",
-        )
-        again = private_server(directory, server.port, "again.log")
+        again = join_then_restart(carol, server, directory)
         carol.wait_for(
             lambda: carol.line_above() == "* #lobby (1): @carol", "the room joined again", 30
         )

@@ -139,7 +139,8 @@ def test_history_is_shown_on_join(open_page, connect):
     )
 
 
-def test_actions_read_as_what_someone_does_in_rooms_and_directly(open_page, connect):
+def alice_on_the_page_and_carol_in_lobby(open_page, connect):
+    """alice signed in on the page and carol on the line protocol, both in #lobby (alice first)."""
     alice = open_page()
     alice.sign_in("alice")
     alice.join("#lobby")
@@ -148,6 +149,11 @@ def test_actions_read_as_what_someone_does_in_rooms_and_directly(open_page, conn
     carol.send("/join #lobby")
     carol.expect("* carol joined #lobby")
     carol.expect("* #lobby (2): @alice, carol")
+    return alice, carol
+
+
+def test_actions_read_as_what_someone_does_in_rooms_and_directly(open_page, connect):
+    alice, carol = alice_on_the_page_and_carol_in_lobby(open_page, connect)
 
     # In a room, both ways.
     carol.send("/me #lobby waves")
@@ -403,14 +409,7 @@ def test_the_reconnect_status_counts_down(open_page, web_server):
 
 
 def test_me_alone_acts_in_the_conversation_on_screen(open_page, connect):
-    alice = open_page()
-    alice.sign_in("alice")
-    alice.join("#lobby")
-    carol = connect("carol")
-    carol.register("carol")
-    carol.send("/join #lobby")
-    carol.expect("* carol joined #lobby")
-    carol.expect("* #lobby (2): @alice, carol")
+    alice, carol = alice_on_the_page_and_carol_in_lobby(open_page, connect)
 
     alice.say("/me nods")
     carol.expect("#lobby * alice nods")
